@@ -1,0 +1,378 @@
+/// The whole file, as SPEC §2 defines it. Decoded with `ConfigLoader`, which also reports
+/// unknown keys and every validation error with its path and line:column.
+public struct GatewayFile: Sendable, Codable {
+    public var listeners: [Listener]
+    public var admin: Admin?
+    public var server: Server
+    public var upstreams: [String: Upstream]
+    public var routes: [Route]
+    public var accessLog: AccessLog
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case listeners, admin, server, upstreams, routes
+        case accessLog = "access_log"
+    }
+
+    public init(listeners: [Listener], admin: Admin? = nil, server: Server = Server(), upstreams: [String: Upstream], routes: [Route], accessLog: AccessLog = AccessLog()) {
+        self.listeners = listeners
+        self.admin = admin
+        self.server = server
+        self.upstreams = upstreams
+        self.routes = routes
+        self.accessLog = accessLog
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["auth", "rate_limits"])
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        listeners = try c.decodeIfPresent([Collected<Listener>].self, forKey: .listeners)?.compactMap(\.value) ?? []
+        admin = try c.decodeIfPresent(Collected<Admin>.self, forKey: .admin)?.value
+        server = try c.decodeIfPresent(Collected<Server>.self, forKey: .server)?.value ?? Server()
+        upstreams = try c.decodeIfPresent([String: Collected<Upstream>].self, forKey: .upstreams)?.compactMapValues(\.value) ?? [:]
+        routes = try c.decodeIfPresent([Collected<Route>].self, forKey: .routes)?.compactMap(\.value) ?? []
+        accessLog = try c.decodeIfPresent(Collected<AccessLog>.self, forKey: .accessLog)?.value ?? AccessLog()
+    }
+}
+
+/// SPEC §2.1. `tls` and `http2` come with TLS support.
+public struct Listener: Sendable, Codable, Hashable {
+    public var name: String
+    public var address: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, address }
+
+    public init(name: String, address: String) {
+        self.name = name
+        self.address = address
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["tls", "http2"])
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        address = try c.decode(String.self, forKey: .address)
+        name = try c.decodeIfPresent(String.self, forKey: .name) ?? address
+    }
+}
+
+/// SPEC §2.2.
+public struct Admin: Sendable, Codable, Hashable {
+    public var address: String
+    public var tokenEnv: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case address
+        case tokenEnv = "token_env"
+    }
+
+    public init(address: String, tokenEnv: String? = nil) {
+        self.address = address
+        self.tokenEnv = tokenEnv
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        address = try c.decodeIfPresent(String.self, forKey: .address) ?? "127.0.0.1:9901"
+        tokenEnv = try c.decodeIfPresent(String.self, forKey: .tokenEnv)
+    }
+}
+
+/// SPEC §2.3, with its defaults.
+public struct Server: Sendable, Codable, Hashable {
+    public var workers: Int = 0
+    public var requestTimeout: ConfigDuration = .seconds(30)
+    public var idleTimeout: ConfigDuration = .seconds(60)
+    public var headerReadTimeout: ConfigDuration = .seconds(10)
+    public var maxHeaderBytes: ByteSize = ByteSize(bytes: 32768)
+    public var maxBodyBytes: ByteSize = ByteSize(bytes: 10 * 1024 * 1024)
+    public var drainTimeout: ConfigDuration = .seconds(20)
+    public var trustedProxies: [String] = []
+    public var compression: Compression = Compression()
+
+    public struct Compression: Sendable, Codable, Hashable {
+        public var gzip: Bool = true
+        public var minBytes: ByteSize = ByteSize(bytes: 1024)
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case gzip
+            case minBytes = "min_bytes"
+        }
+        public init() {}
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            gzip = try c.decodeIfPresent(Bool.self, forKey: .gzip) ?? gzip
+            minBytes = try c.decodeIfPresent(ByteSize.self, forKey: .minBytes) ?? minBytes
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case workers
+        case requestTimeout = "request_timeout"
+        case idleTimeout = "idle_timeout"
+        case headerReadTimeout = "header_read_timeout"
+        case maxHeaderBytes = "max_header_bytes"
+        case maxBodyBytes = "max_body_bytes"
+        case drainTimeout = "drain_timeout"
+        case trustedProxies = "trusted_proxies"
+        case compression
+    }
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        workers = try c.decodeIfPresent(Int.self, forKey: .workers) ?? workers
+        requestTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .requestTimeout) ?? requestTimeout
+        idleTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .idleTimeout) ?? idleTimeout
+        headerReadTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .headerReadTimeout) ?? headerReadTimeout
+        maxHeaderBytes = try c.decodeIfPresent(ByteSize.self, forKey: .maxHeaderBytes) ?? maxHeaderBytes
+        maxBodyBytes = try c.decodeIfPresent(ByteSize.self, forKey: .maxBodyBytes) ?? maxBodyBytes
+        drainTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .drainTimeout) ?? drainTimeout
+        trustedProxies = try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? trustedProxies
+        compression = try c.decodeIfPresent(Compression.self, forKey: .compression) ?? compression
+    }
+}
+
+/// SPEC §2.4. Health checks, outlier detection and upstream TLS come with later parts.
+public struct Upstream: Sendable, Codable, Hashable {
+    public var targets: [Target]
+    public var balancer: String = "round_robin"
+    public var hashOn: String?
+    public var connectTimeout: ConfigDuration = .seconds(1)
+    public var maxConnectionsPerTarget: Int = 256
+    public var maxPendingRequests: Int = 1024
+
+    public struct Target: Sendable, Codable, Hashable {
+        public var url: String
+        public var weight: Int = 1
+        enum CodingKeys: String, CodingKey, CaseIterable { case url, weight }
+        public init(url: String, weight: Int = 1) {
+            self.url = url
+            self.weight = weight
+        }
+        public init(from decoder: any Decoder) throws {
+            if let single = try? decoder.singleValueContainer(), let s = try? single.decode(String.self) {
+                url = s
+                return
+            }
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            url = try c.decode(String.self, forKey: .url)
+            weight = try c.decodeIfPresent(Int.self, forKey: .weight) ?? 1
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case targets, balancer
+        case hashOn = "hash_on"
+        case connectTimeout = "connect_timeout"
+        case maxConnectionsPerTarget = "max_connections_per_target"
+        case maxPendingRequests = "max_pending_requests"
+    }
+
+    public init(targets: [Target], balancer: String = "round_robin") {
+        self.targets = targets
+        self.balancer = balancer
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["tls", "health_check", "outlier_detection"])
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        targets = try c.decode([Target].self, forKey: .targets)
+        balancer = try c.decodeIfPresent(String.self, forKey: .balancer) ?? balancer
+        hashOn = try c.decodeIfPresent(String.self, forKey: .hashOn)
+        connectTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .connectTimeout) ?? connectTimeout
+        maxConnectionsPerTarget = try c.decodeIfPresent(Int.self, forKey: .maxConnectionsPerTarget) ?? maxConnectionsPerTarget
+        maxPendingRequests = try c.decodeIfPresent(Int.self, forKey: .maxPendingRequests) ?? maxPendingRequests
+    }
+}
+
+/// SPEC §2.7: one entry of `routes`.
+public struct Route: Sendable, Codable, Hashable {
+    public var name: String?
+    public var match: Match
+    public var upstream: String?
+    public var rewrite: Rewrite?
+    public var timeout: ConfigDuration?
+    public var requestHeaders: HeaderOps?
+    public var responseHeaders: HeaderOps?
+    public var respond: Respond?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, match, upstream, rewrite, timeout
+        case requestHeaders = "request_headers"
+        case responseHeaders = "response_headers"
+        case respond
+    }
+
+    static let later: Set<String> = ["auth", "split", "mirror", "retry", "shape", "aggregate", "cors", "rate_limit", "fault"]
+
+    public init(name: String? = nil, match: Match = Match(), upstream: String? = nil, respond: Respond? = nil) {
+        self.name = name
+        self.match = match
+        self.upstream = upstream
+        self.respond = respond
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: Self.later)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name)
+        match = try c.decodeIfPresent(Match.self, forKey: .match) ?? Match()
+        upstream = try c.decodeIfPresent(String.self, forKey: .upstream)
+        rewrite = try c.decodeIfPresent(Rewrite.self, forKey: .rewrite)
+        timeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .timeout)
+        requestHeaders = try c.decodeIfPresent(HeaderOps.self, forKey: .requestHeaders)
+        responseHeaders = try c.decodeIfPresent(HeaderOps.self, forKey: .responseHeaders)
+        respond = try c.decodeIfPresent(Respond.self, forKey: .respond)
+    }
+
+    public struct Match: Sendable, Codable, Hashable {
+        public var path: String?
+        public var pathPrefix: String?
+        public var methods: [String]?
+        public var host: String?
+        public var headers: [String: String]?
+        public var query: [String: String]?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case path
+            case pathPrefix = "path_prefix"
+            case methods, host, headers, query
+        }
+
+        public init(path: String? = nil, pathPrefix: String? = nil, methods: [String]? = nil, host: String? = nil, headers: [String: String]? = nil, query: [String: String]? = nil) {
+            self.path = path
+            self.pathPrefix = pathPrefix
+            self.methods = methods
+            self.host = host
+            self.headers = headers
+            self.query = query
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            path = try c.decodeIfPresent(String.self, forKey: .path)
+            pathPrefix = try c.decodeIfPresent(String.self, forKey: .pathPrefix)
+            methods = try c.decodeIfPresent([String].self, forKey: .methods)
+            host = try c.decodeIfPresent(String.self, forKey: .host)
+            headers = try c.decodeIfPresent([String: String].self, forKey: .headers)
+            query = try c.decodeIfPresent([String: String].self, forKey: .query)
+        }
+    }
+
+    public struct Rewrite: Sendable, Codable, Hashable {
+        public var stripPrefix: String?
+        public var addPrefix: String?
+        public var host: String?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case stripPrefix = "strip_prefix"
+            case addPrefix = "add_prefix"
+            case host
+        }
+        public init(stripPrefix: String? = nil, addPrefix: String? = nil, host: String? = nil) {
+            self.stripPrefix = stripPrefix
+            self.addPrefix = addPrefix
+            self.host = host
+        }
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            stripPrefix = try c.decodeIfPresent(String.self, forKey: .stripPrefix)
+            addPrefix = try c.decodeIfPresent(String.self, forKey: .addPrefix)
+            host = try c.decodeIfPresent(String.self, forKey: .host)
+        }
+    }
+
+    public struct HeaderOps: Sendable, Codable, Hashable {
+        public var set: [String: String] = [:]
+        public var add: [String: String] = [:]
+        public var remove: [String] = []
+        enum CodingKeys: String, CodingKey, CaseIterable { case set, add, remove }
+        public init(set: [String: String] = [:], add: [String: String] = [:], remove: [String] = []) {
+            self.set = set
+            self.add = add
+            self.remove = remove
+        }
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            set = try c.decodeIfPresent([String: String].self, forKey: .set) ?? [:]
+            add = try c.decodeIfPresent([String: String].self, forKey: .add) ?? [:]
+            remove = try c.decodeIfPresent([String].self, forKey: .remove) ?? []
+        }
+    }
+
+    public struct Respond: Sendable, Codable, Hashable {
+        public var status: Int = 200
+        public var headers: [String: String] = [:]
+        public var body: JSONValue?
+        enum CodingKeys: String, CodingKey, CaseIterable { case status, headers, body }
+        public init(status: Int = 200, headers: [String: String] = [:], body: JSONValue? = nil) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            status = try c.decodeIfPresent(Int.self, forKey: .status) ?? 200
+            headers = try c.decodeIfPresent([String: String].self, forKey: .headers) ?? [:]
+            body = try c.decodeIfPresent(JSONValue.self, forKey: .body)
+        }
+    }
+}
+
+/// SPEC §2.8.
+public struct AccessLog: Sendable, Codable, Hashable {
+    public var enabled: Bool = true
+    public var format: String = "json"
+    public var path: String = "stdout"
+    enum CodingKeys: String, CodingKey, CaseIterable { case enabled, format, path }
+    public init(enabled: Bool = true, format: String = "json", path: String = "stdout") {
+        self.enabled = enabled
+        self.format = format
+        self.path = path
+    }
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        format = try c.decodeIfPresent(String.self, forKey: .format) ?? "json"
+        path = try c.decodeIfPresent(String.self, forKey: .path) ?? "stdout"
+    }
+}
+
+/// Any JSON value, for `respond.body` (and later shaping).
+public indirect enum JSONValue: Sendable, Hashable, Codable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let n = try? c.decode(Double.self) { self = .number(n) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try c.decode([String: JSONValue].self)) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let b): try c.encode(b)
+        case .number(let n): try c.encode(n)
+        case .string(let s): try c.encode(s)
+        case .array(let a): try c.encode(a)
+        case .object(let o): try c.encode(o)
+        }
+    }
+}

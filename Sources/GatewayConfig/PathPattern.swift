@@ -1,0 +1,199 @@
+/// A compiled `match.path`: literal segments, `{name}` segments that capture one segment,
+/// and an optional trailing `/*` that captures the rest.
+public struct PathPattern: Sendable, Hashable {
+    public enum Segment: Sendable, Hashable {
+        case literal([UInt8])
+        case parameter(String)
+    }
+    public var segments: [Segment]
+    public var catchAll: Bool
+
+    /// Parses a pattern; returns a message when it is malformed.
+    public static func parse(_ text: String) -> Result<PathPattern, PatternError> {
+        guard text.hasPrefix("/") else { return .failure(PatternError("must start with /")) }
+        var parts = text.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        var catchAll = false
+        if parts.last == "*" {
+            catchAll = true
+            parts = parts.dropLast()
+        }
+        if parts.count == 1 && parts.first == "" { parts = [] }  // "/" itself
+        var segments: [Segment] = []
+        var names = Set<String>()
+        for part in parts {
+            if part == "*" { return .failure(PatternError("`*` is only allowed as the last segment (`/*`)")) }
+            if part.hasPrefix("{") && part.hasSuffix("}") && part.count > 2 {
+                let name = String(part.dropFirst().dropLast())
+                guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+                    return .failure(PatternError("parameter name `\(name)` may use letters, digits, _ and - only"))
+                }
+                guard names.insert(name).inserted else { return .failure(PatternError("parameter `{\(name)}` appears twice")) }
+                segments.append(.parameter(name))
+            } else {
+                if part.contains("{") || part.contains("}") {
+                    return .failure(PatternError("a parameter must be a whole segment, like /users/{id}"))
+                }
+                if part.isEmpty && !segments.isEmpty || part == "." || part == ".." {
+                    return .failure(PatternError("empty or dot segments never match a normalized path"))
+                }
+                segments.append(.literal(Array(part.utf8)))
+            }
+        }
+        return .success(PathPattern(segments: segments, catchAll: catchAll))
+    }
+
+    public struct PatternError: Error, Sendable { public var message: String; init(_ m: String) { message = m } }
+
+    /// Matches a normalized path (no query). `/*` matches the pattern's own path and anything below it.
+    @inlinable
+    public func matches(_ path: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        let n = path.count
+        for seg in segments {
+            guard i < n, path[i] == UInt8(ascii: "/") else { return false }
+            i += 1
+            var j = i
+            while j < n && path[j] != UInt8(ascii: "/") { j += 1 }
+            switch seg {
+            case .literal(let lit):
+                guard j - i == lit.count else { return false }
+                var k = 0
+                while k < lit.count {
+                    if path[i + k] != lit[k] { return false }
+                    k += 1
+                }
+            case .parameter:
+                if j == i { return false }
+            }
+            i = j
+        }
+        if catchAll { return i == n || path[i] == UInt8(ascii: "/") }
+        if segments.isEmpty { return n == 1 }  // pattern "/"
+        return i == n
+    }
+
+    /// The captured values, in pattern order (`{name}` and `*` for the rest); nil when it does not match.
+    public func captures(_ path: String) -> [(String, String)]? {
+        let bytes = Array(path.utf8)
+        let ok = bytes.withUnsafeBytes { matches($0) }
+        guard ok else { return nil }
+        var out: [(String, String)] = []
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        for (seg, part) in zip(segments, parts) {
+            if case .parameter(let name) = seg { out.append((name, String(part))) }
+        }
+        if catchAll {
+            let rest = parts.dropFirst(segments.count).joined(separator: "/")
+            out.append(("*", rest))
+        }
+        return out
+    }
+}
+
+/// Request-target normalization (SPEC §2.7): percent-decoding of unreserved characters and
+/// removal of dot segments. A path that climbs above the root is rejected.
+public enum RequestPath {
+    public enum Failure: Error, Sendable { case notOriginForm, climbsAboveRoot, badPercentEncoding }
+
+    /// Splits `uri` into its normalized path and its raw query (without `?`, nil when absent).
+    /// Returns the path unchanged (no allocation) in the common case of a clean path.
+    public static func normalize(_ uri: String) -> Result<(path: String, query: Substring?), Failure> {
+        var uri = Substring(uri)
+        // absolute-form (a proxy request): keep the path part only
+        if !uri.hasPrefix("/") {
+            if uri == "*" { return .failure(.notOriginForm) }
+            guard let scheme = uri.range(of: "://") else { return .failure(.notOriginForm) }
+            let afterAuthority = uri[scheme.upperBound...]
+            if let slash = afterAuthority.firstIndex(where: { $0 == "/" || $0 == "?" }) {
+                uri = afterAuthority[slash...]
+                if uri.hasPrefix("?") { uri = "/" + uri }
+            } else {
+                uri = "/"
+            }
+        }
+        var path = uri
+        var query: Substring? = nil
+        if let q = uri.firstIndex(of: "?") {
+            path = uri[..<q]
+            query = uri[uri.index(after: q)...]
+        }
+        if let h = path.firstIndex(of: "#") { path = path[..<h] }
+        if isClean(path.utf8) { return .success((String(path), query)) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(path.utf8.count)
+        var it = Array(path.utf8)[...]
+        while let b = it.popFirst() {
+            if b == UInt8(ascii: "%") {
+                guard it.count >= 2, let hi = hexValue(it[it.startIndex]), let lo = hexValue(it[it.startIndex + 1]) else {
+                    return .failure(.badPercentEncoding)
+                }
+                let decoded = hi << 4 | lo
+                if isUnreserved(decoded) {
+                    bytes.append(decoded)
+                } else {
+                    bytes.append(b)
+                    bytes.append(upperHex(it[it.startIndex]))
+                    bytes.append(upperHex(it[it.startIndex + 1]))
+                }
+                it = it.dropFirst(2)
+            } else {
+                bytes.append(b)
+            }
+        }
+        // remove dot segments (RFC 3986 §5.2.4), refusing to climb above the root
+        var out: [[UInt8]] = []
+        let segments = bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst()
+        let trailingSlash = bytes.last == UInt8(ascii: "/") || segments.last.map { $0.elementsEqual([46]) || $0.elementsEqual([46, 46]) } == true
+        for seg in segments {
+            if seg.elementsEqual([46]) { continue }
+            if seg.elementsEqual([46, 46]) {
+                if out.popLast() == nil { return .failure(.climbsAboveRoot) }
+                continue
+            }
+            out.append(Array(seg))
+        }
+        // keep empty segments as they were (except a trailing one, re-added below)
+        if out.last?.isEmpty == true { out.removeLast() }
+        var result: [UInt8] = []
+        for seg in out {
+            result.append(UInt8(ascii: "/"))
+            result.append(contentsOf: seg)
+        }
+        if result.isEmpty || trailingSlash { result.append(UInt8(ascii: "/")) }
+        return .success((String(decoding: result, as: UTF8.self), query))
+    }
+
+    @inline(__always)
+    static func isClean(_ p: Substring.UTF8View) -> Bool {
+        // clean: starts with "/", no "%", and no "/." (so no dot segments)
+        var prevSlash = false
+        for b in p {
+            if b == UInt8(ascii: "%") { return false }
+            if b == UInt8(ascii: ".") && prevSlash { return false }
+            prevSlash = b == UInt8(ascii: "/")
+        }
+        return true
+    }
+
+    static func isUnreserved(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            return true
+        default: return false
+        }
+    }
+
+    static func hexValue(_ b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    static func upperHex(_ b: UInt8) -> UInt8 {
+        (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "f")) ? b - 32 : b
+    }
+}

@@ -1,0 +1,223 @@
+import Foundation
+
+/// The compiled, immutable form of a valid file: what the data path reads, once per request.
+/// A reload builds a new one and swaps it in; requests keep the snapshot they started with.
+public final class Snapshot: Sendable {
+    public let file: GatewayFile
+    public let version: String
+    public let routes: [CompiledRoute]
+    /// Upstreams in name order; `CompiledRoute.upstreamIndex` points into this array.
+    public let upstreams: [UpstreamSpec]
+    public let server: ServerSettings
+
+    public init(file: GatewayFile, version: String) {
+        self.file = file
+        self.version = version
+        let names = file.upstreams.keys.sorted()
+        var index: [String: Int] = [:]
+        for (i, n) in names.enumerated() { index[n] = i }
+        self.upstreams = names.enumerated().compactMap { i, n in file.upstreams[n].map { UpstreamSpec(name: n, index: i, config: $0) } }
+        self.routes = file.routes.enumerated().map { i, r in CompiledRoute(index: i, config: r, upstreamIndex: r.upstream.flatMap { index[$0] }) }
+        self.server = ServerSettings(file.server)
+    }
+
+    public func upstream(named name: String) -> UpstreamSpec? { upstreams.first { $0.name == name } }
+}
+
+/// `server` with durations in nanoseconds and parsed CIDRs.
+public struct ServerSettings: Sendable {
+    public var workers: Int
+    public var requestTimeoutNanos: Int64
+    public var idleTimeoutNanos: Int64
+    public var headerReadTimeoutNanos: Int64
+    public var maxHeaderBytes: Int
+    public var maxBodyBytes: Int
+    public var drainTimeoutNanos: Int64
+    public var trustedProxies: [CIDR]
+
+    public init(_ s: Server) {
+        workers = s.workers
+        requestTimeoutNanos = s.requestTimeout.nanoseconds
+        idleTimeoutNanos = s.idleTimeout.nanoseconds
+        headerReadTimeoutNanos = s.headerReadTimeout.nanoseconds
+        maxHeaderBytes = s.maxHeaderBytes.bytes
+        maxBodyBytes = s.maxBodyBytes.bytes
+        drainTimeoutNanos = s.drainTimeout.nanoseconds
+        trustedProxies = s.trustedProxies.compactMap(CIDR.init)
+    }
+
+    public func isTrusted(_ ip: IPAddressBytes?) -> Bool {
+        guard let ip, !trustedProxies.isEmpty else { return false }
+        return trustedProxies.contains { $0.contains(ip) }
+    }
+}
+
+public enum BalancerKind: String, Sendable { case roundRobin = "round_robin", leastRequest = "least_request", random, consistentHash = "consistent_hash" }
+
+public struct UpstreamSpec: Sendable {
+    public struct TargetSpec: Sendable, Hashable {
+        public var url: String
+        public var host: String
+        public var port: Int
+        public var weight: Int
+        public var authority: String
+    }
+    public var name: String
+    public var index: Int
+    public var targets: [TargetSpec]
+    public var balancer: BalancerKind
+    public var hashOn: HashOn
+    public var connectTimeoutNanos: Int64
+    public var maxConnectionsPerTarget: Int
+    public var maxPendingRequests: Int
+
+    init(name: String, index: Int, config u: Upstream) {
+        self.name = name
+        self.index = index
+        targets = u.targets.compactMap { t in
+            TargetURL(t.url).map { TargetSpec(url: t.url, host: $0.host, port: $0.port, weight: max(1, t.weight), authority: $0.authority) }
+        }
+        balancer = BalancerKind(rawValue: u.balancer) ?? .roundRobin
+        hashOn = u.hashOn.flatMap(HashOn.init) ?? .clientIP
+        connectTimeoutNanos = u.connectTimeout.nanoseconds
+        maxConnectionsPerTarget = u.maxConnectionsPerTarget
+        maxPendingRequests = u.maxPendingRequests
+    }
+}
+
+/// One route with its matchers precomputed.
+public struct CompiledRoute: Sendable {
+    public enum Action: Sendable {
+        case upstream(Int)
+        case respond(status: Int, headers: [(String, String)], body: [UInt8])
+    }
+    public struct HeaderOps: Sendable {
+        public var set: [(String, String)]
+        public var add: [(String, String)]
+        public var remove: [String]
+        public var isEmpty: Bool { self.set.isEmpty && self.add.isEmpty && self.remove.isEmpty }
+        init(_ ops: Route.HeaderOps?) {
+            set = (ops?.set ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            add = (ops?.add ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            remove = ops?.remove ?? []
+        }
+    }
+
+    public let index: Int
+    public let name: String
+    public let pathPattern: PathPattern?
+    /// `path_prefix` without a trailing slash ("" for "/"), matched on whole segments.
+    public let pathPrefix: [UInt8]?
+    public let methods: [String]?
+    /// Lowercased; a leading `*.` matches any subdomain.
+    public let host: String?
+    public let headers: [(name: String, value: String)]
+    public let query: [(name: String, value: String)]
+    public let action: Action
+    public let stripPrefix: [UInt8]?
+    public let addPrefix: String?
+    public let hostRewrite: String?
+    public let timeoutNanos: Int64?
+    public let requestHeaders: HeaderOps
+    public let responseHeaders: HeaderOps
+    public let config: Route
+
+    init(index: Int, config r: Route, upstreamIndex: Int?) {
+        self.index = index
+        self.config = r
+        name = r.name ?? "route-\(index)"
+        pathPattern = r.match.path.flatMap { try? PathPattern.parse($0).get() }
+        pathPrefix = r.match.pathPrefix.map { p in
+            var b = Array(p.utf8)
+            while b.last == UInt8(ascii: "/") { b.removeLast() }
+            return b
+        }
+        methods = r.match.methods?.map { $0.uppercased() }
+        host = r.match.host?.lowercased()
+        headers = (r.match.headers ?? [:]).sorted { $0.key < $1.key }.map { (name: $0.key.lowercased(), value: $0.value) }
+        query = (r.match.query ?? [:]).sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) }
+        if let resp = r.respond {
+            var headers = resp.headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            var body: [UInt8] = []
+            let hasType = headers.contains { $0.0.lowercased() == "content-type" }
+            switch resp.body {
+            case .none: break
+            case .string(let s)?:
+                body = Array(s.utf8)
+                if !hasType { headers.append(("content-type", "text/plain; charset=utf-8")) }
+            case let value?:
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                body = (try? enc.encode(value)).map { Array($0) } ?? []
+                if !hasType { headers.append(("content-type", "application/json")) }
+            }
+            action = .respond(status: resp.status, headers: headers, body: body)
+        } else {
+            action = .upstream(upstreamIndex ?? -1)
+        }
+        stripPrefix = r.rewrite?.stripPrefix.map { p in
+            var b = Array(p.utf8)
+            while b.last == UInt8(ascii: "/") { b.removeLast() }
+            return b
+        }
+        addPrefix = r.rewrite?.addPrefix.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        hostRewrite = r.rewrite?.host
+        timeoutNanos = r.timeout?.nanoseconds
+        requestHeaders = HeaderOps(r.requestHeaders)
+        responseHeaders = HeaderOps(r.responseHeaders)
+    }
+
+    /// Whether the normalized path matches `path` and `path_prefix` (both when both are given).
+    @inlinable
+    public func matchesPath(_ path: UnsafeRawBufferPointer) -> Bool {
+        if let prefix = pathPrefix {
+            guard path.count >= prefix.count else { return false }
+            var k = 0
+            while k < prefix.count {
+                if path[k] != prefix[k] { return false }
+                k += 1
+            }
+            if path.count > prefix.count && path[prefix.count] != UInt8(ascii: "/") { return false }
+        }
+        if let pattern = pathPattern, !pattern.matches(path) { return false }
+        return true
+    }
+
+    /// Host header (port stripped, any case) against `match.host`.
+    public func matchesHost(_ hostHeader: Substring?) -> Bool {
+        guard let want = host else { return true }
+        guard var h = hostHeader else { return false }
+        if h.hasPrefix("[") {
+            if let close = h.firstIndex(of: "]") { h = h[...close] }
+        } else if let colon = h.lastIndex(of: ":") {
+            h = h[..<colon]
+        }
+        if want.hasPrefix("*.") {
+            let suffix = want.dropFirst(1)  // ".example.com"
+            return h.count > suffix.count && h.lowercased().hasSuffix(suffix)
+        }
+        return h.count == want.count && h.lowercased() == want
+    }
+
+    public func allowsMethod(_ method: String) -> Bool {
+        guard let methods else { return true }
+        return methods.contains(method)
+    }
+
+    /// The upstream path after `rewrite` (query appended by the caller).
+    public func rewrittenPath(_ path: String) -> String {
+        if stripPrefix == nil && addPrefix == nil { return path }
+        var p = path
+        if let strip = stripPrefix, !strip.isEmpty {
+            let u = Array(p.utf8)
+            if u.count >= strip.count && u[0..<strip.count].elementsEqual(strip) && (u.count == strip.count || u[strip.count] == UInt8(ascii: "/")) {
+                p = String(decoding: u[strip.count...], as: UTF8.self)
+                if p.isEmpty { p = "/" }
+            }
+        }
+        if let add = addPrefix {
+            p = p == "/" ? (add.isEmpty ? "/" : add + "/") : add + p
+        }
+        return p
+    }
+}

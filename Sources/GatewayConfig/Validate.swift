@@ -1,0 +1,167 @@
+extension GatewayFile {
+    static let balancers = ["round_robin", "least_request", "random", "consistent_hash"]
+    static let methodToken = Set("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+    /// Every semantic problem of the file (after decoding), each with its JSON path.
+    public func validate(environment: [String: String] = [:]) -> [Diagnostic] {
+        var out: [Diagnostic] = []
+        func error(_ path: String, _ message: String) { out.append(Diagnostic(path: path, message: message)) }
+        func warn(_ path: String, _ message: String) { out.append(Diagnostic(.warning, path: path, message: message)) }
+
+        if listeners.isEmpty { error("listeners", "at least one listener is needed") }
+        var names = Set<String>(), addresses = Set<String>()
+        for (i, l) in listeners.enumerated() {
+            if HostPort(parsing: l.address) == nil { error("listeners[\(i)].address", "\"\(l.address)\" is not host:port (IPv6 as [::1]:8080)") }
+            if !names.insert(l.name).inserted { error("listeners[\(i)].name", "listener name \"\(l.name)\" is used twice") }
+            if !addresses.insert(l.address).inserted { error("listeners[\(i)].address", "address \(l.address) is used by two listeners") }
+        }
+        if let admin {
+            if let hp = HostPort(parsing: admin.address) {
+                if !hp.isLoopback && admin.tokenEnv == nil {
+                    error("admin.address", "the admin API on a non-loopback address (\(admin.address)) needs a token: set `token_env`")
+                }
+            } else {
+                error("admin.address", "\"\(admin.address)\" is not host:port")
+            }
+            if let env = admin.tokenEnv, !env.isEmpty, !environment.isEmpty, (environment[env] ?? "").isEmpty {
+                warn("admin.token_env", "environment variable \(env) is not set or empty")
+            }
+        }
+
+        validateServer(into: &out)
+
+        for (name, u) in upstreams.sorted(by: { $0.key < $1.key }) {
+            let p = JSONPath.format([.key("upstreams"), .key(name)])
+            if u.targets.isEmpty { error("\(p).targets", "an upstream needs at least one target") }
+            var seen = Set<String>()
+            for (i, t) in u.targets.enumerated() {
+                let tp = "\(p).targets[\(i)]"
+                if let url = TargetURL(t.url) {
+                    if url.scheme == "https" { error(tp, "https targets \(notYetImplemented)") }
+                    else if url.scheme != "http" { error(tp, "scheme `\(url.scheme)` is not supported; use http://") }
+                } else {
+                    error(tp, "\"\(t.url)\" is not a target URL like http://10.0.0.5:8080 (no path)")
+                }
+                if !seen.insert(t.url).inserted { error(tp, "target \(t.url) is listed twice") }
+                if !(1...1_000_000).contains(t.weight) { error("\(tp).weight", "weight must be between 1 and 1000000") }
+            }
+            if !Self.balancers.contains(u.balancer) {
+                error("\(p).balancer", "unknown balancer \"\(u.balancer)\"; one of \(Self.balancers.joined(separator: ", "))")
+            }
+            if let h = u.hashOn {
+                if HashOn(h) == nil {
+                    error("\(p).hash_on", "\"\(h)\" is not one of header:NAME, cookie:NAME, claim:NAME, client_ip")
+                } else if h.hasPrefix("claim:") {
+                    error("\(p).hash_on", "hashing on a claim needs JWT authentication, which \(notYetImplemented)")
+                }
+                if u.balancer != "consistent_hash" { warn("\(p).hash_on", "hash_on is used only by the consistent_hash balancer") }
+            }
+            if u.connectTimeout.nanoseconds <= 0 { error("\(p).connect_timeout", "must be more than 0") }
+            if u.maxConnectionsPerTarget < 1 { error("\(p).max_connections_per_target", "must be at least 1") }
+            if u.maxPendingRequests < 0 { error("\(p).max_pending_requests", "must be 0 or more") }
+        }
+
+        var routeNames = Set<String>()
+        for (i, r) in routes.enumerated() {
+            let p = "routes[\(i)]"
+            if let n = r.name {
+                if n.isEmpty { error("\(p).name", "must not be empty") }
+                if !routeNames.insert(n).inserted { error("\(p).name", "route name \"\(n)\" is used twice") }
+            }
+            if let path = r.match.path, case .failure(let e) = PathPattern.parse(path) {
+                error("\(p).match.path", "\"\(path)\": \(e.message)")
+            }
+            if let prefix = r.match.pathPrefix, !prefix.hasPrefix("/") {
+                error("\(p).match.path_prefix", "must start with /")
+            }
+            for (j, m) in (r.match.methods ?? []).enumerated() where m.isEmpty || !m.allSatisfy({ Self.methodToken.contains($0) }) {
+                error("\(p).match.methods[\(j)]", "\"\(m)\" is not an HTTP method")
+            }
+            if r.match.methods?.isEmpty == true { error("\(p).match.methods", "an empty list matches nothing; leave `methods` out to match all") }
+            if let h = r.match.host, h.isEmpty || h.contains("/") { error("\(p).match.host", "\"\(h)\" is not a host name") }
+            for name in (r.match.headers ?? [:]).keys where !isToken(name) {
+                error(JSONPath.format([.key("routes"), .index(i), .key("match"), .key("headers"), .key(name)]), "\"\(name)\" is not a header name")
+            }
+            let destinations = [r.upstream != nil, r.respond != nil].filter { $0 }.count
+            if destinations != 1 {
+                error(p, destinations == 0 ? "a route needs exactly one of `upstream`, `split`, `aggregate`, `respond`" : "give only one of `upstream`, `split`, `aggregate`, `respond`")
+            }
+            if let u = r.upstream, upstreams[u] == nil {
+                let hint = Array(upstreams.keys).nearest(to: u).map { "; did you mean \"\($0)\"?" } ?? ""
+                error("\(p).upstream", "no upstream named \"\(u)\"\(hint)")
+            }
+            if let resp = r.respond {
+                if !(100...599).contains(resp.status) || (101...199).contains(resp.status) {
+                    error("\(p).respond.status", "\(resp.status) is not a final HTTP status (100, 200-599)")
+                }
+                checkHeaders(resp.headers, path: "\(p).respond.headers", into: &out)
+            }
+            if let rw = r.rewrite {
+                if let s = rw.stripPrefix, !s.hasPrefix("/") { error("\(p).rewrite.strip_prefix", "must start with /") }
+                if let a = rw.addPrefix, !a.hasPrefix("/") { error("\(p).rewrite.add_prefix", "must start with /") }
+                if let h = rw.host, h.isEmpty || h.contains(where: { $0 == "\r" || $0 == "\n" || $0 == " " || $0 == "/" }) {
+                    error("\(p).rewrite.host", "\"\(h)\" is not a host")
+                }
+            }
+            if let t = r.timeout, t.nanoseconds <= 0 { error("\(p).timeout", "must be more than 0") }
+            for (key, ops) in [("request_headers", r.requestHeaders), ("response_headers", r.responseHeaders)] {
+                guard let ops else { continue }
+                checkHeaders(ops.set, path: "\(p).\(key).set", into: &out)
+                checkHeaders(ops.add, path: "\(p).\(key).add", into: &out)
+                for (j, n) in ops.remove.enumerated() where !isToken(n) { error("\(p).\(key).remove[\(j)]", "\"\(n)\" is not a header name") }
+            }
+        }
+        if routes.isEmpty { warn("routes", "no routes: every request will get 404") }
+
+        if accessLog.format != "json" { error("access_log.format", "only \"json\" is supported") }
+        if accessLog.path.isEmpty { error("access_log.path", "must be stdout, stderr or a file path") }
+        return out
+    }
+
+    private func validateServer(into out: inout [Diagnostic]) {
+        func error(_ path: String, _ message: String) { out.append(Diagnostic(path: "server.\(path)", message: message)) }
+        let s = server
+        if s.workers < 0 || s.workers > 1024 { error("workers", "must be between 0 (one per core) and 1024") }
+        for (k, d) in [("request_timeout", s.requestTimeout), ("idle_timeout", s.idleTimeout), ("header_read_timeout", s.headerReadTimeout), ("drain_timeout", s.drainTimeout)]
+        where d.nanoseconds <= 0 {
+            error(k, "must be more than 0")
+        }
+        if s.maxHeaderBytes.bytes < 1024 { error("max_header_bytes", "must be at least 1024") }
+        if s.maxHeaderBytes.bytes > 1024 * 1024 { error("max_header_bytes", "must be at most 1MiB") }
+        for (i, c) in s.trustedProxies.enumerated() where CIDR(c) == nil {
+            error("trusted_proxies[\(i)]", "\"\(c)\" is not an IP address or CIDR block")
+        }
+    }
+
+    private func checkHeaders(_ headers: [String: String], path: String, into out: inout [Diagnostic]) {
+        for (name, value) in headers {
+            let p = path + JSONPath.format([.key("x"), .key(name)]).dropFirst(1)
+            if !isToken(name) { out.append(Diagnostic(path: p, message: "\"\(name)\" is not a header name")) }
+            if value.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
+                out.append(Diagnostic(path: p, message: "a header value may not contain CR, LF or NUL"))
+            }
+        }
+    }
+}
+
+func isToken(_ s: String) -> Bool { !s.isEmpty && s.allSatisfy { GatewayFile.methodToken.contains($0) } }
+
+/// `hash_on` of a consistent-hash upstream.
+public enum HashOn: Sendable, Hashable {
+    case header(String)
+    case cookie(String)
+    case claim(String)
+    case clientIP
+
+    public init?(_ text: String) {
+        if text == "client_ip" { self = .clientIP; return }
+        let parts = text.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, !parts[1].isEmpty else { return nil }
+        switch parts[0] {
+        case "header": self = .header(parts[1].lowercased())
+        case "cookie": self = .cookie(String(parts[1]))
+        case "claim": self = .claim(String(parts[1]))
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import GatewayConfig
+import NIOCore
+import NIOHTTP1
+
+/// One request on a downstream connection, from its head to the end of its response.
+/// It is the upstream connection's delegate while it holds one.
+final class Exchange: UpstreamDelegate {
+    enum Phase { case routing, waitingForConnection, forwarding, responded }
+
+    unowned let handler: ProxyHandler
+    let head: HTTPRequestHead
+    let requestID: String
+    let start: NIODeadline
+    let clientIP: String
+    var route: CompiledRoute?
+    var upstream: UpstreamRuntime?
+    var pool: TargetPool?
+    var connection: UpstreamConnection?
+    var waiter: TargetPool.Waiter?
+    var phase = Phase.routing
+    /// Request parts that arrived before the upstream connection was ready.
+    var buffered: [HTTPClientRequestPart] = []
+    var bufferedBytes = 0
+    var requestEnded = false
+    var requestBytes = 0
+    var responseStarted = false
+    var responseEnded = false
+    var status = 0
+    var responseBytes = 0
+    var upstreamStart: NIODeadline?
+    var upstreamNanos: Int64 = -1
+    var timeout: Scheduled<Void>?
+    var isUpgrade = false
+    /// The client asked for HEAD: the response has no body whatever its headers say.
+    let isHead: Bool
+
+    init(handler: ProxyHandler, head: HTTPRequestHead, requestID: String, clientIP: String, start: NIODeadline) {
+        self.handler = handler
+        self.head = head
+        self.requestID = requestID
+        self.clientIP = clientIP
+        self.start = start
+        self.isHead = head.method == .HEAD
+    }
+
+    var isCurrent: Bool { handler.exchange === self }
+
+    func upstreamHead(_ head: HTTPResponseHead) { if isCurrent { handler.upstreamHead(head, self) } }
+    func upstreamBody(_ buffer: ByteBuffer) { if isCurrent { handler.upstreamBody(buffer, self) } }
+    func upstreamEnd() { if isCurrent { handler.upstreamEnd(self) } }
+    func upstreamFailed(_ error: GatewayError) { if isCurrent { handler.upstreamFailed(error, self) } }
+    func upstreamWritabilityChanged() { if isCurrent { handler.resumeReadingIfPossible() } }
+    var downstreamWritable: Bool { handler.isWritable }
+}

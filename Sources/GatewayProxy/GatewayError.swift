@@ -1,0 +1,69 @@
+import NIOCore
+import NIOHTTP1
+
+/// An error the gateway answers itself, with the status and code of SPEC §4.
+/// `source` says where it came from and `retryable` whether another try may follow (used by retries).
+public struct GatewayError: Error, Sendable, Hashable {
+    public enum Source: Sendable, Hashable { case downstream, upstream, internalError }
+    public var status: HTTPResponseStatus
+    public var code: String
+    public var message: String
+    public var source: Source
+    public var retryable: Bool
+
+    public init(_ status: HTTPResponseStatus, _ code: String, _ message: String, source: Source = .internalError, retryable: Bool = false) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.source = source
+        self.retryable = retryable
+    }
+
+    public static func badRequest(_ m: String) -> GatewayError { .init(.badRequest, "bad_request", m, source: .downstream) }
+    public static func noRoute() -> GatewayError { .init(.notFound, "no_route", "no route matches this request", source: .downstream) }
+    public static func methodNotAllowed() -> GatewayError { .init(.methodNotAllowed, "method_not_allowed", "this path does not accept that method", source: .downstream) }
+    public static func requestTimeout() -> GatewayError { .init(.requestTimeout, "request_timeout", "the request was not received in time", source: .downstream) }
+    public static func payloadTooLarge(_ max: Int) -> GatewayError { .init(.payloadTooLarge, "payload_too_large", "the request body is larger than \(max) bytes", source: .downstream) }
+    public static func headersTooLarge() -> GatewayError { .init(.requestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large", source: .downstream) }
+    public static func badGateway(_ m: String, retryable: Bool = true) -> GatewayError { .init(.badGateway, "bad_gateway", m, source: .upstream, retryable: retryable) }
+    public static func unavailable(_ m: String) -> GatewayError { .init(.serviceUnavailable, "unavailable", m, source: .internalError) }
+    public static func upstreamTimeout() -> GatewayError { .init(.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time", source: .upstream, retryable: true) }
+
+    /// `{"error": CODE, "message": ..., "request_id": ...}`.
+    public func body(requestID: String) -> String {
+        "{\"error\":\"\(code)\",\"message\":\(jsonString(message)),\"request_id\":\(jsonString(requestID))}"
+    }
+}
+
+/// A JSON string literal for `s`.
+public func jsonString(_ s: String) -> String {
+    var out = "\""
+    out.reserveCapacity(s.utf8.count + 2)
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where u.value < 0x20:
+            let hex = String(u.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(u)
+        }
+    }
+    out += "\""
+    return out
+}
+
+extension GatewayError {
+    /// The whole HTTP/1.1 response as bytes, for the places that sit below the HTTP codec
+    /// (a parse error, a header timeout). Always `Connection: close`.
+    func rawResponse(requestID: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let body = self.body(requestID: requestID)
+        var buf = allocator.buffer(capacity: 160 + body.utf8.count)
+        buf.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nx-request-id: \(requestID)\r\nconnection: close\r\n\r\n")
+        buf.writeString(body)
+        return buf
+    }
+}

@@ -1,0 +1,153 @@
+import GatewayConfig
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+
+/// The proxy: its event loops, its listeners and the per-loop state behind them.
+public final class GatewayServer: Sendable {
+    public let group: MultiThreadedEventLoopGroup
+    public let shared: SharedState
+    private let ownsGroup: Bool
+    private let contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>]
+    private let quiesce: ServerQuiescingHelper
+    private let listeners = NIOLockedValueBox<[(name: String, channel: any Channel)]>([])
+    private let logger: Logger
+
+    /// `workers` event loops (0 = one per core) unless a group is given.
+    public init(snapshot: Snapshot, group: MultiThreadedEventLoopGroup? = nil, logger: Logger = Logger(label: "gateway")) {
+        let workers = snapshot.server.workers > 0 ? snapshot.server.workers : System.coreCount
+        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: workers)
+        self.ownsGroup = group == nil
+        self.logger = logger
+        let log = snapshot.file.accessLog
+        let writer = log.enabled ? AccessLogWriter(path: log.path) : nil
+        if log.enabled && writer == nil { logger.error("cannot open access log \(log.path); access logging is off") }
+        shared = SharedState(snapshots: SnapshotStore(snapshot), accessLog: writer)
+        var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
+        let loops = Array(self.group.makeIterator())
+        var seeder = SystemRandomNumberGenerator()
+        for loop in loops {
+            let seed = seeder.next() as UInt64
+            let shared = self.shared
+            let count = loops.count
+            let ctx = try? loop.submit { NIOLoopBound(LoopContext(loop: loop, shared: shared, loopCount: count, seed: seed), eventLoop: loop) }.wait()
+            if let ctx { contexts[ObjectIdentifier(loop)] = ctx }
+        }
+        self.contexts = contexts
+        quiesce = ServerQuiescingHelper(group: self.group)
+    }
+
+    /// The addresses bound, by listener name (useful with port 0).
+    public var boundAddresses: [String: SocketAddress] {
+        listeners.withLockedValue { l in
+            var out: [String: SocketAddress] = [:]
+            for (name, ch) in l { if let a = ch.localAddress { out[name] = a } }
+            return out
+        }
+    }
+
+    /// Binds every listener of the snapshot. Throws when one cannot be bound (exit code 2).
+    public func start() async throws {
+        let snapshot = shared.snapshots.snapshot
+        for listener in snapshot.file.listeners {
+            guard let hp = HostPort(parsing: listener.address) else { throw BindError(address: listener.address, reason: "not host:port") }
+            do {
+                let channel = try await bind(listener.name, host: hp.host, port: hp.port)
+                listeners.withLockedValue { $0.append((listener.name, channel)) }
+                logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(channel.localAddress.map { "\($0)" } ?? listener.address)"])
+            } catch {
+                throw BindError(address: listener.address, reason: "\(error)")
+            }
+        }
+    }
+
+    public struct BindError: Error, CustomStringConvertible {
+        public var address: String
+        public var reason: String
+        public var description: String { "could not bind \(address): \(reason)" }
+    }
+
+    private func bind(_ name: String, host: String, port: Int) async throws -> any Channel {
+        let contexts = self.contexts
+        let shared = self.shared
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { [quiesce] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard let bound = contexts[ObjectIdentifier(channel.eventLoop)] else {
+                        throw ChannelError.ioOnClosedChannel
+                    }
+                    let loopContext = bound.value
+                    let server = shared.snapshots.snapshot.server
+                    try Self.configure(channel, loopContext: loopContext, server: server, listener: name)
+                }
+            }
+            .bind(host: host, port: port).get()
+    }
+
+    static func configure(_ channel: any Channel, loopContext: LoopContext, server: ServerSettings, listener: String) throws {
+        let timeouts = ConnectionTimeouts(
+            headerTimeout: .nanoseconds(server.headerReadTimeoutNanos), idleTimeout: .nanoseconds(server.idleTimeoutNanos),
+            requestID: { loopContext.ids.requestID() })
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderFieldSize = server.maxHeaderBytes
+        limits.maxHeaderListSize = server.maxHeaderBytes
+        var encoderConfig = HTTPResponseEncoder.Configuration()
+        encoderConfig.automaticallySetFramingHeaders = false
+        let ops = channel.pipeline.syncOperations
+        try ops.addHandler(timeouts)
+        try ops.addHandler(HTTPResponseEncoder(configuration: encoderConfig))
+        try ops.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits)))
+        try ops.addHandler(ProxyHandler(loopContext: loopContext, timeouts: timeouts, listenerName: listener))
+    }
+
+    /// Graceful drain (SPEC §9): stop accepting, close idle connections, let busy ones finish
+    /// with `Connection: close`, and return when all are closed or `timeout` passed.
+    public func drain(timeout: TimeAmount) async {
+        shared.drainingFlag.store(true, ordering: .relaxed)
+        let promise = group.next().makePromise(of: Void.self)
+        quiesce.initiateShutdown(promise: promise)
+        let deadline = group.next().scheduleTask(in: timeout) {}
+        let done = promise.futureResult.map { true }
+        let timedOut = deadline.futureResult.map { false }
+        let finished = (try? await EventLoopFuture.whenAnyComplete([done, timedOut], on: group.next()).get()) ?? false
+        deadline.cancel()
+        if !finished { logger.warning("drain timeout passed; closing the remaining connections") }
+        await shutdown()
+    }
+
+    /// Closes listeners and pools and stops the event loops the server owns.
+    public func shutdown() async {
+        let channels = listeners.withLockedValue { l in
+            let c = l.map(\.channel)
+            l.removeAll()
+            return c
+        }
+        for c in channels { try? await c.close() }
+        for (_, bound) in contexts {
+            try? await bound.eventLoop.submit { bound.value.shutdownPools() }.get()
+        }
+        shared.accessLog?.flushSync()
+        if ownsGroup { try? await group.shutdownGracefully() }
+    }
+}
+
+extension EventLoopFuture {
+    /// The first of `futures` to complete.
+    static func whenAnyComplete(_ futures: [EventLoopFuture<Value>], on loop: any EventLoop) -> EventLoopFuture<Value> where Value: Sendable {
+        let promise = loop.makePromise(of: Value.self)
+        for f in futures { f.cascade(to: promise) }
+        return promise.futureResult
+    }
+}

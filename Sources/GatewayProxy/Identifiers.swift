@@ -1,0 +1,60 @@
+import GatewayPolicies
+
+/// Request ids and W3C trace context ids, from a per-event-loop generator (no locks, no syscalls).
+struct IDGenerator {
+    var rng: SplitMix64
+
+    init(seed: UInt64) { rng = SplitMix64(seed: seed) }
+
+    /// 32 lowercase hex digits.
+    mutating func requestID() -> String { hex(rng.next(), rng.next()) }
+
+    /// A new `traceparent` starting a trace: `00-<trace-id>-<parent-id>-01`.
+    mutating func newTraceparent() -> String {
+        "00-" + hex(rng.next() | 1, rng.next()) + "-" + hex16(rng.next() | 1) + "-01"
+    }
+
+    private func hex(_ a: UInt64, _ b: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 32) { buf in
+            write(a, into: buf, at: 0)
+            write(b, into: buf, at: 16)
+            return 32
+        }
+    }
+
+    private func hex16(_ a: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 16) { buf in
+            write(a, into: buf, at: 0)
+            return 16
+        }
+    }
+
+    private func write(_ v: UInt64, into buf: UnsafeMutableBufferPointer<UInt8>, at offset: Int) {
+        let digits: StaticString = "0123456789abcdef"
+        digits.withUTF8Buffer { d in
+            var v = v
+            for i in stride(from: 15, through: 0, by: -1) {
+                buf[offset + i] = d[Int(v & 0xf)]
+                v >>= 4
+            }
+        }
+    }
+}
+
+enum TraceContext {
+    /// A `traceparent` we can propagate: version 00, 32 + 16 hex digits not all zero, 2 hex flags.
+    static func isValid(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard u.count == 55, u[2] == 45, u[35] == 45, u[52] == 45 else { return false }
+        func isHex(_ r: Range<Int>) -> Bool { u[r].allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) } }
+        guard isHex(0..<2), isHex(3..<35), isHex(36..<52), isHex(53..<55) else { return false }
+        guard !(u[0] == 102 && u[1] == 102) else { return false }  // version ff is invalid
+        return !u[3..<35].allSatisfy { $0 == 48 } && !u[36..<52].allSatisfy { $0 == 48 }
+    }
+}
+
+/// A request id we accept from a trusted peer: 1 to 200 visible ASCII characters.
+func isAcceptableRequestID(_ s: String) -> Bool {
+    let u = s.utf8
+    return !u.isEmpty && u.count <= 200 && u.allSatisfy { $0 > 32 && $0 < 127 }
+}

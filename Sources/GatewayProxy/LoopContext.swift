@@ -1,0 +1,111 @@
+import GatewayConfig
+import GatewayPolicies
+import NIOCore
+
+/// Everything one event loop keeps for itself: its view of the current snapshot, its
+/// connection pools and balancer state, its id generator. Only touched on its own loop,
+/// so the data path takes no locks (the per-worker model of Envoy and NGINX).
+final class LoopContext {
+    let loop: any EventLoop
+    let shared: SharedState
+    private(set) var snapshot: Snapshot
+    private var generation: Int
+    /// Indexed like `snapshot.upstreams`.
+    private(set) var upstreams: [UpstreamRuntime] = []
+    var ids: IDGenerator
+    var rng: SplitMix64
+    let loopCount: Int
+
+    init(loop: any EventLoop, shared: SharedState, loopCount: Int, seed: UInt64) {
+        self.loop = loop
+        self.shared = shared
+        self.loopCount = max(1, loopCount)
+        self.ids = IDGenerator(seed: seed)
+        self.rng = SplitMix64(seed: seed ^ 0x9E37_79B9_7F4A_7C15)
+        let (snap, gen) = shared.snapshots.current()
+        self.snapshot = snap
+        self.generation = gen
+        rebuild(previous: [])
+    }
+
+    /// The snapshot a new request pins; picks up a reload with one atomic load in the common case.
+    @inline(__always)
+    func currentSnapshot() -> Snapshot {
+        if shared.snapshots.generation != generation {
+            let (snap, gen) = shared.snapshots.current()
+            snapshot = snap
+            generation = gen
+            rebuild(previous: upstreams)
+        }
+        return snapshot
+    }
+
+    /// Reconciles runtime state with a new snapshot: pools of targets that stay keep their connections.
+    private func rebuild(previous: [UpstreamRuntime]) {
+        var oldPools: [String: TargetPool] = [:]
+        for u in previous {
+            for p in u.pools { oldPools[u.spec.name + "\u{0}" + p.key] = p }
+        }
+        upstreams = snapshot.upstreams.map { spec in
+            let perLoopConns = (spec.maxConnectionsPerTarget + loopCount - 1) / loopCount
+            let pools = spec.targets.map { t -> TargetPool in
+                let k = spec.name + "\u{0}" + t.url
+                if let p = oldPools.removeValue(forKey: k) {
+                    p.maxConnections = max(1, perLoopConns)
+                    p.connectTimeout = .nanoseconds(spec.connectTimeoutNanos)
+                    return p
+                }
+                return TargetPool(target: t, loop: loop, maxConnections: perLoopConns, connectTimeout: .nanoseconds(spec.connectTimeoutNanos))
+            }
+            let perLoopPending = spec.maxPendingRequests == 0 ? 0 : max(1, (spec.maxPendingRequests + loopCount - 1) / loopCount)
+            return UpstreamRuntime(spec: spec, pools: pools, maxPending: perLoopPending, start: Int(rng.next() % UInt64(max(1, pools.count))))
+        }
+        for p in oldPools.values { p.shutdown() }
+    }
+
+    func shutdownPools() {
+        for u in upstreams { for p in u.pools { p.shutdown() } }
+    }
+}
+
+/// One upstream as one loop sees it: its pools and its balancer.
+final class UpstreamRuntime {
+    let spec: UpstreamSpec
+    let pools: [TargetPool]
+    var pending = 0
+    let maxPending: Int
+    private var roundRobin: WeightedRoundRobin
+    private let leastRequest: LeastRequest
+    private let random: WeightedRandom
+    private let ring: ConsistentHashRing?
+
+    init(spec: UpstreamSpec, pools: [TargetPool], maxPending: Int, start: Int) {
+        self.spec = spec
+        self.pools = pools
+        self.maxPending = maxPending
+        let weights = spec.targets.map(\.weight)
+        roundRobin = WeightedRoundRobin(weights: weights, start: start)
+        leastRequest = LeastRequest(weights: weights)
+        random = WeightedRandom(weights: weights)
+        ring = spec.balancer == .consistentHash ? ConsistentHashRing(targets: spec.targets.map(\.url), weights: weights) : nil
+    }
+
+    /// The target for the next request. `hashKey` is used by consistent_hash only.
+    @inline(__always)
+    func pick(hashKey: UInt64?, rng: inout SplitMix64) -> TargetPool? {
+        if pools.count == 1 { return pools[0] }
+        let index: Int?
+        switch spec.balancer {
+        case .roundRobin:
+            index = roundRobin.next()
+        case .leastRequest:
+            index = leastRequest.pick(inFlight: { self.pools[$0].active }, isAvailable: { _ in true }, using: &rng)
+        case .random:
+            index = random.pick(isAvailable: { _ in true }, using: &rng)
+        case .consistentHash:
+            index = ring?.pick(hash: hashKey ?? rng.next(), isAvailable: { _ in true })
+        }
+        guard let index, index >= 0, index < pools.count else { return nil }
+        return pools[index]
+    }
+}

@@ -1,0 +1,587 @@
+import GatewayConfig
+import GatewayPolicies
+import NIOCore
+import NIOHTTP1
+
+/// The downstream side of one client connection: routes each request, forwards it to a target
+/// over a pooled keep-alive connection of the same event loop, and streams both bodies with
+/// backpressure (the side that cannot write stops the other side from reading).
+final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let loopContext: LoopContext
+    let timeouts: ConnectionTimeouts
+    let listenerName: String
+    private(set) var exchange: Exchange?
+    private var context: ChannelHandlerContext?
+    /// Parts of pipelined requests waiting for the current exchange to finish.
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    private var pendingRead = false
+    private var closeAfterResponse = false
+    private var needsUpstreamFlush = false
+    private var peerIP = ""
+    private var peerBytes: IPAddressBytes?
+    private var closed = false
+    /// The write of a response's end when the connection closes after it.
+    private var lastWrite: EventLoopFuture<Void>?
+
+    /// Bytes of request body kept while the upstream connection is being set up.
+    static let maxBufferedBody = 64 * 1024
+
+    init(loopContext: LoopContext, timeouts: ConnectionTimeouts, listenerName: String) {
+        self.loopContext = loopContext
+        self.timeouts = timeouts
+        self.listenerName = listenerName
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let remote = context.channel.remoteAddress, let ip = remote.ipAddress {
+            peerIP = ip
+            peerBytes = IPAddressBytes(ip)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if !queued.isEmpty || (exchange != nil && isHead(part)) || (exchange?.requestEnded == true) {
+            queued.append(part)
+            return
+        }
+        handle(part, context: context)
+    }
+
+    private func isHead(_ part: HTTPServerRequestPart) -> Bool {
+        if case .head = part { return true }
+        return false
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
+        case .head(let head):
+            timeouts.headReceived()
+            startRequest(head, context: context)
+        case .body(let buffer):
+            guard let ex = exchange else { return }  // after an early error we only discard
+            ex.requestBytes += buffer.readableBytes
+            let limit = ex.handler.loopContext.snapshot.server.maxBodyBytes
+            if ex.requestBytes > limit {
+                abortUpstream(ex)
+                if !ex.responseStarted {
+                    closeAfterResponse = true
+                    sendError(.payloadTooLarge(limit), ex)
+                } else {
+                    closeNow()
+                }
+                return
+            }
+            switch ex.phase {
+            case .forwarding:
+                ex.connection?.handler.write(.body(.byteBuffer(buffer)))
+                needsUpstreamFlush = true
+            case .waitingForConnection, .routing:
+                ex.buffered.append(.body(.byteBuffer(buffer)))
+                ex.bufferedBytes += buffer.readableBytes
+            case .responded:
+                break  // the answer is out; the rest of the body is read and dropped
+            }
+        case .end(let trailers):
+            guard let ex = exchange else { return }
+            ex.requestEnded = true
+            switch ex.phase {
+            case .forwarding:
+                ex.connection?.handler.write(.end(trailers))
+                needsUpstreamFlush = true
+            case .waitingForConnection, .routing:
+                ex.buffered.append(.end(trailers))
+            case .responded:
+                break
+            }
+            if ex.responseEnded { finish(ex) }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if needsUpstreamFlush {
+            needsUpstreamFlush = false
+            exchange?.connection?.handler.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { exchange?.connection?.handler.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        if let ex = exchange {
+            abortUpstream(ex)
+            ex.timeout?.cancel()
+            if ex.status == 0 { ex.status = 499 }  // the client went away first (NGINX's convention)
+            log(ex)
+            exchange = nil
+        }
+        queued.removeAll()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let parse = error as? HTTPParserError {
+            let err: GatewayError
+            switch parse {
+            case .headerOverflow: err = .headersTooLarge()
+            case .invalidContentLength, .unexpectedContentLength: err = .badRequest("conflicting or invalid Content-Length / Transfer-Encoding")
+            case .invalidChunkSize: err = .badRequest("invalid chunk size")
+            case .invalidHeaderToken: err = .badRequest("invalid character in a header")
+            default: err = .badRequest("malformed HTTP request")
+            }
+            closeAfterResponse = true
+            if let ex = exchange {
+                abortUpstream(ex)
+                if ex.responseStarted { closeNow() } else { sendError(err, ex) }
+            } else {
+                let ex = Exchange(handler: self, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"), requestID: loopContext.ids.requestID(), clientIP: peerIP, start: .now())
+                ex.requestEnded = true
+                exchange = ex
+                timeouts.headReceived()
+                sendError(err, ex)
+            }
+            return
+        }
+        // Socket errors (reset by peer and the like): nothing to answer.
+        closeNow()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            // Drain (SPEC §9): idle connections close now, busy ones after their response.
+            if exchange == nil && queued.isEmpty {
+                closeNow()
+            } else {
+                closeAfterResponse = true
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: outbound
+
+    func read(context: ChannelHandlerContext) {
+        if shouldHoldRead() {
+            pendingRead = true
+            return
+        }
+        context.read()
+    }
+
+    private func shouldHoldRead() -> Bool {
+        if !queued.isEmpty { return true }
+        guard let ex = exchange else { return false }
+        if ex.requestEnded { return true }  // pipelined requests wait for this response
+        switch ex.phase {
+        case .forwarding:
+            return !(ex.connection?.handler.isWritable ?? true)
+        case .waitingForConnection, .routing:
+            return ex.bufferedBytes >= Self.maxBufferedBody
+        case .responded:
+            return false
+        }
+    }
+
+    func resumeReadingIfPossible() {
+        guard pendingRead, let context, !shouldHoldRead() else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    // MARK: request
+
+    private func startRequest(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let snapshot = loopContext.currentSnapshot()
+        let server = snapshot.server
+        let trusted = server.isTrusted(peerBytes)
+        var requestID: String
+        if trusted, let given = head.headers.first(name: "x-request-id"), isAcceptableRequestID(given) {
+            requestID = given
+        } else {
+            requestID = loopContext.ids.requestID()
+        }
+        let clientIP = trusted ? forwardedClientIP(head.headers, server: server) : peerIP
+        let ex = Exchange(handler: self, head: head, requestID: requestID, clientIP: clientIP, start: .now())
+        exchange = ex
+        if !head.isKeepAlive || loopContext.shared.draining { closeAfterResponse = true }
+
+        // Request smuggling guards the decoder does not cover.
+        if head.version.major != 1 {
+            closeAfterResponse = true
+            return sendError(.badRequest("unsupported HTTP version"), ex)
+        }
+        let hosts = head.headers["host"]
+        if hosts.count > 1 || (head.version.minor >= 1 && hosts.isEmpty) {
+            closeAfterResponse = true
+            return sendError(.badRequest(hosts.isEmpty ? "missing Host header" : "more than one Host header"), ex)
+        }
+        let transferEncodings = head.headers["transfer-encoding"]
+        if !transferEncodings.isEmpty {
+            if !head.headers["content-length"].isEmpty {
+                closeAfterResponse = true
+                return sendError(.badRequest("both Content-Length and Transfer-Encoding"), ex)
+            }
+            let te = transferEncodings.joined(separator: ",").lowercased().split(separator: ",").map { $0.trimmingCharacters(in: " \t") }
+            if te != ["chunked"] {
+                closeAfterResponse = true
+                return sendError(.badRequest("unsupported Transfer-Encoding"), ex)
+            }
+        }
+        let contentLength = head.headers.first(name: "content-length").flatMap { Int($0) }
+        if let cl = contentLength, cl > server.maxBodyBytes {
+            closeAfterResponse = true
+            return sendError(.payloadTooLarge(server.maxBodyBytes), ex)
+        }
+
+        let normalized: (path: String, query: Substring?)
+        switch RequestPath.normalize(head.uri) {
+        case .success(let n): normalized = n
+        case .failure(let why):
+            closeAfterResponse = true
+            let message: String
+            switch why {
+            case .climbsAboveRoot: message = "the path climbs above the root"
+            case .badPercentEncoding: message = "bad percent-encoding in the path"
+            case .notOriginForm: message = "the request target must be a path"
+            }
+            return sendError(.badRequest(message), ex)
+        }
+
+        let method = head.method.rawValue
+        let route: CompiledRoute
+        switch Router.route(snapshot, method: method, path: normalized.path, query: normalized.query, headers: head.headers) {
+        case .matched(let r): route = r
+        case .notFound: return sendError(.noRoute(), ex)
+        case .methodNotAllowed(let allow):
+            return sendError(.methodNotAllowed(), ex, extraHeaders: [("allow", allow.joined(separator: ", "))])
+        }
+        ex.route = route
+        let timeout = TimeAmount.nanoseconds(route.timeoutNanos ?? server.requestTimeoutNanos)
+        ex.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self, unowned ex] in
+            self?.timedOut(ex)
+        }
+
+        switch route.action {
+        case .respond(let status, let headers, let body):
+            respondLocally(ex, status: status, headers: headers, body: body)
+        case .upstream(let index):
+            guard index >= 0, index < loopContext.upstreams.count else {
+                return sendError(.unavailable("the route's upstream is not configured"), ex)
+            }
+            let upstream = loopContext.upstreams[index]
+            ex.upstream = upstream
+            let hashKey = upstream.spec.balancer == .consistentHash ? self.hashKey(upstream.spec.hashOn, head.headers, clientIP) : nil
+            guard let pool = upstream.pick(hashKey: hashKey, rng: &loopContext.rng) else {
+                return sendError(.unavailable("no target available"), ex)
+            }
+            ex.pool = pool
+            forward(ex, snapshot: snapshot, route: route, path: normalized.path, query: normalized.query, trusted: trusted)
+        }
+    }
+
+    private func hashKey(_ on: HashOn, _ headers: HTTPHeaders, _ clientIP: String) -> UInt64? {
+        switch on {
+        case .clientIP: return StableHash.hash(clientIP)
+        case .header(let name): return headers.first(name: name).map(StableHash.hash)
+        case .cookie(let name): return cookie(named: name, in: headers).map(StableHash.hash)
+        case .claim: return nil
+        }
+    }
+
+    private func cookie(named name: String, in headers: HTTPHeaders) -> String? {
+        for line in headers["cookie"] {
+            for pair in line.split(separator: ";") {
+                let p = pair.drop { $0 == " " }
+                if let eq = p.firstIndex(of: "="), p[..<eq] == name { return String(p[p.index(after: eq)...]) }
+            }
+        }
+        return nil
+    }
+
+    /// The client address a trusted proxy reported: the right-most `X-Forwarded-For` entry that is not itself trusted.
+    private func forwardedClientIP(_ headers: HTTPHeaders, server: ServerSettings) -> String {
+        let entries = headers["x-forwarded-for"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: " \t") }
+        for entry in entries.reversed() {
+            guard let ip = IPAddressBytes(entry) else { return peerIP }
+            if !server.isTrusted(ip) { return entry }
+        }
+        return entries.first ?? peerIP
+    }
+
+    private func forward(_ ex: Exchange, snapshot: Snapshot, route: CompiledRoute, path: String, query: Substring?, trusted: Bool) {
+        guard let pool = ex.pool, let upstream = ex.upstream else { return }
+        var upstreamHead = ForwardHeaders.requestHead(
+            ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
+            peerIP: peerIP, trusted: trusted, ids: &loopContext.ids)
+        ex.isUpgrade = ForwardHeaders.isWebSocketUpgrade(ex.head.headers)
+        if ex.isUpgrade { ForwardHeaders.keepUpgrade(ex.head.headers, into: &upstreamHead) }
+        ex.buffered.insert(.head(upstreamHead), at: 0)
+        ex.phase = .waitingForConnection
+        ex.upstreamStart = .now()
+        let acquired = pool.acquire(for: upstream) { [weak self, weak ex] result in
+            guard let self, let ex, self.exchange === ex else {
+                if case .success(let c) = result { c.pool.release(c, reusable: true) }
+                return
+            }
+            ex.waiter = nil
+            switch result {
+            case .success(let c): self.connected(ex, c)
+            case .failure(let e): self.upstreamFailed(e, ex)
+            }
+        }
+        switch acquired {
+        case .ready(let c): connected(ex, c)
+        case .waiting(let w): ex.waiter = w
+        case .rejected(let e): sendError(e, ex)
+        }
+    }
+
+    private func connected(_ ex: Exchange, _ c: UpstreamConnection) {
+        ex.connection = c
+        ex.phase = .forwarding
+        c.requests += 1
+        c.pool.active += 1
+        c.handler.delegate = ex
+        for part in ex.buffered { c.handler.write(part) }
+        ex.buffered = []
+        ex.bufferedBytes = 0
+        c.handler.flush()
+        resumeReadingIfPossible()
+    }
+
+    // MARK: response
+
+    func upstreamHead(_ head: HTTPResponseHead, _ ex: Exchange) {
+        guard let context, let route = ex.route else { return }
+        ex.upstreamNanos = NIODeadline.now().uptimeNanoseconds.subtractingReportingOverflow(ex.upstreamStart?.uptimeNanoseconds ?? 0).partialValue.asInt64
+        if head.status == .switchingProtocols {
+            guard ex.isUpgrade else {
+                abortUpstream(ex)
+                return sendError(.badGateway("the upstream switched protocols without being asked", retryable: false), ex)
+            }
+            return startTunnel(head, ex)
+        }
+        if loopContext.shared.draining { closeAfterResponse = true }
+        var closeAfter = closeAfterResponse
+        let out = ForwardHeaders.responseHead(head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, closeAfter: &closeAfter)
+        closeAfterResponse = closeAfter
+        ex.status = Int(head.status.code)
+        ex.responseStarted = true
+        context.write(wrapOutboundOut(.head(out)), promise: nil)
+    }
+
+    func upstreamBody(_ buffer: ByteBuffer, _ ex: Exchange) {
+        guard let context else { return }
+        ex.responseBytes += buffer.readableBytes
+        if ex.isHead { return }
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        // The upstream's readComplete would flush too; flushing per chunk keeps latency low for streams.
+        context.flush()
+    }
+
+    func upstreamEnd(_ ex: Exchange) {
+        guard let context else { return }
+        if let c = ex.connection {
+            ex.connection = nil
+            c.pool.active -= 1
+            c.pool.release(c, reusable: ex.requestEnded && !c.handler.closing)
+        }
+        ex.phase = .responded
+        ex.responseEnded = true
+        writeEnd(context)
+        if ex.requestEnded {
+            finish(ex)
+        } else if ex.requestBytes > 0 || ex.head.headers.contains(name: "transfer-encoding") || ex.head.headers.contains(name: "content-length") {
+            // The upstream answered before the body was complete: read and drop the rest.
+            resumeReadingIfPossible()
+        }
+    }
+
+    func upstreamFailed(_ error: GatewayError, _ ex: Exchange) {
+        if let c = ex.connection {
+            ex.connection = nil
+            c.pool.active -= 1
+            c.handler.delegate = nil
+            c.handler.closing = true
+            c.channel.close(promise: nil)
+        }
+        if ex.responseStarted {
+            // Bytes already reached the client: the only honest thing left is to cut the connection.
+            closeNow()
+        } else {
+            sendError(error, ex)
+        }
+    }
+
+    private func timedOut(_ ex: Exchange) {
+        guard exchange === ex, !ex.responseEnded else { return }
+        ex.timeout = nil
+        abortUpstream(ex)
+        if ex.responseStarted {
+            closeNow()
+        } else {
+            if !ex.requestEnded { closeAfterResponse = true }
+            sendError(.upstreamTimeout(), ex)
+        }
+    }
+
+    private func abortUpstream(_ ex: Exchange) {
+        ex.waiter?.cancel()
+        ex.waiter = nil
+        if let c = ex.connection {
+            ex.connection = nil
+            c.pool.active -= 1
+            c.handler.delegate = nil
+            c.handler.closing = true
+            c.channel.close(promise: nil)
+        }
+        if ex.phase != .responded { ex.phase = .responded }
+    }
+
+    private func respondLocally(_ ex: Exchange, status: Int, headers: [(String, String)], body: [UInt8]) {
+        guard let context else { return }
+        var h = HTTPHeaders()
+        h.reserveCapacity(headers.count + 4)
+        for (n, v) in headers { h.add(name: n, value: v) }
+        h.add(name: "content-length", value: String(body.count))
+        h.add(name: "x-request-id", value: ex.requestID)
+        if let route = ex.route { ForwardHeaders.apply(route.responseHeaders, to: &h) }
+        writeLocal(ex, status: HTTPResponseStatus(statusCode: status), headers: h, body: body.isEmpty ? nil : context.channel.allocator.buffer(bytes: body))
+    }
+
+    func sendError(_ error: GatewayError, _ ex: Exchange, extraHeaders: [(String, String)] = []) {
+        guard let context else { return }
+        let body = error.body(requestID: ex.requestID)
+        var h = HTTPHeaders()
+        h.reserveCapacity(4 + extraHeaders.count)
+        h.add(name: "content-type", value: "application/json")
+        h.add(name: "content-length", value: String(body.utf8.count))
+        h.add(name: "x-request-id", value: ex.requestID)
+        for (n, v) in extraHeaders { h.add(name: n, value: v) }
+        writeLocal(ex, status: error.status, headers: h, body: context.channel.allocator.buffer(string: body))
+    }
+
+    private func writeLocal(_ ex: Exchange, status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?) {
+        guard let context, !ex.responseStarted else { return }
+        var headers = headers
+        if loopContext.shared.draining { closeAfterResponse = true }
+        if closeAfterResponse {
+            headers.replaceOrAdd(name: "connection", value: "close")
+        } else if ex.head.version.minor == 0 {
+            headers.replaceOrAdd(name: "connection", value: "keep-alive")
+        }
+        ex.status = Int(status.code)
+        ex.responseStarted = true
+        ex.responseEnded = true
+        ex.phase = .responded
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        if let body, !ex.isHead {
+            ex.responseBytes = body.readableBytes
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        writeEnd(context)
+        if ex.requestEnded || closeAfterResponse {
+            finish(ex)
+        } else {
+            resumeReadingIfPossible()  // read and drop the rest of the body, then go on
+        }
+    }
+
+    private func writeEnd(_ context: ChannelHandlerContext) {
+        if closeAfterResponse {
+            let p = context.eventLoop.makePromise(of: Void.self)
+            lastWrite = p.futureResult
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: p)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+
+    /// The exchange is over: log it, then close or serve the next pipelined request.
+    private func finish(_ ex: Exchange) {
+        guard exchange === ex else { return }
+        ex.timeout?.cancel()
+        ex.timeout = nil
+        exchange = nil
+        log(ex)
+        if closeAfterResponse || closed {
+            closeNow()
+            return
+        }
+        timeouts.exchangeFinished()
+        guard let context else { return }
+        while let first = queued.first {
+            if exchange != nil, isHead(first) { break }
+            if let ex = exchange, ex.requestEnded { break }
+            queued.removeFirst()
+            handle(first, context: context)
+            if closed { return }
+        }
+        resumeReadingIfPossible()
+    }
+
+    private func closeNow() {
+        guard !closed, let context else { return }
+        closed = true
+        // Close once the last response is out: a plain close would drop writes still queued.
+        if let last = lastWrite {
+            lastWrite = nil
+            last.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.flush()
+            context.close(promise: nil)
+        }
+    }
+
+    private func log(_ ex: Exchange) {
+        guard let writer = loopContext.shared.accessLog else { return }
+        writer.append(AccessLogLine.json(ex, listener: listenerName))
+    }
+
+    // MARK: WebSocket
+
+    private func startTunnel(_ head: HTTPResponseHead, _ ex: Exchange) {
+        guard let context, let c = ex.connection else { return }
+        ex.status = 101
+        ex.responseStarted = true
+        ex.timeout?.cancel()
+        ex.timeout = nil
+        var headers = HTTPHeaders()
+        for (name, value) in head.headers where !isHopByHop(name) || nameEquals(name, "upgrade") {
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "connection", value: "upgrade")
+        headers.add(name: "x-request-id", value: ex.requestID)
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
+        log(ex)
+        exchange = nil
+        ex.connection = nil
+        c.handler.delegate = nil
+        c.pool.active -= 1
+        c.pool.detach(c)
+        Tunnel.join(downstream: context, upstream: c, timeouts: timeouts, proxy: self)
+    }
+}
+
+extension UInt64 {
+    var asInt64: Int64 { Int64(truncatingIfNeeded: self) }
+}

@@ -1,0 +1,86 @@
+import GatewayConfig
+import NIOHTTP1
+
+/// Route selection (SPEC §2.7): routes are tried in order and the first whose every matcher
+/// agrees wins. A route that matched all but the method makes the answer 405 instead of 404.
+enum RouteDecision {
+    case matched(CompiledRoute)
+    case notFound
+    case methodNotAllowed(allow: [String])
+}
+
+enum Router {
+    static func route(_ snapshot: Snapshot, method: String, path: String, query: Substring?, headers: HTTPHeaders) -> RouteDecision {
+        var allow: [String]? = nil
+        var pathCopy = path
+        return pathCopy.withUTF8 { pathBytes in
+            let raw = UnsafeRawBufferPointer(pathBytes)
+            let host = headers.first(name: "host").map { Substring($0) }
+            for route in snapshot.routes {
+                guard route.matchesPath(raw) else { continue }
+                guard route.matchesHost(host) else { continue }
+                if !route.headers.isEmpty && !matchesHeaders(route, headers) { continue }
+                if !route.query.isEmpty && !matchesQuery(route, query) { continue }
+                if !route.allowsMethod(method) {
+                    var a = allow ?? []
+                    for m in route.methods ?? [] where !a.contains(m) { a.append(m) }
+                    allow = a
+                    continue
+                }
+                return .matched(route)
+            }
+            if let allow { return .methodNotAllowed(allow: allow) }
+            return .notFound
+        }
+    }
+
+    static func matchesHeaders(_ route: CompiledRoute, _ headers: HTTPHeaders) -> Bool {
+        for (name, value) in route.headers {
+            guard headers[name].contains(where: { $0 == value }) else { return false }
+        }
+        return true
+    }
+
+    static func matchesQuery(_ route: CompiledRoute, _ query: Substring?) -> Bool {
+        guard let query else { return false }
+        var params: [(Substring, Substring)] = []
+        for pair in query.split(separator: "&") {
+            if let eq = pair.firstIndex(of: "=") {
+                params.append((pair[..<eq], pair[pair.index(after: eq)...]))
+            } else {
+                params.append((pair, ""))
+            }
+        }
+        for (name, value) in route.query {
+            guard params.contains(where: { percentDecoded($0.0) == name && percentDecoded($0.1) == value }) else { return false }
+        }
+        return true
+    }
+
+    /// `application/x-www-form-urlencoded` decoding of a query name or value (`+` is a space).
+    static func percentDecoded(_ s: Substring) -> String {
+        if !s.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) { return String(s) }
+        var out: [UInt8] = []
+        var it = Array(s.utf8)[...]
+        while let b = it.popFirst() {
+            if b == UInt8(ascii: "+") {
+                out.append(32)
+            } else if b == UInt8(ascii: "%"), it.count >= 2, let hi = hex(it[it.startIndex]), let lo = hex(it[it.startIndex + 1]) {
+                out.append(hi << 4 | lo)
+                it = it.dropFirst(2)
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hex(_ b: UInt8) -> UInt8? {
+        switch b {
+        case 48...57: return b - 48
+        case 65...70: return b - 55
+        case 97...102: return b - 87
+        default: return nil
+        }
+    }
+}

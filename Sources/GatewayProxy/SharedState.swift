@@ -1,0 +1,44 @@
+import Atomics
+import GatewayConfig
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The current snapshot, swapped atomically on reload. Readers compare a generation number
+/// (one relaxed atomic load) and take the lock only when it changed.
+public final class SnapshotStore: Sendable {
+    private let box: NIOLockedValueBox<(Snapshot, Int)>
+    private let gen = ManagedAtomic<Int>(0)
+
+    public init(_ initial: Snapshot) {
+        box = NIOLockedValueBox((initial, 0))
+    }
+
+    @inline(__always)
+    var generation: Int { gen.load(ordering: .acquiring) }
+
+    func current() -> (Snapshot, Int) { box.withLockedValue { $0 } }
+
+    public var snapshot: Snapshot { box.withLockedValue { $0.0 } }
+
+    /// Publishes a new snapshot; requests already running keep the one they pinned.
+    public func publish(_ snapshot: Snapshot) {
+        box.withLockedValue { value in
+            value = (snapshot, value.1 + 1)
+            gen.store(value.1, ordering: .releasing)
+        }
+    }
+}
+
+/// State shared by every loop: the snapshot, the drain flag, the access log.
+public final class SharedState: Sendable {
+    public let snapshots: SnapshotStore
+    let drainingFlag = ManagedAtomic<Bool>(false)
+    public let accessLog: AccessLogWriter?
+
+    public init(snapshots: SnapshotStore, accessLog: AccessLogWriter?) {
+        self.snapshots = snapshots
+        self.accessLog = accessLog
+    }
+
+    public var draining: Bool { drainingFlag.load(ordering: .relaxed) }
+}

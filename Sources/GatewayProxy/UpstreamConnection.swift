@@ -1,0 +1,125 @@
+import NIOCore
+import NIOHTTP1
+
+/// What an upstream connection reports to the request that is using it. All calls happen on
+/// the connection's event loop, which is also the downstream connection's loop.
+protocol UpstreamDelegate: AnyObject {
+    func upstreamHead(_ head: HTTPResponseHead)
+    func upstreamBody(_ buffer: ByteBuffer)
+    func upstreamEnd()
+    func upstreamFailed(_ error: GatewayError)
+    func upstreamWritabilityChanged()
+    /// False while the client is not reading: the upstream connection then stops reading too.
+    var downstreamWritable: Bool { get }
+}
+
+/// One keep-alive connection to a target, owned by its `TargetPool` and lent to one request at a time.
+final class UpstreamConnection {
+    let channel: any Channel
+    let handler: UpstreamHandler
+    let pool: TargetPool
+    var requests = 0
+
+    init(channel: any Channel, handler: UpstreamHandler, pool: TargetPool) {
+        self.channel = channel
+        self.handler = handler
+        self.pool = pool
+    }
+
+    var isUsable: Bool { channel.isActive && !handler.closing }
+}
+
+/// The client side of an upstream connection: forwards response parts to the delegate and
+/// stops reading while the client cannot take more (backpressure).
+final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    weak var delegate: (any UpstreamDelegate)?
+    var onClose: (() -> Void)?
+    private(set) var context: ChannelHandlerContext?
+    private var pendingRead = false
+    /// Set when the response said `Connection: close` or the connection misbehaved.
+    var closing = false
+    /// True between a response head and its end.
+    var inResponse = false
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        guard let delegate else {
+            // Bytes on an idle connection: the server broke protocol; never reuse it.
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        switch part {
+        case .head(let head):
+            if head.status.code < 200 && head.status != .switchingProtocols { return }  // 1xx are dropped by the decoder too
+            inResponse = true
+            if !head.isKeepAlive { closing = true }
+            delegate.upstreamHead(head)
+        case .body(let buf):
+            delegate.upstreamBody(buf)
+        case .end:
+            inResponse = false
+            delegate.upstreamEnd()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        if let delegate {
+            self.delegate = nil
+            delegate.upstreamFailed(.badGateway("the upstream closed the connection before the response was complete"))
+        }
+        onClose?()
+        onClose = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closing = true
+        if let delegate {
+            self.delegate = nil
+            let message = error is HTTPParserError ? "the upstream sent an invalid response" : "upstream connection error"
+            delegate.upstreamFailed(.badGateway(message))
+        }
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if let delegate, !delegate.downstreamWritable {
+            pendingRead = true
+            return
+        }
+        context.read()
+    }
+
+    /// Called when the client can take more again.
+    func resumeReading() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    @inline(__always)
+    func write(_ part: HTTPClientRequestPart) {
+        context?.write(wrapOutboundOut(part), promise: nil)
+    }
+
+    func flush() { context?.flush() }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+}
