@@ -1,0 +1,42 @@
+import NIOCore
+
+/// The services `gateway demo` starts next to the gateway, on the ports the repository's
+/// `gateway.json` points to.
+public enum Demo {
+    public struct Services: Sendable {
+        public var services: [DemoService]
+        public func stop() async { for s in services { await s.stop() } }
+    }
+
+    /// users-1 on 9001, users-2 on 9002, echo on 9003.
+    public static let layout: [(name: String, port: Int)] = [("users-1", 9001), ("users-2", 9002), ("echo", 9003)]
+
+    public static func start(group: any EventLoopGroup) async throws -> Services {
+        var started: [DemoService] = []
+        for (name, port) in layout {
+            started.append(try await DemoService.start(name: name, port: port, group: group))
+        }
+        return Services(services: started)
+    }
+
+    /// Lines a newcomer can paste, for a gateway listening on `base` with its admin API on `admin`.
+    public static func curlLines(base: String, admin: String) -> [String] {
+        [
+            "# round robin across two user services (watch served_by alternate)",
+            "curl -s \(base)/api/users/42",
+            "# what the upstream receives: forwarding headers, X-Request-Id, traceparent",
+            "curl -s \(base)/echo/hello -H 'x-client: demo'",
+            "# an answer straight from the gateway",
+            "curl -s \(base)/hello",
+            "# errors are JSON: 404, 405 with Allow, 504 after the route timeout",
+            "curl -si \(base)/nowhere",
+            "curl -si -X DELETE \(base)/api/users/42",
+            "curl -si \(base)/slow",
+            "# stream a 50 MiB download and upload through the gateway",
+            "curl -s \(base)/files/bytes?n=52428800 | wc -c",
+            "head -c 10485760 /dev/urandom | curl -s --data-binary @- \(base)/files/upload",
+            "# health of the gateway itself",
+            "curl -s \(admin)/healthz; curl -s \(admin)/readyz",
+        ]
+    }
+}
