@@ -32,6 +32,10 @@ public final class DemoService: Sendable {
                     },
                     upgradePipelineHandler: { channel, _ in
                         channel.eventLoop.makeCompletedFuture {
+                            // The HTTP handler stays behind after an upgrade unless it is taken out.
+                            if let http = try? channel.pipeline.syncOperations.handler(type: DemoHandler.self) {
+                                _ = channel.pipeline.syncOperations.removeHandler(http)
+                            }
                             try channel.pipeline.syncOperations.addHandler(WebSocketEcho())
                         }
                     })
@@ -139,7 +143,13 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/drop":
             context.close(promise: nil)
         case "/garbage":
-            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: "\u{1}\u{2}not http at all\r\n\r\n")))), promise: nil)
+            // Written below the HTTP encoder, so the bytes reach the socket as they are.
+            let garbage = context.channel.allocator.buffer(string: "\u{1}\u{2}not http at all\r\n\r\n")
+            if let encoder = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self) {
+                encoder.writeAndFlush(NIOAny(garbage), promise: nil)
+            } else {
+                context.close(promise: nil)
+            }
         default:
             if path.hasPrefix("/status/"), let code = Int(path.dropFirst(8)) {
                 json(context, head, HTTPResponseStatus(statusCode: code), "")

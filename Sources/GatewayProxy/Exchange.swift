@@ -31,6 +31,8 @@ final class Exchange: UpstreamDelegate {
     var upstreamNanos: Int64 = -1
     var timeout: Scheduled<Void>?
     var isUpgrade = false
+    /// A 101 went to the client; the tunnel starts when the upstream's response ends.
+    var tunnelPending = false
     /// The client asked for HEAD: the response has no body whatever its headers say.
     let isHead: Bool
 

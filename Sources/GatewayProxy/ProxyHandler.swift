@@ -400,6 +400,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamEnd(_ ex: Exchange) {
         guard let context else { return }
+        if ex.tunnelPending { return completeTunnel(ex) }
         if let c = ex.connection {
             ex.connection = nil
             c.pool.active -= 1
@@ -559,10 +560,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: WebSocket
 
+    /// Answers the client's upgrade with the upstream's 101. The byte tunnel starts at the end
+    /// of that response, once the upstream's HTTP decoder has let go of the message.
     private func startTunnel(_ head: HTTPResponseHead, _ ex: Exchange) {
-        guard let context, let c = ex.connection else { return }
+        guard let context else { return }
         ex.status = 101
         ex.responseStarted = true
+        ex.tunnelPending = true
         ex.timeout?.cancel()
         ex.timeout = nil
         var headers = HTTPHeaders()
@@ -572,10 +576,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         headers.add(name: "connection", value: "upgrade")
         headers.add(name: "x-request-id", value: ex.requestID)
         context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
+    }
+
+    private func completeTunnel(_ ex: Exchange) {
+        guard let context, let c = ex.connection else { return }
         log(ex)
         exchange = nil
         ex.connection = nil
-        c.handler.delegate = nil
         c.pool.active -= 1
         c.pool.detach(c)
         Tunnel.join(downstream: context, upstream: c, timeouts: timeouts, proxy: self)

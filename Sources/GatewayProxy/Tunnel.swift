@@ -62,7 +62,7 @@ enum Tunnel {
         let up = TunnelHandler()
         down.partner = up
         up.partner = down
-        let dp = downstream.pipeline.syncOperations
+        let dp = downstream.channel.pipeline.syncOperations
         let upPipe = upstream.channel.pipeline.syncOperations
         do {
             try dp.addHandler(down)
@@ -80,7 +80,8 @@ enum Tunnel {
             upstream.channel.close(promise: nil)
             return
         }
-        downstream.read()
+        let downChannel = downstream.channel
+        downChannel.read()
         upstream.channel.read()
     }
 }

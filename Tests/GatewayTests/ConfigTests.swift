@@ -1,0 +1,184 @@
+import Foundation
+import Testing
+
+@testable import GatewayConfig
+
+@Suite struct ConfigTests {
+    func load(_ text: String) -> LoadResult {
+        ConfigLoader.load(bytes: Array(text.utf8), source: "t.json")
+    }
+
+    @Test func durationsAndSizes() throws {
+        #expect(ConfigDuration(parsing: "250ms")?.nanoseconds == 250_000_000)
+        #expect(ConfigDuration(parsing: "5s")?.nanoseconds == 5_000_000_000)
+        #expect(ConfigDuration(parsing: "10m")?.nanoseconds == 600_000_000_000)
+        #expect(ConfigDuration(parsing: "8h")?.nanoseconds == 28_800_000_000_000)
+        #expect(ConfigDuration(parsing: "1d")?.nanoseconds == 86_400_000_000_000)
+        #expect(ConfigDuration(parsing: "1.5s")?.nanoseconds == 1_500_000_000)
+        #expect(ConfigDuration(parsing: "5") == nil)
+        #expect(ConfigDuration(parsing: "s") == nil)
+        #expect(ConfigDuration(parsing: "-1s") == nil)
+        #expect(ConfigDuration(parsing: "5 parsecs") == nil)
+        #expect(ByteSize(parsing: "64KiB")?.bytes == 65536)
+        #expect(ByteSize(parsing: "10MiB")?.bytes == 10 * 1024 * 1024)
+        #expect(ByteSize(parsing: "1GiB")?.bytes == 1 << 30)
+        #expect(ByteSize(parsing: "500KB")?.bytes == 500_000)
+        #expect(ByteSize(parsing: "1234")?.bytes == 1234)
+        #expect(ByteSize(parsing: "12 furlongs") == nil)
+        #expect(ConfigDuration.seconds(90).description == "90s")
+    }
+
+    @Test func minimalFileIsValidWithDefaults() throws {
+        let r = load("""
+            { "listeners": [ { "address": "127.0.0.1:8080" } ],
+              "upstreams": { "a": { "targets": ["http://127.0.0.1:9000"] } },
+              "routes": [ { "match": { "path_prefix": "/" }, "upstream": "a" } ] }
+            """)
+        #expect(r.errors.isEmpty, "\(r.errors)")
+        let s = try #require(r.snapshot)
+        #expect(s.server.requestTimeoutNanos == 30_000_000_000)
+        #expect(s.server.maxBodyBytes == 10 * 1024 * 1024)
+        #expect(s.server.maxHeaderBytes == 32768)
+        #expect(s.upstreams[0].balancer == .roundRobin)
+        #expect(s.upstreams[0].maxConnectionsPerTarget == 256)
+        #expect(s.upstreams[0].maxPendingRequests == 1024)
+        #expect(s.routes[0].name == "route-0")
+        #expect(r.version.hasPrefix("sha256:"))
+    }
+
+    @Test func unknownKeyIsAnErrorWithPathAndLineColumn() throws {
+        let r = load("""
+            {
+              "listeners": [ { "address": "127.0.0.1:8080" } ],
+              "upstreams": { "a": { "targets": ["http://127.0.0.1:9000"] } },
+              "routes": [
+                { "match": { "path_prefx": "/" }, "upstream": "a" }
+              ]
+            }
+            """)
+        #expect(!r.isValid)
+        let e = try #require(r.errors.first { $0.message.contains("path_prefx") })
+        #expect(e.path == "routes[0].match.path_prefx")
+        #expect(e.location?.description == "5:18")
+        #expect(e.message.contains("did you mean `path_prefix`"))
+    }
+
+    @Test func everyErrorIsReportedNotJustTheFirst() throws {
+        let r = load("""
+            {
+              "listeners": [ { "address": "nonsense" } ],
+              "admin": { "address": "0.0.0.0:9901" },
+              "upstreams": {
+                "a": { "targets": ["http://127.0.0.1:9000"], "balancer": "fastest" },
+                "b": { "targets": [], "connect_timeout": "soon" }
+              },
+              "routes": [
+                { "match": { "path": "/x/{id" }, "upstream": "missing" },
+                { "match": { "path": "/y" } },
+                { "match": { "path": "/z" }, "upstream": "a", "respond": { "status": 200 } },
+                { "match": { "path": "/w", "methods": ["G ET"] }, "upstream": "a", "timeout": "forever" }
+              ],
+              "colour": "blue"
+            }
+            """)
+        let paths = Set(r.errors.map(\.path))
+        for expected in [
+            "listeners[0].address", "admin.address", "upstreams.a.balancer", "upstreams.b.connect_timeout",
+            "routes[0].match.path", "routes[0].upstream", "routes[1]", "routes[2]", "routes[3].timeout", "colour",
+        ] {
+            #expect(paths.contains(expected), "missing error at \(expected); got \(paths.sorted())")
+        }
+        #expect(r.errors.allSatisfy { $0.location != nil })
+        let admin = try #require(r.errors.first { $0.path == "admin.address" })
+        #expect(admin.message.contains("token"))
+    }
+
+    @Test func laterFeaturesAreReportedAsNotImplementedNotAsTypos() throws {
+        let r = load("""
+            { "listeners": [ { "address": "127.0.0.1:8080" } ],
+              "upstreams": { "a": { "targets": ["http://127.0.0.1:9000"] } },
+              "routes": [ { "match": { "path": "/" }, "upstream": "a", "retry": { "attempts": 3 } } ] }
+            """)
+        let e = try #require(r.errors.first)
+        #expect(e.path == "routes[0].retry")
+        #expect(e.message.contains("not implemented"))
+    }
+
+    @Test func syntaxErrorHasLocation() throws {
+        let r = load("{\n  \"listeners\": [,]\n}")
+        let e = try #require(r.errors.first)
+        #expect(e.message.contains("not valid JSON"))
+        #expect(e.location?.line == 2)
+    }
+
+    @Test func adminOnNonLoopbackNeedsToken() throws {
+        let base = """
+            { "listeners": [ { "address": "127.0.0.1:8080" } ], "admin": %ADMIN%,
+              "upstreams": {}, "routes": [ { "match": { "path": "/" }, "respond": { "status": 204 } } ] }
+            """
+        #expect(!load(base.replacingOccurrences(of: "%ADMIN%", with: "{ \"address\": \"0.0.0.0:9901\" }")).isValid)
+        #expect(load(base.replacingOccurrences(of: "%ADMIN%", with: "{ \"address\": \"0.0.0.0:9901\", \"token_env\": \"T\" }")).isValid)
+        #expect(load(base.replacingOccurrences(of: "%ADMIN%", with: "{ \"address\": \"[::1]:9901\" }")).isValid)
+    }
+
+    @Test func targetsAcceptStringOrObject() throws {
+        let r = load("""
+            { "listeners": [ { "address": "127.0.0.1:8080" } ],
+              "upstreams": { "a": { "targets": ["http://127.0.0.1:9000", { "url": "http://127.0.0.1:9001", "weight": 3 }],
+                                    "balancer": "consistent_hash", "hash_on": "header:X-User" } },
+              "routes": [ { "match": { "path": "/" }, "upstream": "a" } ] }
+            """)
+        let s = try #require(r.snapshot, "\(r.errors)")
+        #expect(s.upstreams[0].targets.map(\.weight) == [1, 3])
+        #expect(s.upstreams[0].hashOn == .header("x-user"))
+        #expect(s.upstreams[0].targets[1].authority == "127.0.0.1:9001")
+    }
+
+    @Test func repositoryConfigsAreValid() throws {
+        let root = repositoryRoot()
+        var files = [root.appendingPathComponent("gateway.json")]
+        let examples = root.appendingPathComponent("examples")
+        let names = try FileManager.default.contentsOfDirectory(atPath: examples.path).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(names.count >= 3, "examples/ should hold at least three configs")
+        files += names.map { examples.appendingPathComponent($0) }
+        for f in files {
+            let r = ConfigLoader.load(path: f.path, environment: [:])
+            #expect(r.errors.isEmpty, "\(f.lastPathComponent): \(r.errors)")
+        }
+    }
+
+    @Test func validateCommandExitCodesAndOutput() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("validate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bad = dir.appendingPathComponent("bad.json")
+        try """
+        {
+          "listeners": [ { "address": "127.0.0.1:8080", "tls": {} } ],
+          "upstreams": {},
+          "routes": [ { "match": { "path": "/" }, "upstream": "nope" } ]
+        }
+        """.write(to: bad, atomically: true, encoding: .utf8)
+        func run(_ args: [String]) throws -> (Int32, String) {
+            let p = Process()
+            p.executableURL = gatewayBinary()
+            p.arguments = args
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        let (badStatus, badOut) = try run(["validate", bad.path])
+        #expect(badStatus == 1)
+        #expect(badOut.contains("bad.json:2:"))
+        #expect(badOut.contains("listeners[0].tls"))
+        #expect(badOut.contains("routes[0].upstream"))
+        let (okStatus, okOut) = try run(["validate", repositoryRoot().appendingPathComponent("gateway.json").path])
+        #expect(okStatus == 0, "\(okOut)")
+        let (missingStatus, _) = try run(["validate", dir.appendingPathComponent("absent.json").path])
+        #expect(missingStatus == 1)
+    }
+}

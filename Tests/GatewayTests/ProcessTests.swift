@@ -1,0 +1,121 @@
+import Crypto
+import Foundation
+import GatewayDemo
+import NIOPosix
+import Testing
+
+/// Behaviour only a real gateway process shows: signals, exit codes, memory under streaming.
+@Suite struct ProcessTests {
+    func template(_ upstream: String, server: String = "{}") -> String {
+        """
+        { "listeners": [ { "name": "p", "address": "127.0.0.1:@PORT@" } ],
+          "server": \(server),
+          "upstreams": { "up": { "targets": ["\(upstream)"] } },
+          "routes": [ { "match": { "path_prefix": "/" }, "upstream": "up", "timeout": "10s" } ],
+          "access_log": { "enabled": false } }
+        """
+    }
+
+    @Test func sigtermLetsASlowRequestFinish() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let svc = try await DemoService.start(name: "slow", port: 0, group: group)
+        let gw = try GatewayProcess(configTemplate: template(svc.url, server: #"{ "drain_timeout": "5s" }"#))
+        let idle = try RawHTTPClient(port: gw.port)
+        #expect(try idle.request("GET", "/healthz").status == 200)
+        let busy = try RawHTTPClient(port: gw.port)
+        try busy.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+        // the request is in flight when the signal arrives
+        usleep(300_000)
+        gw.signal(SIGTERM)
+        // the idle keep-alive connection is closed, new connections are refused
+        #expect(idle.isClosedByPeer())
+        #expect(waitUntil(timeout: 3) { (try? RawHTTPClient(port: gw.port)) == nil })
+        let r = try busy.readResponse()
+        #expect(r.status == 200)
+        #expect(r.header("connection") == "close")
+        #expect((r.json?["slept_ms"] as? Int) == 1500)
+        #expect(gw.waitForExit(timeout: 10) == 0)
+        await svc.stop()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func badConfigExits1AndBusyPortExits2() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("exit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func run(_ config: String) throws -> Int32 {
+            let path = dir.appendingPathComponent("g.json")
+            try config.write(to: path, atomically: true, encoding: .utf8)
+            let p = Process()
+            p.executableURL = gatewayBinary()
+            p.arguments = ["run", "--config", path.path]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+        #expect(try run("{ \"listeners\": 5 }") == 1)
+        // a port someone else holds
+        let holder = try GatewayProcess(configTemplate: template("http://127.0.0.1:9"))
+        #expect(try run(template("http://127.0.0.1:9").replacingOccurrences(of: "@PORT@", with: String(holder.port))) == 2)
+    }
+
+    @Test func hundredMebibytesStreamWithoutGrowingMemory() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let svc = try await DemoService.start(name: "files", port: 0, group: group)
+        let gw = try GatewayProcess(configTemplate: template(svc.url, server: #"{ "max_body_bytes": "1GiB", "workers": 2 }"#))
+        #expect(try httpRequest(port: gw.port, "GET", "/healthz").status == 200)
+        let baseline = gw.rssKiB
+        var peak = baseline
+        let size = 100 * 1024 * 1024
+
+        // upload: 100 MiB of random bytes, sha256 checked by the upstream
+        let c = try RawHTTPClient(port: gw.port, timeout: 60)
+        try c.send("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: \(size)\r\n\r\n")
+        var hasher = SHA256()
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<(size / chunk.count) {
+            chunk.withUnsafeMutableBytes { raw in
+                let words = raw.bindMemory(to: UInt64.self)
+                for j in words.indices { words[j] = rng.next() }
+            }
+            hasher.update(data: chunk)
+            try c.send(chunk)
+            if i % 8 == 0 { peak = max(peak, gw.rssKiB) }
+        }
+        let up = try c.readResponse()
+        #expect(up.json?["bytes"] as? Int == size)
+        #expect(up.json?["sha256"] as? String == hasher.finalize().map { String(format: "%02x", $0) }.joined())
+
+        // download: 100 MiB read slowly at first, so backpressure has to hold the upstream back
+        try c.send("GET /bytes?n=\(size) HTTP/1.1\r\nHost: a\r\n\r\n")
+        var down = SHA256()
+        var expected = SHA256()
+        var received = 0
+        var reads = 0
+        _ = try c.readResponse(bodySink: { bytes in
+            down.update(data: bytes)
+            received += bytes.count
+            reads += 1
+            if reads % 64 == 0 { peak = max(peak, gw.rssKiB) }
+            if reads == 10 { usleep(500_000) }
+        })
+        var remaining = size
+        let unit = 64 * 1024
+        while remaining > 0 {
+            let k = min(unit, remaining)
+            expected.update(data: [UInt8](repeating: UInt8(ascii: "a") &+ UInt8(truncatingIfNeeded: remaining / unit % 26), count: k))
+            remaining -= k
+        }
+        #expect(received == size)
+        #expect(down.finalize() == expected.finalize())
+        peak = max(peak, gw.rssKiB)
+        let growthMiB = Double(peak - baseline) / 1024
+        print("gateway RSS baseline \(baseline / 1024) MiB, peak \(peak / 1024) MiB, growth \(String(format: "%.1f", growthMiB)) MiB")
+        #expect(growthMiB < 64, "RSS grew by \(growthMiB) MiB while streaming 2 x 100 MiB")
+        await svc.stop()
+        try await group.shutdownGracefully()
+    }
+}

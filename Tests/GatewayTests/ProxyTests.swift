@@ -1,0 +1,250 @@
+import Crypto
+import Foundation
+import Testing
+
+/// Forwarding, headers, errors and streaming over real loopback sockets, with demo services as upstreams.
+@Suite struct ProxyTests {
+    static let echo = config(
+        upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
+        routes: #"""
+            [ { "name": "echo", "match": { "path_prefix": "/" }, "upstream": "echo",
+                "request_headers": { "set": { "x-set": "yes" }, "add": { "x-added": "1" }, "remove": ["x-secret"] },
+                "response_headers": { "set": { "x-resp": "set" }, "remove": ["x-served-by"] } } ]
+            """#)
+
+    /// The request headers the echo service saw, lowercased names.
+    func seen(_ r: RawHTTPClient.Response) -> [(String, String)] {
+        ((r.json?["headers"] as? [[String]]) ?? []).map { ($0[0].lowercased(), $0[1]) }
+    }
+
+    @Test func forwardingAndHopByHopHeaders() async throws {
+        try await withGateway(Self.echo) { h in
+            let r = try httpRequest(port: h.port, "GET", "/echo/x?q=1", headers: [
+                ("Connection", "keep-alive, X-Hop"), ("X-Hop", "must go"), ("Keep-Alive", "timeout=5"),
+                ("Proxy-Authorization", "Basic abc"), ("TE", "trailers"), ("Trailer", "x-t"), ("Upgrade", "h2c"),
+                ("X-Forwarded-For", "6.6.6.6"), ("X-Request-Id", "spoofed"), ("X-Secret", "s"), ("X-Keep", "kept"),
+                ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("tracestate", "a=b"),
+            ], host: "front.example")
+            #expect(r.status == 200)
+            let up = seen(r)
+            let names = Set(up.map(\.0))
+            for gone in ["connection", "x-hop", "keep-alive", "proxy-authorization", "te", "trailer", "upgrade", "x-secret"] {
+                #expect(!names.contains(gone), "\(gone) reached the upstream")
+            }
+            func value(_ n: String) -> String? { up.first { $0.0 == n }?.1 }
+            #expect(value("x-keep") == "kept")
+            #expect(value("host") == "front.example")
+            // an untrusted peer cannot supply X-Forwarded-For or X-Request-Id
+            #expect(value("x-forwarded-for") == "127.0.0.1")
+            #expect(value("x-forwarded-proto") == "http")
+            #expect(value("x-forwarded-host") == "front.example")
+            let id = try #require(value("x-request-id"))
+            #expect(id != "spoofed" && id.count == 32)
+            #expect(r.header("x-request-id") == id)
+            #expect(value("traceparent") == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            #expect(value("tracestate") == "a=b")
+            #expect(value("x-set") == "yes")
+            #expect(value("x-added") == "1")
+            #expect((r.json?["uri"] as? String) == "/echo/x?q=1")
+            #expect(r.header("x-resp") == "set")
+            #expect(r.header("x-served-by") == nil)
+            // a missing or invalid traceparent starts a trace
+            let r2 = try httpRequest(port: h.port, "GET", "/e", headers: [("traceparent", "garbage"), ("tracestate", "x=y")])
+            let tp = try #require(seen(r2).first { $0.0 == "traceparent" }?.1)
+            #expect(tp.count == 55 && tp.hasPrefix("00-"))
+            #expect(!seen(r2).contains { $0.0 == "tracestate" })
+        }
+    }
+
+    @Test func trustedProxyMayForwardClientAddressAndRequestID() async throws {
+        let template = config(
+            server: #"{ "trusted_proxies": ["127.0.0.0/8"] }"#,
+            upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
+            routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "echo" } ]"#)
+        try await withGateway(template) { h in
+            let r = try httpRequest(port: h.port, "GET", "/", headers: [
+                ("X-Forwarded-For", "203.0.113.9"), ("X-Request-Id", "from-the-lb"), ("X-Forwarded-Proto", "https"),
+            ])
+            let up = seen(r)
+            #expect(up.first { $0.0 == "x-forwarded-for" }?.1 == "203.0.113.9, 127.0.0.1")
+            #expect(up.first { $0.0 == "x-request-id" }?.1 == "from-the-lb")
+            #expect(up.first { $0.0 == "x-forwarded-proto" }?.1 == "https")
+            #expect(r.header("x-request-id") == "from-the-lb")
+        }
+    }
+
+    @Test func errorsOfTheUpstreamSide() async throws {
+        let dead = freePort()
+        let template = config(
+            server: #"{ "max_body_bytes": "1KiB", "max_header_bytes": 2048 }"#,
+            upstreams: """
+                { "echo": { "targets": ["@UP0@"] },
+                  "dead": { "targets": ["http://127.0.0.1:\(dead)"], "connect_timeout": "500ms" } }
+                """,
+            routes: #"""
+                [ { "name": "dead", "match": { "path_prefix": "/dead" }, "upstream": "dead" },
+                  { "name": "slow", "match": { "path_prefix": "/slow" }, "upstream": "echo", "timeout": "200ms" },
+                  { "name": "echo", "match": { "path_prefix": "/" }, "upstream": "echo" } ]
+                """#)
+        try await withGateway(template) { h in
+            func check(_ r: RawHTTPClient.Response, _ status: Int, _ code: String) {
+                #expect(r.status == status)
+                #expect(r.header("content-type") == "application/json")
+                #expect(r.json?["error"] as? String == code, "\(r.text)")
+                #expect(r.json?["request_id"] as? String == r.header("x-request-id"))
+            }
+            check(try httpRequest(port: h.port, "GET", "/dead/x"), 502, "bad_gateway")
+            check(try httpRequest(port: h.port, "GET", "/drop"), 502, "bad_gateway")
+            check(try httpRequest(port: h.port, "GET", "/garbage"), 502, "bad_gateway")
+            check(try httpRequest(port: h.port, "GET", "/slow?ms=2000"), 504, "upstream_timeout")
+            check(try httpRequest(port: h.port, "POST", "/upload", body: [UInt8](repeating: 1, count: 2000)), 413, "payload_too_large")
+            check(try httpRequest(port: h.port, "GET", "/x", headers: [("X-Big", String(repeating: "a", count: 4000))]), 431, "headers_too_large")
+            check(try httpRequest(port: h.port, "GET", "/../../etc/passwd"), 400, "bad_request")
+            // a chunked body that grows past the limit is cut off with 413 too
+            let c = try RawHTTPClient(port: h.port)
+            try c.send("POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+            let chunk = "400\r\n" + String(repeating: "x", count: 1024) + "\r\n"
+            try c.send(chunk + chunk)
+            check(try c.readResponse(), 413, "payload_too_large")
+            // after all that the gateway still serves
+            #expect(try httpRequest(port: h.port, "GET", "/healthz").status == 200)
+        }
+    }
+
+    @Test func pendingLimitAnswers503() async throws {
+        let template = config(
+            upstreams: #"{ "echo": { "targets": ["@UP0@"], "max_connections_per_target": 1, "max_pending_requests": 0 } }"#,
+            routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "echo" } ]"#)
+        try await withGateway(template) { h in
+            let busy = try RawHTTPClient(port: h.port)
+            try busy.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
+            // wait until the one connection is taken, then the next request has nowhere to go
+            var rejected: RawHTTPClient.Response?
+            _ = try waitUntil(timeout: 5) {
+                let r = try httpRequest(port: h.port, "GET", "/healthz")
+                if r.status == 503 { rejected = r }
+                return r.status == 503
+            }
+            let r = try #require(rejected)
+            #expect(r.json?["error"] as? String == "unavailable")
+            #expect(try busy.readResponse().status == 200)
+        }
+    }
+
+    @Test func balancersSpreadRequestsAcrossTargets() async throws {
+        for balancer in ["round_robin", "least_request", "random", "consistent_hash"] {
+            let template = config(
+                upstreams: """
+                    { "users": { "targets": ["@UP0@", { "url": "@UP1@", "weight": 3 }], "balancer": "\(balancer)", "hash_on": "header:x-user" } }
+                    """,
+                routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "users" } ]"#)
+            try await withGateway(services: 2, template) { h in
+                var counts: [String: Int] = [:]
+                let c = try RawHTTPClient(port: h.port)
+                for i in 0..<400 {
+                    let r = try c.request("GET", "/users/\(i)", headers: [("x-user", "user-\(i % 40)")])
+                    counts[r.header("x-served-by") ?? "?", default: 0] += 1
+                }
+                let share1 = Double(counts["svc-1", default: 0]) / 400
+                if balancer == "consistent_hash" {
+                    // 40 keys spread over both targets, and one key always lands on one target
+                    #expect(counts.count == 2, "\(counts)")
+                    var seenBy: Set<String> = []
+                    for _ in 0..<10 { seenBy.insert(try c.request("GET", "/", headers: [("x-user", "sticky")]).header("x-served-by") ?? "?") }
+                    #expect(seenBy.count == 1)
+                } else {
+                    #expect(abs(share1 - 0.75) < 0.1, "\(balancer): \(counts)")
+                }
+            }
+        }
+    }
+
+    @Test func webSocketEchoThroughTheGateway() async throws {
+        try await withGateway(Self.echo) { h in
+            let c = try RawHTTPClient(port: h.port)
+            try c.send("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.status == 101)
+            #expect(r.header("sec-websocket-accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            #expect(r.header("upgrade")?.lowercased() == "websocket")
+            for message in ["hello", String(repeating: "z", count: 300)] {
+                try c.send(maskedTextFrame(message))
+                let frame = try readFrame(c)
+                #expect(frame.opcode == 1)
+                #expect(String(decoding: frame.payload, as: UTF8.self) == message)
+            }
+        }
+    }
+
+    @Test func streamsLargeBodiesIntact() async throws {
+        let template = config(
+            server: #"{ "max_body_bytes": "1GiB" }"#,
+            upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
+            routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "echo" } ]"#)
+        try await withGateway(template) { h in
+            let size = 20 * 1024 * 1024
+            let c = try RawHTTPClient(port: h.port, timeout: 30)
+            var sent = SHA256()
+            try c.send("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: \(size)\r\n\r\n")
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            var rng = SystemRandomNumberGenerator()
+            for _ in 0..<(size / 65536) {
+                for i in stride(from: 0, to: chunk.count, by: 8) {
+                    withUnsafeBytes(of: rng.next() as UInt64) { b in for j in 0..<8 { chunk[i + j] = b[j] } }
+                }
+                sent.update(data: chunk)
+                try c.send(chunk)
+            }
+            let up = try c.readResponse()
+            let hex = sent.finalize().map { String(format: "%02x", $0) }.joined()
+            #expect(up.json?["sha256"] as? String == hex)
+            #expect(up.json?["bytes"] as? Int == size)
+            let d = try c.request("GET", "/bytes?n=\(size)&chunked=1")
+            #expect(d.body.count == size)
+            #expect(d.body == demoBytes(size))
+        }
+    }
+}
+
+func maskedTextFrame(_ text: String) -> [UInt8] {
+    let payload = Array(text.utf8)
+    var frame: [UInt8] = [0x81]
+    if payload.count < 126 {
+        frame.append(0x80 | UInt8(payload.count))
+    } else {
+        frame.append(0x80 | 126)
+        frame += [UInt8(payload.count >> 8), UInt8(payload.count & 0xff)]
+    }
+    let mask: [UInt8] = [1, 2, 3, 4]
+    frame += mask
+    for (i, b) in payload.enumerated() { frame.append(b ^ mask[i % 4]) }
+    return frame
+}
+
+func readFrame(_ c: RawHTTPClient) throws -> (opcode: UInt8, payload: [UInt8]) {
+    var header: [UInt8] = []
+    _ = try c.readBytes(2, into: &header)
+    var length = Int(header[1] & 0x7f)
+    if length == 126 {
+        var ext: [UInt8] = []
+        _ = try c.readBytes(2, into: &ext)
+        length = Int(ext[0]) << 8 | Int(ext[1])
+    }
+    var payload: [UInt8] = []
+    _ = try c.readBytes(length, into: &payload)
+    return (header[0] & 0x0f, payload)
+}
+
+/// The body the demo service's `/bytes?n=N` produces.
+func demoBytes(_ n: Int) -> [UInt8] {
+    var out: [UInt8] = []
+    out.reserveCapacity(n)
+    var remaining = n
+    let chunk = 64 * 1024
+    while remaining > 0 {
+        let k = min(chunk, remaining)
+        out += [UInt8](repeating: UInt8(ascii: "a") &+ UInt8(truncatingIfNeeded: remaining / chunk % 26), count: k)
+        remaining -= k
+    }
+    return out
+}

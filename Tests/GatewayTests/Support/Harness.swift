@@ -1,0 +1,142 @@
+import Foundation
+import GatewayConfig
+import GatewayDemo
+import GatewayProxy
+import NIOCore
+import NIOPosix
+
+/// A gateway running in this process on an ephemeral port, in front of demo services.
+/// The config is a JSON template: `@UP0@`, `@UP1@`… are the demo services' URLs.
+final class Harness: Sendable {
+    let server: GatewayServer
+    let services: [DemoService]
+    let group: MultiThreadedEventLoopGroup
+    let port: Int
+
+    static func start(services count: Int = 1, workers: Int = 1, _ template: String) async throws -> Harness {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var services: [DemoService] = []
+        for i in 0..<count {
+            services.append(try await DemoService.start(name: "svc-\(i)", port: 0, group: group))
+        }
+        var text = template
+        for (i, s) in services.enumerated() { text = text.replacingOccurrences(of: "@UP\(i)@", with: s.url) }
+        let result = ConfigLoader.load(bytes: Array(text.utf8), source: "test.json")
+        guard let snapshot = result.snapshot else {
+            throw RawHTTPClient.Failure(description: "invalid test config: \(result.errors)")
+        }
+        let server = GatewayServer(snapshot: snapshot)
+        try await server.start()
+        guard let port = server.boundAddresses.values.first?.port else {
+            throw RawHTTPClient.Failure(description: "no listener bound")
+        }
+        return Harness(server: server, services: services, group: group, port: port)
+    }
+
+    init(server: GatewayServer, services: [DemoService], group: MultiThreadedEventLoopGroup, port: Int) {
+        self.server = server
+        self.services = services
+        self.group = group
+        self.port = port
+    }
+
+    func stop() async {
+        await server.shutdown()
+        for s in services { await s.stop() }
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// A minimal config: one listener on an ephemeral port, no access log, the given parts.
+func config(server: String = "{}", upstreams: String, routes: String) -> String {
+    """
+    { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
+      "server": \(server),
+      "upstreams": \(upstreams),
+      "routes": \(routes),
+      "access_log": { "enabled": false } }
+    """
+}
+
+/// The `gateway` executable built next to the tests.
+func gatewayBinary() -> URL {
+    let candidates = [
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gateway"),
+        Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("gateway"),
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/gateway"),
+    ]
+    return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[2]
+}
+
+/// The repository root (for gateway.json and examples/).
+func repositoryRoot() -> URL {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+}
+
+/// A gateway process started from the built binary, for what only a process shows: signals, RSS, exit codes.
+final class GatewayProcess {
+    let process = Process()
+    let port: Int
+    let directory: URL
+    let output: Pipe
+
+    init(configTemplate: String) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        port = freePort()
+        let text = configTemplate.replacingOccurrences(of: "@PORT@", with: String(port))
+        let path = directory.appendingPathComponent("gateway.json")
+        try text.write(to: path, atomically: true, encoding: .utf8)
+        process.executableURL = gatewayBinary()
+        process.arguments = ["run", "--config", path.path]
+        output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let ready = waitUntil(timeout: 20) { (try? RawHTTPClient(port: port)) != nil }
+        if !ready {
+            process.terminate()
+            throw RawHTTPClient.Failure(description: "gateway process did not start listening")
+        }
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    /// Resident set size in KiB, from /proc.
+    var rssKiB: Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        }
+        return 0
+    }
+
+    func signal(_ sig: Int32) { kill(pid, sig) }
+
+    /// Waits for the process to exit; nil when it is still running after `timeout`.
+    func waitForExit(timeout: Double) -> Int32? {
+        let done = waitUntil(timeout: timeout) { !process.isRunning }
+        return done ? process.terminationStatus : nil
+    }
+
+    deinit {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// Runs `body` against a gateway started from `template`, and always stops it.
+func withGateway(services: Int = 1, _ template: String, _ body: (Harness) async throws -> Void) async throws {
+    let h = try await Harness.start(services: services, template)
+    do {
+        try await body(h)
+    } catch {
+        await h.stop()
+        throw error
+    }
+    await h.stop()
+}
