@@ -8,9 +8,10 @@ let strict: [SwiftSetting] = [
 ]
 // The data path is hot: exclusivity checks cost ~13% of instructions (DESIGN.md notes)
 // and every access in these modules is already confined to one event loop.
-let hot: [SwiftSetting] = strict + [
-    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
-]
+let hot: [SwiftSetting] =
+    strict + [
+        .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
+    ]
 
 let package = Package(
     name: "gateway",

@@ -10,7 +10,9 @@ public final class AdminServer: Sendable {
     public let channel: any Channel
 
     /// `isReady` is asked on every `/readyz`.
-    public static func start(address: HostPort, group: any EventLoopGroup, isReady: @escaping @Sendable () -> Bool) async throws -> AdminServer {
+    public static func start(
+        address: HostPort, group: any EventLoopGroup, isReady: @escaping @Sendable () -> Bool
+    ) async throws -> AdminServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -57,20 +59,26 @@ final class AdminHandler: ChannelInboundHandler {
                     write(context, head, .serviceUnavailable, "{\"status\":\"not_ready\"}")
                 }
             case (_, "/healthz"), (_, "/readyz"):
-                write(context, head, .methodNotAllowed, GatewayError.methodNotAllowed().body(requestID: ""), extra: [("allow", "GET, HEAD")])
+                write(
+                    context, head, .methodNotAllowed, GatewayError.methodNotAllowed().body(requestID: ""), extra: [("allow", "GET, HEAD")])
             default:
                 write(context, head, .notFound, GatewayError(.notFound, "no_route", "no admin endpoint at \(path)").body(requestID: ""))
             }
         }
     }
 
-    private func write(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: String, extra: [(String, String)] = []) {
+    private func write(
+        _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: String,
+        extra: [(String, String)] = []
+    ) {
         var h = HTTPHeaders()
         h.add(name: "content-type", value: "application/json")
         h.add(name: "content-length", value: String(body.utf8.count))
         for (n, v) in extra { h.add(name: n, value: v) }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: h))), promise: nil)
-        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil) }
+        if head.method != .HEAD {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 }

@@ -119,7 +119,8 @@ public enum JSONPath {
                                 buffer.append(e)
                                 i += 2
                             } else if e == UInt8(ascii: "u"), let v = hexValue(b, at: i + 2),
-                                      !(0xD800...0xDFFF).contains(v) {
+                                !(0xD800...0xDFFF).contains(v)
+                            {
                                 appendUTF8(v, to: &buffer)
                                 i += 6
                             } else {
@@ -488,15 +489,19 @@ private struct Parser {
         if let top = stack.last {
             if top.isObject {
                 let component = JSONPathComponent.key(pendingKey)
-                nodes.append(.init(parent: top.node, component: component, location: loc,
-                                   keyLocation: pendingKeyLocation, kind: kind))
+                nodes.append(
+                    .init(
+                        parent: top.node, component: component, location: loc,
+                        keyLocation: pendingKeyLocation, kind: kind))
                 if !pendingIsDuplicate {
                     children[.init(parent: top.node, component: component)] = id
                 }
             } else {
                 let component = JSONPathComponent.index(top.count)
-                nodes.append(.init(parent: top.node, component: component, location: loc,
-                                   keyLocation: nil, kind: kind))
+                nodes.append(
+                    .init(
+                        parent: top.node, component: component, location: loc,
+                        keyLocation: nil, kind: kind))
                 children[.init(parent: top.node, component: component)] = id
             }
         } else {
@@ -633,7 +638,8 @@ private struct Parser {
         var length = 6
         if (0xD800...0xDBFF).contains(unit) {
             guard pos + 7 < end, bytes[pos + 6] == UInt8(ascii: "\\"), bytes[pos + 7] == UInt8(ascii: "u"),
-                  let low = hexValue(bytes, at: pos + 8), (0xDC00...0xDFFF).contains(low) else {
+                let low = hexValue(bytes, at: pos + 8), (0xDC00...0xDFFF).contains(low)
+            else {
                 throw fail("unpaired UTF-16 surrogate \\u\(JSONPath.hex4(unit)) in string", at: backslash)
             }
             scalar = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)

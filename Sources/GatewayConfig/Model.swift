@@ -13,7 +13,10 @@ public struct GatewayFile: Sendable, Codable {
         case accessLog = "access_log"
     }
 
-    public init(listeners: [Listener], admin: Admin? = nil, server: Server = Server(), upstreams: [String: Upstream], routes: [Route], accessLog: AccessLog = AccessLog()) {
+    public init(
+        listeners: [Listener], admin: Admin? = nil, server: Server = Server(), upstreams: [String: Upstream], routes: [Route],
+        accessLog: AccessLog = AccessLog()
+    ) {
         self.listeners = listeners
         self.admin = admin
         self.server = server
@@ -242,7 +245,10 @@ public struct Route: Sendable, Codable, Hashable {
             case methods, host, headers, query
         }
 
-        public init(path: String? = nil, pathPrefix: String? = nil, methods: [String]? = nil, host: String? = nil, headers: [String: String]? = nil, query: [String: String]? = nil) {
+        public init(
+            path: String? = nil, pathPrefix: String? = nil, methods: [String]? = nil, host: String? = nil, headers: [String: String]? = nil,
+            query: [String: String]? = nil
+        ) {
             self.path = path
             self.pathPrefix = pathPrefix
             self.methods = methods
@@ -356,12 +362,19 @@ public indirect enum JSONValue: Sendable, Hashable, Codable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let n = try? c.decode(Double.self) { self = .number(n) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Double.self) {
+            self = .number(n)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {

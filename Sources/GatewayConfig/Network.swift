@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `host:port` as written in `listeners[].address` and `admin.address`; IPv6 as `[::1]:8080`.
@@ -129,7 +129,9 @@ public struct TargetURL: Sendable, Hashable {
             guard let close = rest.firstIndex(of: "]") else { return nil }
             host = String(rest[rest.index(after: rest.startIndex)..<close])
             let after = rest[rest.index(after: close)...]
-            if after.isEmpty { port = defaultPort } else {
+            if after.isEmpty {
+                port = defaultPort
+            } else {
                 guard after.hasPrefix(":"), let p = Int(after.dropFirst()), (1...65535).contains(p) else { return nil }
                 port = p
             }

@@ -143,7 +143,8 @@ public enum RequestPath {
         // remove dot segments (RFC 3986 §5.2.4), refusing to climb above the root
         var out: [[UInt8]] = []
         let segments = bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst()
-        let trailingSlash = bytes.last == UInt8(ascii: "/") || segments.last.map { $0.elementsEqual([46]) || $0.elementsEqual([46, 46]) } == true
+        let trailingSlash =
+            bytes.last == UInt8(ascii: "/") || segments.last.map { $0.elementsEqual([46]) || $0.elementsEqual([46, 46]) } == true
         for seg in segments {
             if seg.elementsEqual([46]) { continue }
             if seg.elementsEqual([46, 46]) {

@@ -17,7 +17,9 @@ public final class Snapshot: Sendable {
         var index: [String: Int] = [:]
         for (i, n) in names.enumerated() { index[n] = i }
         self.upstreams = names.enumerated().compactMap { i, n in file.upstreams[n].map { UpstreamSpec(name: n, index: i, config: $0) } }
-        self.routes = file.routes.enumerated().map { i, r in CompiledRoute(index: i, config: r, upstreamIndex: r.upstream.flatMap { index[$0] }) }
+        self.routes = file.routes.enumerated().map { i, r in
+            CompiledRoute(index: i, config: r, upstreamIndex: r.upstream.flatMap { index[$0] })
+        }
         self.server = ServerSettings(file.server)
     }
 
@@ -52,7 +54,9 @@ public struct ServerSettings: Sendable {
     }
 }
 
-public enum BalancerKind: String, Sendable { case roundRobin = "round_robin", leastRequest = "least_request", random, consistentHash = "consistent_hash" }
+public enum BalancerKind: String, Sendable {
+    case roundRobin = "round_robin", leastRequest = "least_request", random, consistentHash = "consistent_hash"
+}
 
 public struct UpstreamSpec: Sendable {
     public struct TargetSpec: Sendable, Hashable {
@@ -210,7 +214,9 @@ public struct CompiledRoute: Sendable {
         var p = path
         if let strip = stripPrefix, !strip.isEmpty {
             let u = Array(p.utf8)
-            if u.count >= strip.count && u[0..<strip.count].elementsEqual(strip) && (u.count == strip.count || u[strip.count] == UInt8(ascii: "/")) {
+            if u.count >= strip.count && u[0..<strip.count].elementsEqual(strip)
+                && (u.count == strip.count || u[strip.count] == UInt8(ascii: "/"))
+            {
                 p = String(decoding: u[strip.count...], as: UTF8.self)
                 if p.isEmpty { p = "/" }
             }

@@ -35,7 +35,9 @@ public struct ConfigDuration: Sendable, Hashable, Codable, CustomStringConvertib
         let text = try c.decode(String.self)
         guard let d = ConfigDuration(parsing: text) else {
             throw DecodingError.dataCorruptedError(
-                in: c, debugDescription: "\"\(text)\" is not a duration; write a number and a unit, like \"250ms\", \"5s\", \"10m\", \"8h\", \"1d\"")
+                in: c,
+                debugDescription:
+                    "\"\(text)\" is not a duration; write a number and a unit, like \"250ms\", \"5s\", \"10m\", \"8h\", \"1d\"")
         }
         self = d
     }
@@ -46,7 +48,10 @@ public struct ConfigDuration: Sendable, Hashable, Codable, CustomStringConvertib
     }
 
     public var description: String {
-        let units: [(Int64, String)] = [(86_400_000_000_000, "d"), (3_600_000_000_000, "h"), (60_000_000_000, "m"), (1_000_000_000, "s"), (1_000_000, "ms"), (1_000, "us")]
+        let units: [(Int64, String)] = [
+            (86_400_000_000_000, "d"), (3_600_000_000_000, "h"), (60_000_000_000, "m"), (1_000_000_000, "s"), (1_000_000, "ms"),
+            (1_000, "us"),
+        ]
         for (scale, name) in units where nanoseconds >= scale && nanoseconds % scale == 0 {
             return "\(nanoseconds / scale)\(name)"
         }

@@ -11,7 +11,9 @@ extension GatewayFile {
         if listeners.isEmpty { error("listeners", "at least one listener is needed") }
         var names = Set<String>(), addresses = Set<String>()
         for (i, l) in listeners.enumerated() {
-            if HostPort(parsing: l.address) == nil { error("listeners[\(i)].address", "\"\(l.address)\" is not host:port (IPv6 as [::1]:8080)") }
+            if HostPort(parsing: l.address) == nil {
+                error("listeners[\(i)].address", "\"\(l.address)\" is not host:port (IPv6 as [::1]:8080)")
+            }
             if !names.insert(l.name).inserted { error("listeners[\(i)].name", "listener name \"\(l.name)\" is used twice") }
             if !addresses.insert(l.address).inserted { error("listeners[\(i)].address", "address \(l.address) is used by two listeners") }
         }
@@ -37,8 +39,11 @@ extension GatewayFile {
             for (i, t) in u.targets.enumerated() {
                 let tp = "\(p).targets[\(i)]"
                 if let url = TargetURL(t.url) {
-                    if url.scheme == "https" { error(tp, "https targets \(notYetImplemented)") }
-                    else if url.scheme != "http" { error(tp, "scheme `\(url.scheme)` is not supported; use http://") }
+                    if url.scheme == "https" {
+                        error(tp, "https targets \(notYetImplemented)")
+                    } else if url.scheme != "http" {
+                        error(tp, "scheme `\(url.scheme)` is not supported; use http://")
+                    }
                 } else {
                     error(tp, "\"\(t.url)\" is not a target URL like http://10.0.0.5:8080 (no path)")
                 }
@@ -77,14 +82,22 @@ extension GatewayFile {
             for (j, m) in (r.match.methods ?? []).enumerated() where m.isEmpty || !m.allSatisfy({ Self.methodToken.contains($0) }) {
                 error("\(p).match.methods[\(j)]", "\"\(m)\" is not an HTTP method")
             }
-            if r.match.methods?.isEmpty == true { error("\(p).match.methods", "an empty list matches nothing; leave `methods` out to match all") }
+            if r.match.methods?.isEmpty == true {
+                error("\(p).match.methods", "an empty list matches nothing; leave `methods` out to match all")
+            }
             if let h = r.match.host, h.isEmpty || h.contains("/") { error("\(p).match.host", "\"\(h)\" is not a host name") }
             for name in (r.match.headers ?? [:]).keys where !isToken(name) {
-                error(JSONPath.format([.key("routes"), .index(i), .key("match"), .key("headers"), .key(name)]), "\"\(name)\" is not a header name")
+                error(
+                    JSONPath.format([.key("routes"), .index(i), .key("match"), .key("headers"), .key(name)]),
+                    "\"\(name)\" is not a header name")
             }
             let destinations = [r.upstream != nil, r.respond != nil].filter { $0 }.count
             if destinations != 1 {
-                error(p, destinations == 0 ? "a route needs exactly one of `upstream`, `split`, `aggregate`, `respond`" : "give only one of `upstream`, `split`, `aggregate`, `respond`")
+                error(
+                    p,
+                    destinations == 0
+                        ? "a route needs exactly one of `upstream`, `split`, `aggregate`, `respond`"
+                        : "give only one of `upstream`, `split`, `aggregate`, `respond`")
             }
             if let u = r.upstream, upstreams[u] == nil {
                 let hint = Array(upstreams.keys).nearest(to: u).map { "; did you mean \"\($0)\"?" } ?? ""
@@ -108,7 +121,9 @@ extension GatewayFile {
                 guard let ops else { continue }
                 checkHeaders(ops.set, path: "\(p).\(key).set", into: &out)
                 checkHeaders(ops.add, path: "\(p).\(key).add", into: &out)
-                for (j, n) in ops.remove.enumerated() where !isToken(n) { error("\(p).\(key).remove[\(j)]", "\"\(n)\" is not a header name") }
+                for (j, n) in ops.remove.enumerated() where !isToken(n) {
+                    error("\(p).\(key).remove[\(j)]", "\"\(n)\" is not a header name")
+                }
             }
         }
         if routes.isEmpty { warn("routes", "no routes: every request will get 404") }
@@ -122,7 +137,10 @@ extension GatewayFile {
         func error(_ path: String, _ message: String) { out.append(Diagnostic(path: "server.\(path)", message: message)) }
         let s = server
         if s.workers < 0 || s.workers > 1024 { error("workers", "must be between 0 (one per core) and 1024") }
-        for (k, d) in [("request_timeout", s.requestTimeout), ("idle_timeout", s.idleTimeout), ("header_read_timeout", s.headerReadTimeout), ("drain_timeout", s.drainTimeout)]
+        for (k, d) in [
+            ("request_timeout", s.requestTimeout), ("idle_timeout", s.idleTimeout), ("header_read_timeout", s.headerReadTimeout),
+            ("drain_timeout", s.drainTimeout),
+        ]
         where d.nanoseconds <= 0 {
             error(k, "must be more than 0")
         }

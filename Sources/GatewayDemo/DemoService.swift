@@ -155,7 +155,10 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
                 json(context, head, HTTPResponseStatus(statusCode: code), "")
             } else if path.hasPrefix("/users/") {
                 let id = String(path.dropFirst(7))
-                json(context, head, .ok, "{\"id\":\(quote(id)),\"name\":\(quote("User " + id)),\"email\":\(quote("user\(id)@example.com")),\"served_by\":\(quote(name))}")
+                json(
+                    context, head, .ok,
+                    "{\"id\":\(quote(id)),\"name\":\(quote("User " + id)),\"email\":\(quote("user\(id)@example.com")),\"served_by\":\(quote(name))}"
+                )
             } else if path == "/users" {
                 json(context, head, .ok, "[{\"id\":\"1\",\"name\":\"User 1\"},{\"id\":\"2\",\"name\":\"User 2\"}]")
             } else {
@@ -167,7 +170,10 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func echo(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
         let headers = head.headers.map { "[\(quote($0.name)),\(quote($0.value))]" }.joined(separator: ",")
         let body = String(decoding: bodyPrefix, as: UTF8.self)
-        json(context, head, .ok, "{\"method\":\(quote(head.method.rawValue)),\"uri\":\(quote(head.uri)),\"headers\":[\(headers)],\"body_bytes\":\(bodyBytes),\"body\":\(quote(body)),\"served_by\":\(quote(name))}")
+        json(
+            context, head, .ok,
+            "{\"method\":\(quote(head.method.rawValue)),\"uri\":\(quote(head.uri)),\"headers\":[\(headers)],\"body_bytes\":\(bodyBytes),\"body\":\(quote(body)),\"served_by\":\(quote(name))}"
+        )
     }
 
     private func pump(context: ChannelHandlerContext) {
@@ -199,7 +205,9 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         h.add(name: "x-served-by", value: name)
         if !head.isKeepAlive { h.add(name: "connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: h))), promise: nil)
-        if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil) }
+        if !body.isEmpty {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        }
         let keepAlive = head.isKeepAlive
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
             if !keepAlive { context.close(promise: nil) }
@@ -220,9 +228,10 @@ final class WebSocketEcho: ChannelInboundHandler {
         case .ping:
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
         case .connectionClose:
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: frame.unmaskedData))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: frame.unmaskedData)))
+                .assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
         default:
             break
         }

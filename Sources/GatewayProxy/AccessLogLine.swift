@@ -13,7 +13,8 @@ enum AccessLogLine {
         s += ",\"target\":\(ex.pool.map { jsonString($0.target.url) } ?? "null")"
         s += ",\"status\":\(ex.status),\"duration_ms\":\(format(durationMs))"
         s += ",\"upstream_ms\":\(ex.upstreamNanos >= 0 ? format(Double(ex.upstreamNanos) / 1e6) : "null")"
-        s += ",\"attempts\":\(ex.connection != nil || ex.pool != nil ? 1 : 0),\"bytes_in\":\(ex.requestBytes),\"bytes_out\":\(ex.responseBytes)"
+        s +=
+            ",\"attempts\":\(ex.connection != nil || ex.pool != nil ? 1 : 0),\"bytes_in\":\(ex.requestBytes),\"bytes_out\":\(ex.responseBytes)"
         s += ",\"tier\":null,\"listener\":\(jsonString(listener))}"
         return s
     }
@@ -27,6 +28,8 @@ enum AccessLogLine {
         var tmv = tm()
         gmtime_r(&t, &tmv)
         let ms = Int((d.timeIntervalSince1970 - Double(t)) * 1000)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday, tmv.tm_hour, tmv.tm_min, tmv.tm_sec, ms)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday, tmv.tm_hour, tmv.tm_min,
+            tmv.tm_sec, ms)
     }
 }

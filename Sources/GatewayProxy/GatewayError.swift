@@ -21,13 +21,25 @@ public struct GatewayError: Error, Sendable, Hashable {
 
     public static func badRequest(_ m: String) -> GatewayError { .init(.badRequest, "bad_request", m, source: .downstream) }
     public static func noRoute() -> GatewayError { .init(.notFound, "no_route", "no route matches this request", source: .downstream) }
-    public static func methodNotAllowed() -> GatewayError { .init(.methodNotAllowed, "method_not_allowed", "this path does not accept that method", source: .downstream) }
-    public static func requestTimeout() -> GatewayError { .init(.requestTimeout, "request_timeout", "the request was not received in time", source: .downstream) }
-    public static func payloadTooLarge(_ max: Int) -> GatewayError { .init(.payloadTooLarge, "payload_too_large", "the request body is larger than \(max) bytes", source: .downstream) }
-    public static func headersTooLarge() -> GatewayError { .init(.requestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large", source: .downstream) }
-    public static func badGateway(_ m: String, retryable: Bool = true) -> GatewayError { .init(.badGateway, "bad_gateway", m, source: .upstream, retryable: retryable) }
+    public static func methodNotAllowed() -> GatewayError {
+        .init(.methodNotAllowed, "method_not_allowed", "this path does not accept that method", source: .downstream)
+    }
+    public static func requestTimeout() -> GatewayError {
+        .init(.requestTimeout, "request_timeout", "the request was not received in time", source: .downstream)
+    }
+    public static func payloadTooLarge(_ max: Int) -> GatewayError {
+        .init(.payloadTooLarge, "payload_too_large", "the request body is larger than \(max) bytes", source: .downstream)
+    }
+    public static func headersTooLarge() -> GatewayError {
+        .init(.requestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large", source: .downstream)
+    }
+    public static func badGateway(_ m: String, retryable: Bool = true) -> GatewayError {
+        .init(.badGateway, "bad_gateway", m, source: .upstream, retryable: retryable)
+    }
     public static func unavailable(_ m: String) -> GatewayError { .init(.serviceUnavailable, "unavailable", m, source: .internalError) }
-    public static func upstreamTimeout() -> GatewayError { .init(.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time", source: .upstream, retryable: true) }
+    public static func upstreamTimeout() -> GatewayError {
+        .init(.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time", source: .upstream, retryable: true)
+    }
 
     /// `{"error": CODE, "message": ..., "request_id": ...}`.
     public func body(requestID: String) -> String {
@@ -62,7 +74,9 @@ extension GatewayError {
     func rawResponse(requestID: String, allocator: ByteBufferAllocator) -> ByteBuffer {
         let body = self.body(requestID: requestID)
         var buf = allocator.buffer(capacity: 160 + body.utf8.count)
-        buf.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nx-request-id: \(requestID)\r\nconnection: close\r\n\r\n")
+        buf.writeString(
+            "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nx-request-id: \(requestID)\r\nconnection: close\r\n\r\n"
+        )
         buf.writeString(body)
         return buf
     }

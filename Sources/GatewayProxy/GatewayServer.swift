@@ -33,7 +33,9 @@ public final class GatewayServer: Sendable {
             let seed = seeder.next() as UInt64
             let shared = self.shared
             let count = loops.count
-            let ctx = try? loop.submit { NIOLoopBound(LoopContext(loop: loop, shared: shared, loopCount: count, seed: seed), eventLoop: loop) }.wait()
+            let ctx = try? loop.submit {
+                NIOLoopBound(LoopContext(loop: loop, shared: shared, loopCount: count, seed: seed), eventLoop: loop)
+            }.wait()
             if let ctx { contexts[ObjectIdentifier(loop)] = ctx }
         }
         self.contexts = contexts
@@ -57,7 +59,9 @@ public final class GatewayServer: Sendable {
             do {
                 let channel = try await bind(listener.name, host: hp.host, port: hp.port)
                 listeners.withLockedValue { $0.append((listener.name, channel)) }
-                logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(channel.localAddress.map { "\($0)" } ?? listener.address)"])
+                logger.info(
+                    "listening",
+                    metadata: ["listener": "\(listener.name)", "address": "\(channel.localAddress.map { "\($0)" } ?? listener.address)"])
             } catch {
                 throw BindError(address: listener.address, reason: "\(error)")
             }
@@ -145,7 +149,8 @@ public final class GatewayServer: Sendable {
 
 extension EventLoopFuture {
     /// The first of `futures` to complete.
-    static func whenAnyComplete(_ futures: [EventLoopFuture<Value>], on loop: any EventLoop) -> EventLoopFuture<Value> where Value: Sendable {
+    static func whenAnyComplete(_ futures: [EventLoopFuture<Value>], on loop: any EventLoop) -> EventLoopFuture<Value>
+    where Value: Sendable {
         let promise = loop.makePromise(of: Value.self)
         for f in futures { f.cascade(to: promise) }
         return promise.futureResult

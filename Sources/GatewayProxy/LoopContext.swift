@@ -55,10 +55,12 @@ final class LoopContext {
                     p.connectTimeout = .nanoseconds(spec.connectTimeoutNanos)
                     return p
                 }
-                return TargetPool(target: t, loop: loop, maxConnections: perLoopConns, connectTimeout: .nanoseconds(spec.connectTimeoutNanos))
+                return TargetPool(
+                    target: t, loop: loop, maxConnections: perLoopConns, connectTimeout: .nanoseconds(spec.connectTimeoutNanos))
             }
             let perLoopPending = spec.maxPendingRequests == 0 ? 0 : max(1, (spec.maxPendingRequests + loopCount - 1) / loopCount)
-            return UpstreamRuntime(spec: spec, pools: pools, maxPending: perLoopPending, start: Int(rng.next() % UInt64(max(1, pools.count))))
+            return UpstreamRuntime(
+                spec: spec, pools: pools, maxPending: perLoopPending, start: Int(rng.next() % UInt64(max(1, pools.count))))
         }
         for p in oldPools.values { p.shutdown() }
     }

@@ -142,7 +142,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let err: GatewayError
             switch parse {
             case .headerOverflow: err = .headersTooLarge()
-            case .invalidContentLength, .unexpectedContentLength: err = .badRequest("conflicting or invalid Content-Length / Transfer-Encoding")
+            case .invalidContentLength, .unexpectedContentLength:
+                err = .badRequest("conflicting or invalid Content-Length / Transfer-Encoding")
             case .invalidChunkSize: err = .badRequest("invalid chunk size")
             case .invalidHeaderToken: err = .badRequest("invalid character in a header")
             default: err = .badRequest("malformed HTTP request")
@@ -152,7 +153,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 abortUpstream(ex)
                 if ex.responseStarted { closeNow() } else { sendError(err, ex) }
             } else {
-                let ex = Exchange(handler: self, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"), requestID: loopContext.ids.requestID(), clientIP: peerIP, start: .now())
+                let ex = Exchange(
+                    handler: self, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"), requestID: loopContext.ids.requestID(),
+                    clientIP: peerIP, start: .now())
                 ex.requestEnded = true
                 exchange = ex
                 timeouts.headReceived()
@@ -372,7 +375,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamHead(_ head: HTTPResponseHead, _ ex: Exchange) {
         guard let context, let route = ex.route else { return }
-        ex.upstreamNanos = NIODeadline.now().uptimeNanoseconds.subtractingReportingOverflow(ex.upstreamStart?.uptimeNanoseconds ?? 0).partialValue.asInt64
+        ex.upstreamNanos =
+            NIODeadline.now().uptimeNanoseconds.subtractingReportingOverflow(ex.upstreamStart?.uptimeNanoseconds ?? 0).partialValue.asInt64
         if head.status == .switchingProtocols {
             guard ex.isUpgrade else {
                 abortUpstream(ex)
@@ -382,7 +386,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if loopContext.shared.draining { closeAfterResponse = true }
         var closeAfter = closeAfterResponse
-        let out = ForwardHeaders.responseHead(head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, closeAfter: &closeAfter)
+        let out = ForwardHeaders.responseHead(
+            head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, closeAfter: &closeAfter)
         closeAfterResponse = closeAfter
         ex.status = Int(head.status.code)
         ex.responseStarted = true
@@ -411,7 +416,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         writeEnd(context)
         if ex.requestEnded {
             finish(ex)
-        } else if ex.requestBytes > 0 || ex.head.headers.contains(name: "transfer-encoding") || ex.head.headers.contains(name: "content-length") {
+        } else if ex.requestBytes > 0 || ex.head.headers.contains(name: "transfer-encoding")
+            || ex.head.headers.contains(name: "content-length")
+        {
             // The upstream answered before the body was complete: read and drop the rest.
             resumeReadingIfPossible()
         }
@@ -466,7 +473,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         h.add(name: "content-length", value: String(body.count))
         h.add(name: "x-request-id", value: ex.requestID)
         if let route = ex.route { ForwardHeaders.apply(route.responseHeaders, to: &h) }
-        writeLocal(ex, status: HTTPResponseStatus(statusCode: status), headers: h, body: body.isEmpty ? nil : context.channel.allocator.buffer(bytes: body))
+        writeLocal(
+            ex, status: HTTPResponseStatus(statusCode: status), headers: h,
+            body: body.isEmpty ? nil : context.channel.allocator.buffer(bytes: body))
     }
 
     func sendError(_ error: GatewayError, _ ex: Exchange, extraHeaders: [(String, String)] = []) {
@@ -575,7 +584,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         headers.add(name: "connection", value: "upgrade")
         headers.add(name: "x-request-id", value: ex.requestID)
-        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
+        context.writeAndFlush(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
     }
 
     private func completeTunnel(_ ex: Exchange) {

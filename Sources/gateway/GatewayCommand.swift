@@ -86,11 +86,11 @@ struct Version: ParsableCommand {
 
     var compilerVersion: String {
         #if compiler(>=6.3)
-        return "6.3+"
+            return "6.3+"
         #elseif compiler(>=6.2)
-        return "6.2"
+            return "6.2"
         #else
-        return "6.x"
+            return "6.x"
         #endif
     }
 }

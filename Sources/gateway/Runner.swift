@@ -51,7 +51,8 @@ struct Runner {
         var admin: AdminServer?
         if let a = snapshot.file.admin, let hp = HostPort(parsing: a.address) {
             do {
-                admin = try await AdminServer.start(address: hp, group: server.group, isReady: { [shared = server.shared] in !shared.draining })
+                admin = try await AdminServer.start(
+                    address: hp, group: server.group, isReady: { [shared = server.shared] in !shared.draining })
                 logger.info("admin API", metadata: ["address": "\(a.address)"])
             } catch {
                 logger.error("could not bind the admin API on \(a.address): \(error)")

@@ -29,7 +29,8 @@ import Testing
     }
 
     @Test func minimalFileIsValidWithDefaults() throws {
-        let r = load("""
+        let r = load(
+            """
             { "listeners": [ { "address": "127.0.0.1:8080" } ],
               "upstreams": { "a": { "targets": ["http://127.0.0.1:9000"] } },
               "routes": [ { "match": { "path_prefix": "/" }, "upstream": "a" } ] }
@@ -47,7 +48,8 @@ import Testing
     }
 
     @Test func unknownKeyIsAnErrorWithPathAndLineColumn() throws {
-        let r = load("""
+        let r = load(
+            """
             {
               "listeners": [ { "address": "127.0.0.1:8080" } ],
               "upstreams": { "a": { "targets": ["http://127.0.0.1:9000"] } },
@@ -64,7 +66,8 @@ import Testing
     }
 
     @Test func everyErrorIsReportedNotJustTheFirst() throws {
-        let r = load("""
+        let r = load(
+            """
             {
               "listeners": [ { "address": "nonsense" } ],
               "admin": { "address": "0.0.0.0:9901" },
@@ -94,7 +97,8 @@ import Testing
     }
 
     @Test func laterFeaturesAreReportedAsNotImplementedNotAsTypos() throws {
-        let r = load("""
+        let r = load(
+            """
             { "listeners": [ { "address": "127.0.0.1:8080" } ],
               "upstreams": { "a": { "targets": ["http://127.0.0.1:9000"] } },
               "routes": [ { "match": { "path": "/" }, "upstream": "a", "retry": { "attempts": 3 } } ] }
@@ -122,7 +126,8 @@ import Testing
     }
 
     @Test func targetsAcceptStringOrObject() throws {
-        let r = load("""
+        let r = load(
+            """
             { "listeners": [ { "address": "127.0.0.1:8080" } ],
               "upstreams": { "a": { "targets": ["http://127.0.0.1:9000", { "url": "http://127.0.0.1:9001", "weight": 3 }],
                                     "balancer": "consistent_hash", "hash_on": "header:X-User" } },

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import GatewayConfig
 
 // Note: `Testing` also exports a type named `SourceLocation`, so locations are
@@ -49,22 +50,22 @@ struct JSONLocatorSyntaxCase: Sendable, CustomTestStringConvertible {
 }
 
 private let sampleDocument = """
-{
-  "listeners": [
-    { "name": "public", "address": "0.0.0.0:8443" }
-  ],
-  "upstreams": {
-    "users": { "targets": ["http://127.0.0.1:9001", { "url": "http://x", "weight": 3 }] },
-    "my.svc": { "targets": [] }
-  },
-  "routes": [
-    {},
-    { "name": "b" },
-    { "match": { "path_prefix": "/api/users" } }
-  ]
-}
+    {
+      "listeners": [
+        { "name": "public", "address": "0.0.0.0:8443" }
+      ],
+      "upstreams": {
+        "users": { "targets": ["http://127.0.0.1:9001", { "url": "http://x", "weight": 3 }] },
+        "my.svc": { "targets": [] }
+      },
+      "routes": [
+        {},
+        { "name": "b" },
+        { "match": { "path_prefix": "/api/users" } }
+      ]
+    }
 
-"""
+    """
 
 @Suite struct JSONLocatorTests {
 
@@ -156,10 +157,12 @@ private let sampleDocument = """
 
     @Test func pathFormatting() {
         #expect(JSONPath.format([]) == "")
-        #expect(JSONPath.format([.key("routes"), .index(2), .key("match"), .key("path_prefix")])
-            == "routes[2].match.path_prefix")
-        #expect(JSONPath.format([.key("upstreams"), .key("users"), .key("targets"), .index(0)])
-            == "upstreams.users.targets[0]")
+        #expect(
+            JSONPath.format([.key("routes"), .index(2), .key("match"), .key("path_prefix")])
+                == "routes[2].match.path_prefix")
+        #expect(
+            JSONPath.format([.key("upstreams"), .key("users"), .key("targets"), .index(0)])
+                == "upstreams.users.targets[0]")
         #expect(JSONPath.format([.key("upstreams"), .key("my.svc")]) == #"upstreams["my.svc"]"#)
         #expect(JSONPath.format([.key("upstreams"), .key("users-v2")]) == "upstreams.users-v2")
         #expect(JSONPath.format([.index(0), .key("x")]) == "[0].x")
@@ -170,8 +173,9 @@ private let sampleDocument = """
         #expect(JSONPath.format([.key("a b")]) == #"["a b"]"#)
         #expect(JSONPath.format([.key(#"a"b\c"#)]) == #"["a\"b\\c"]"#)
         #expect(JSONPath.format([.key("a\nb")]) == #"["a\u000Ab"]"#)
-        #expect(JSONPath.format([.key("auth"), .key("jwt"), .key("idp"), .key("audiences"), .index(10)])
-            == "auth.jwt.idp.audiences[10]")
+        #expect(
+            JSONPath.format([.key("auth"), .key("jwt"), .key("idp"), .key("audiences"), .index(10)])
+                == "auth.jwt.idp.audiences[10]")
     }
 
     @Test func pathParsingRoundTrips() {
@@ -243,8 +247,10 @@ private let sampleDocument = """
     // MARK: Syntax errors
 
     static let syntaxCases: [JSONLocatorSyntaxCase] = [
-        JSONLocatorSyntaxCase(name: "unterminated string at end of input", input: #"{"a": "abc"#, location: "1:7", fragment: "unterminated string"),
-        JSONLocatorSyntaxCase(name: "unterminated string at line break", input: "{\n  \"a\": \"abc\n}", location: "2:8", fragment: "unterminated string"),
+        JSONLocatorSyntaxCase(
+            name: "unterminated string at end of input", input: #"{"a": "abc"#, location: "1:7", fragment: "unterminated string"),
+        JSONLocatorSyntaxCase(
+            name: "unterminated string at line break", input: "{\n  \"a\": \"abc\n}", location: "2:8", fragment: "unterminated string"),
         JSONLocatorSyntaxCase(name: "unterminated key", input: #"{"ab"#, location: "1:2", fragment: "unterminated string"),
         JSONLocatorSyntaxCase(name: "trailing comma in array", input: "[1, 2,]", location: "1:6", fragment: "trailing comma"),
         JSONLocatorSyntaxCase(name: "trailing comma in object", input: "{\"a\": 1,\n}", location: "1:8", fragment: "trailing comma"),
@@ -300,11 +306,11 @@ private let sampleDocument = """
 
     @Test func invalidUTF8IsRejected() throws {
         let inputs: [[UInt8]] = [
-            [0x5B, 0x22, 0xC3, 0x22, 0x5D],          // truncated 2-byte sequence
-            [0x5B, 0x22, 0xC0, 0xAF, 0x22, 0x5D],    // overlong '/'
+            [0x5B, 0x22, 0xC3, 0x22, 0x5D],  // truncated 2-byte sequence
+            [0x5B, 0x22, 0xC0, 0xAF, 0x22, 0x5D],  // overlong '/'
             [0x5B, 0x22, 0xED, 0xA0, 0x80, 0x22, 0x5D],  // encoded surrogate
             [0x5B, 0x22, 0xF4, 0x90, 0x80, 0x80, 0x22, 0x5D],  // > U+10FFFF
-            [0x5B, 0x22, 0x80, 0x22, 0x5D],          // stray continuation byte
+            [0x5B, 0x22, 0x80, 0x22, 0x5D],  // stray continuation byte
         ]
         for bytes in inputs {
             let error = try #require(syntaxError(bytes), "\(bytes)")

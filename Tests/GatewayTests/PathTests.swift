@@ -62,10 +62,12 @@ import Testing
 
     @Test func rewrite() throws {
         func route(_ rewrite: String) throws -> CompiledRoute {
-            let r = ConfigLoader.load(bytes: Array("""
-                { "listeners": [ { "address": "127.0.0.1:1" } ], "upstreams": { "u": { "targets": ["http://127.0.0.1:2"] } },
-                  "routes": [ { "match": { "path_prefix": "/api" }, "upstream": "u", "rewrite": \(rewrite) } ] }
-                """.utf8), source: "t")
+            let r = ConfigLoader.load(
+                bytes: Array(
+                    """
+                    { "listeners": [ { "address": "127.0.0.1:1" } ], "upstreams": { "u": { "targets": ["http://127.0.0.1:2"] } },
+                      "routes": [ { "match": { "path_prefix": "/api" }, "upstream": "u", "rewrite": \(rewrite) } ] }
+                    """.utf8), source: "t")
             return try #require(r.snapshot?.routes.first, "\(r.errors)")
         }
         let strip = try route("{ \"strip_prefix\": \"/api\" }")

@@ -19,12 +19,14 @@ import Testing
 
     @Test func forwardingAndHopByHopHeaders() async throws {
         try await withGateway(Self.echo) { h in
-            let r = try httpRequest(port: h.port, "GET", "/echo/x?q=1", headers: [
-                ("Connection", "keep-alive, X-Hop"), ("X-Hop", "must go"), ("Keep-Alive", "timeout=5"),
-                ("Proxy-Authorization", "Basic abc"), ("TE", "trailers"), ("Trailer", "x-t"), ("Upgrade", "h2c"),
-                ("X-Forwarded-For", "6.6.6.6"), ("X-Request-Id", "spoofed"), ("X-Secret", "s"), ("X-Keep", "kept"),
-                ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("tracestate", "a=b"),
-            ], host: "front.example")
+            let r = try httpRequest(
+                port: h.port, "GET", "/echo/x?q=1",
+                headers: [
+                    ("Connection", "keep-alive, X-Hop"), ("X-Hop", "must go"), ("Keep-Alive", "timeout=5"),
+                    ("Proxy-Authorization", "Basic abc"), ("TE", "trailers"), ("Trailer", "x-t"), ("Upgrade", "h2c"),
+                    ("X-Forwarded-For", "6.6.6.6"), ("X-Request-Id", "spoofed"), ("X-Secret", "s"), ("X-Keep", "kept"),
+                    ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("tracestate", "a=b"),
+                ], host: "front.example")
             #expect(r.status == 200)
             let up = seen(r)
             let names = Set(up.map(\.0))
@@ -62,9 +64,11 @@ import Testing
             upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
             routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "echo" } ]"#)
         try await withGateway(template) { h in
-            let r = try httpRequest(port: h.port, "GET", "/", headers: [
-                ("X-Forwarded-For", "203.0.113.9"), ("X-Request-Id", "from-the-lb"), ("X-Forwarded-Proto", "https"),
-            ])
+            let r = try httpRequest(
+                port: h.port, "GET", "/",
+                headers: [
+                    ("X-Forwarded-For", "203.0.113.9"), ("X-Request-Id", "from-the-lb"), ("X-Forwarded-Proto", "https"),
+                ])
             let up = seen(r)
             #expect(up.first { $0.0 == "x-forwarded-for" }?.1 == "203.0.113.9, 127.0.0.1")
             #expect(up.first { $0.0 == "x-request-id" }?.1 == "from-the-lb")
@@ -98,7 +102,9 @@ import Testing
             check(try httpRequest(port: h.port, "GET", "/garbage"), 502, "bad_gateway")
             check(try httpRequest(port: h.port, "GET", "/slow?ms=2000"), 504, "upstream_timeout")
             check(try httpRequest(port: h.port, "POST", "/upload", body: [UInt8](repeating: 1, count: 2000)), 413, "payload_too_large")
-            check(try httpRequest(port: h.port, "GET", "/x", headers: [("X-Big", String(repeating: "a", count: 4000))]), 431, "headers_too_large")
+            check(
+                try httpRequest(port: h.port, "GET", "/x", headers: [("X-Big", String(repeating: "a", count: 4000))]), 431,
+                "headers_too_large")
             check(try httpRequest(port: h.port, "GET", "/../../etc/passwd"), 400, "bad_request")
             // a chunked body that grows past the limit is cut off with 413 too
             let c = try RawHTTPClient(port: h.port)
@@ -150,7 +156,9 @@ import Testing
                     // 40 keys spread over both targets, and one key always lands on one target
                     #expect(counts.count == 2, "\(counts)")
                     var seenBy: Set<String> = []
-                    for _ in 0..<10 { seenBy.insert(try c.request("GET", "/", headers: [("x-user", "sticky")]).header("x-served-by") ?? "?") }
+                    for _ in 0..<10 {
+                        seenBy.insert(try c.request("GET", "/", headers: [("x-user", "sticky")]).header("x-served-by") ?? "?")
+                    }
                     #expect(seenBy.count == 1)
                 } else {
                     #expect(abs(share1 - 0.75) < 0.1, "\(balancer): \(counts)")
@@ -162,7 +170,9 @@ import Testing
     @Test func webSocketEchoThroughTheGateway() async throws {
         try await withGateway(Self.echo) { h in
             let c = try RawHTTPClient(port: h.port)
-            try c.send("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            try c.send(
+                "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
             let r = try c.readResponse()
             #expect(r.status == 101)
             #expect(r.header("sec-websocket-accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")

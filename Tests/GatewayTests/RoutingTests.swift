@@ -21,7 +21,9 @@ import Testing
         """
 
     /// `body(h, "/path")` or `body(h, "POST", "/path")`: the answer's body, or its status when not 200.
-    func body(_ h: Harness, _ first: String, _ second: String? = nil, headers: [(String, String)] = [], host: String = "test.local") throws -> String {
+    func body(
+        _ h: Harness, _ first: String, _ second: String? = nil, headers: [(String, String)] = [], host: String = "test.local"
+    ) throws -> String {
         let (method, path) = second.map { (first, $0) } ?? ("GET", first)
         let r = try httpRequest(port: h.port, method, path, headers: headers, host: host)
         return r.status == 200 ? r.text : "\(r.status)"
@@ -91,7 +93,8 @@ import Testing
                 #expect(try c.request("GET", "/exact").text == "exact")
             }
             // three requests in one write come back in order
-            try c.send("GET /exact HTTP/1.1\r\nHost: a\r\n\r\nGET /users/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /files/x HTTP/1.1\r\nHost: a\r\n\r\n")
+            try c.send(
+                "GET /exact HTTP/1.1\r\nHost: a\r\n\r\nGET /users/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /files/x HTTP/1.1\r\nHost: a\r\n\r\n")
             #expect(try c.readResponse().text == "exact")
             #expect(try c.readResponse().text == "param")
             #expect(try c.readResponse().text == "rest")

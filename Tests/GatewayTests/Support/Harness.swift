@@ -71,7 +71,8 @@ func gatewayBinary() -> URL {
 
 /// The repository root (for gateway.json and examples/).
 func repositoryRoot() -> URL {
-    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 }
 
 /// A gateway process started from the built binary, for what only a process shows: signals, RSS, exit codes.

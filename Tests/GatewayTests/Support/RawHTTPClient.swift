@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A blocking HTTP/1.1 client over a plain socket, so tests can send exactly the bytes they
@@ -187,7 +187,9 @@ final class RawHTTPClient {
     }
 
     /// Sends a request and reads its response.
-    func request(_ method: String = "GET", _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil, host: String = "test.local") throws -> Response {
+    func request(
+        _ method: String = "GET", _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil, host: String = "test.local"
+    ) throws -> Response {
         var text = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\n"
         for (n, v) in headers { text += "\(n): \(v)\r\n" }
         if let body { text += "Content-Length: \(body.count)\r\n" }
@@ -198,7 +200,9 @@ final class RawHTTPClient {
 }
 
 /// One request on a fresh connection.
-func httpRequest(port: Int, _ method: String = "GET", _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil, host: String = "test.local") throws -> RawHTTPClient.Response {
+func httpRequest(
+    port: Int, _ method: String = "GET", _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil, host: String = "test.local"
+) throws -> RawHTTPClient.Response {
     let c = try RawHTTPClient(port: port)
     return try c.request(method, path, headers: headers, body: body, host: host)
 }
@@ -221,7 +225,9 @@ func freePort() -> Int {
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = 0
     inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    _ = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
     return Int(UInt16(bigEndian: addr.sin_port))
