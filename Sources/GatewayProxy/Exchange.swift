@@ -29,7 +29,8 @@ final class Exchange: UpstreamDelegate {
     var responseBytes = 0
     var upstreamStart: NIODeadline?
     var upstreamNanos: Int64 = -1
-    var timeout: Scheduled<Void>?
+    /// Uptime nanoseconds when the route timeout fires; 0 when none is running.
+    var deadline: UInt64 = 0
     var isUpgrade = false
     /// A 101 went to the client; the tunnel starts when the upstream's response ends.
     var tunnelPending = false

@@ -38,6 +38,8 @@ enum ForwardHeaders {
                 continue  // re-added below only with a valid traceparent
             case 12 where nameEquals(name, "x-request-id"):
                 continue
+            case 6 where nameEquals(name, "expect"):
+                continue  // answered by the gateway itself
             case 15 where nameEquals(name, "x-forwarded-for"):
                 if trusted { xff = xff.map { $0 + ", " + value } ?? value }
                 continue

@@ -36,7 +36,12 @@ public final class GatewayServer: Sendable {
             let ctx = try? loop.submit {
                 NIOLoopBound(LoopContext(loop: loop, shared: shared, loopCount: count, seed: seed), eventLoop: loop)
             }.wait()
-            if let ctx { contexts[ObjectIdentifier(loop)] = ctx }
+            if let ctx {
+                contexts[ObjectIdentifier(loop)] = ctx
+                loop.scheduleRepeatedTask(initialDelay: ConnectionClock.interval, delay: ConnectionClock.interval) { _ in
+                    ctx.value.clock.tick()
+                }
+            }
         }
         self.contexts = contexts
         quiesce = ServerQuiescingHelper(group: self.group)

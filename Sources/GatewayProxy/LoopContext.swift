@@ -15,6 +15,7 @@ final class LoopContext {
     var ids: IDGenerator
     var rng: SplitMix64
     let loopCount: Int
+    let clock = ConnectionClock()
 
     init(loop: any EventLoop, shared: SharedState, loopCount: Int, seed: UInt64) {
         self.loop = loop

@@ -24,6 +24,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var peerIP = ""
     private var peerBytes: IPAddressBytes?
     private var closed = false
+    /// This connection's index in its loop's `ConnectionClock`.
+    var clockSlot = -1
     /// The write of a response's end when the connection closes after it.
     private var lastWrite: EventLoopFuture<Void>?
 
@@ -40,6 +42,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        loopContext.clock.register(self)
         if let remote = context.channel.remoteAddress, let ip = remote.ipAddress {
             peerIP = ip
             peerBytes = IPAddressBytes(ip)
@@ -47,7 +50,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        loopContext.clock.unregister(self)
         self.context = nil
+    }
+
+    /// Deadlines, checked by the loop's clock: the connection's own and the request's.
+    func tick(now: UInt64) {
+        timeouts.tick(now: now)
+        if let ex = exchange, ex.deadline != 0, now >= ex.deadline { timedOut(ex) }
     }
 
     // MARK: inbound
@@ -126,9 +136,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
+        loopContext.clock.unregister(self)
         if let ex = exchange {
             abortUpstream(ex)
-            ex.timeout?.cancel()
+            ex.deadline = 0
             if ex.status == 0 { ex.status = 499 }  // the client went away first (NGINX's convention)
             log(ex)
             exchange = nil
@@ -193,7 +204,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func shouldHoldRead() -> Bool {
         if !queued.isEmpty { return true }
         guard let ex = exchange else { return false }
-        if ex.requestEnded { return true }  // pipelined requests wait for this response
         switch ex.phase {
         case .forwarding:
             return !(ex.connection?.handler.isWritable ?? true)
@@ -278,10 +288,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return sendError(.methodNotAllowed(), ex, extraHeaders: [("allow", allow.joined(separator: ", "))])
         }
         ex.route = route
-        let timeout = TimeAmount.nanoseconds(route.timeoutNanos ?? server.requestTimeoutNanos)
-        ex.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self, unowned ex] in
-            self?.timedOut(ex)
-        }
+        ex.deadline = ex.start.uptimeNanoseconds &+ UInt64(max(1, route.timeoutNanos ?? server.requestTimeoutNanos))
 
         switch route.action {
         case .respond(let status, let headers, let body):
@@ -297,6 +304,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return sendError(.unavailable("no target available"), ex)
             }
             ex.pool = pool
+            // The client waits for a go-ahead before sending its body: the gateway gives it
+            // (and strips `Expect`), as the upstream's own 100 would not come through.
+            if let expect = head.headers.first(name: "expect"), nameEquals(expect, "100-continue") {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
             forward(ex, snapshot: snapshot, route: route, path: normalized.path, query: normalized.query, trusted: trusted)
         }
     }
@@ -442,7 +454,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func timedOut(_ ex: Exchange) {
         guard exchange === ex, !ex.responseEnded else { return }
-        ex.timeout = nil
+        ex.deadline = 0
         abortUpstream(ex)
         if ex.responseStarted {
             closeNow()
@@ -529,8 +541,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The exchange is over: log it, then close or serve the next pipelined request.
     private func finish(_ ex: Exchange) {
         guard exchange === ex else { return }
-        ex.timeout?.cancel()
-        ex.timeout = nil
+        ex.deadline = 0
         exchange = nil
         log(ex)
         if closeAfterResponse || closed {
@@ -576,8 +587,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.status = 101
         ex.responseStarted = true
         ex.tunnelPending = true
-        ex.timeout?.cancel()
-        ex.timeout = nil
+        ex.deadline = 0
         var headers = HTTPHeaders()
         for (name, value) in head.headers where !isHopByHop(name) || nameEquals(name, "upgrade") {
             headers.add(name: name, value: value)

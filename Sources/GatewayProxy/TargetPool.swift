@@ -120,7 +120,12 @@ final class TargetPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
+                    // Framing headers are set by the gateway itself and inbound headers were already
+                    // validated by the request decoder, so the encoder does neither again.
+                    var encoder = HTTPRequestEncoder.Configuration()
+                    encoder.automaticallySetFramingHeaders = false
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
+                        leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false, encoderConfiguration: encoder)
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }

@@ -69,7 +69,6 @@ enum Tunnel {
             try upPipe.addHandler(up)
             _ = upPipe.removeHandler(upstream.handler)
             if let enc = try? upPipe.handler(type: HTTPRequestEncoder.self) { _ = upPipe.removeHandler(enc) }
-            if let v = try? upPipe.handler(type: NIOHTTPRequestHeadersValidator.self) { _ = upPipe.removeHandler(v) }
             if let dec = try? upPipe.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = upPipe.removeHandler(dec) }
             _ = dp.removeHandler(timeouts)
             _ = dp.removeHandler(proxy)

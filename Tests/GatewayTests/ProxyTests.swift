@@ -117,6 +117,19 @@ import Testing
         }
     }
 
+    @Test func expectContinueIsAnsweredByTheGateway() async throws {
+        try await withGateway(Self.echo) { h in
+            let c = try RawHTTPClient(port: h.port, timeout: 3)
+            try c.send("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            // the go-ahead comes before any body byte is sent
+            #expect(try c.readHeadOnly() == 100)
+            try c.send("hello")
+            let r = try c.readResponse()
+            #expect(r.status == 200)
+            #expect(r.json?["bytes"] as? Int == 5)
+        }
+    }
+
     @Test func pendingLimitAnswers503() async throws {
         let template = config(
             upstreams: #"{ "echo": { "targets": ["@UP0@"], "max_connections_per_target": 1, "max_pending_requests": 0 } }"#,

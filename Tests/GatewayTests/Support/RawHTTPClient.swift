@@ -117,6 +117,15 @@ final class RawHTTPClient {
         }
     }
 
+    /// Reads one response head only (status line and headers), interim responses included.
+    func readHeadOnly() throws -> Int {
+        let statusLine = try readLine()
+        let parts = statusLine.split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2, let code = Int(parts[1]) else { throw Failure(description: "bad status line: \(statusLine)") }
+        while try !readLine().isEmpty {}
+        return code
+    }
+
     /// Reads exactly `n` raw bytes (for WebSocket frames).
     func readBytes(_ n: Int, into out: inout [UInt8]) throws -> Int {
         var collected: [UInt8] = []
