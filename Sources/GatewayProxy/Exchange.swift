@@ -51,7 +51,16 @@ final class Exchange: UpstreamDelegate {
     func upstreamHead(_ head: HTTPResponseHead) { if isCurrent { handler.upstreamHead(head, self) } }
     func upstreamBody(_ buffer: ByteBuffer) { if isCurrent { handler.upstreamBody(buffer, self) } }
     func upstreamEnd() { if isCurrent { handler.upstreamEnd(self) } }
+    func upstreamReadComplete() { if isCurrent { handler.upstreamReadComplete() } }
     func upstreamFailed(_ error: GatewayError) { if isCurrent { handler.upstreamFailed(error, self) } }
     func upstreamWritabilityChanged() { if isCurrent { handler.resumeReadingIfPossible() } }
     var downstreamWritable: Bool { handler.isWritable }
+    func connectionReady(_ c: UpstreamConnection) {
+        waiter = nil
+        if isCurrent { handler.connected(self, c) } else { c.pool.release(c, reusable: true) }
+    }
+    func connectFailed(_ error: GatewayError) {
+        waiter = nil
+        if isCurrent { handler.upstreamFailed(error, self) }
+    }
 }

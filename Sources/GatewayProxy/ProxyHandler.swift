@@ -21,6 +21,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingRead = false
     private var closeAfterResponse = false
     private var needsUpstreamFlush = false
+    private var needsDownstreamFlush = false
     private var peerIP = ""
     private var peerBytes: IPAddressBytes?
     private var closed = false
@@ -352,17 +353,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.buffered.insert(.head(upstreamHead), at: 0)
         ex.phase = .waitingForConnection
         ex.upstreamStart = .now()
-        let acquired = pool.acquire(for: upstream) { [weak self, weak ex] result in
-            guard let self, let ex, self.exchange === ex else {
-                if case .success(let c) = result { c.pool.release(c, reusable: true) }
-                return
-            }
-            ex.waiter = nil
-            switch result {
-            case .success(let c): self.connected(ex, c)
-            case .failure(let e): self.upstreamFailed(e, ex)
-            }
-        }
+        let acquired = pool.acquire(for: upstream, exchange: ex)
         switch acquired {
         case .ready(let c): connected(ex, c)
         case .waiting(let w): ex.waiter = w
@@ -370,7 +361,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func connected(_ ex: Exchange, _ c: UpstreamConnection) {
+    func connected(_ ex: Exchange, _ c: UpstreamConnection) {
         ex.connection = c
         ex.phase = .forwarding
         c.requests += 1
@@ -404,6 +395,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.status = Int(head.status.code)
         ex.responseStarted = true
         context.write(wrapOutboundOut(.head(out)), promise: nil)
+        needsDownstreamFlush = true
     }
 
     func upstreamBody(_ buffer: ByteBuffer, _ ex: Exchange) {
@@ -411,7 +403,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.responseBytes += buffer.readableBytes
         if ex.isHead { return }
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        // The upstream's readComplete would flush too; flushing per chunk keeps latency low for streams.
+        needsDownstreamFlush = true
+    }
+
+    /// The upstream finished a read: send what it produced in one write (head, body and end
+    /// of a small response become one syscall).
+    func upstreamReadComplete() {
+        guard needsDownstreamFlush, let context else { return }
+        needsDownstreamFlush = false
         context.flush()
     }
 
@@ -541,6 +540,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The exchange is over: log it, then close or serve the next pipelined request.
     private func finish(_ ex: Exchange) {
         guard exchange === ex else { return }
+        if ex.waiter != nil || ex.connection != nil { abortUpstream(ex) }
         ex.deadline = 0
         exchange = nil
         log(ex)

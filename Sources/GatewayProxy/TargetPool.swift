@@ -13,17 +13,19 @@ final class TargetPool {
     }
 
     /// A request waiting for a connection; `cancel()` when that request goes away first.
+    /// References are strong and cleared explicitly: weak references would give these
+    /// objects side tables and slow every retain and release on the hot path.
     final class Waiter {
-        var callback: ((Result<UpstreamConnection, GatewayError>) -> Void)?
-        weak var upstream: UpstreamRuntime?
-        init(_ callback: @escaping (Result<UpstreamConnection, GatewayError>) -> Void, upstream: UpstreamRuntime) {
-            self.callback = callback
+        var exchange: Exchange?
+        let upstream: UpstreamRuntime
+        init(_ exchange: Exchange, upstream: UpstreamRuntime) {
+            self.exchange = exchange
             self.upstream = upstream
         }
         func cancel() {
-            if callback != nil {
-                callback = nil
-                upstream?.pending -= 1
+            if exchange != nil {
+                exchange = nil
+                upstream.pending -= 1
             }
         }
     }
@@ -51,15 +53,16 @@ final class TargetPool {
         self.address = try? SocketAddress(ipAddress: target.host, port: target.port)
     }
 
-    /// An idle connection now, or a place in line, or a refusal when the upstream's line is full.
-    func acquire(for upstream: UpstreamRuntime, _ callback: @escaping (Result<UpstreamConnection, GatewayError>) -> Void) -> Acquired {
+    /// An idle connection now, or a place in line (the exchange is told through
+    /// `ProxyHandler.connectionReady` / `upstreamFailed`), or a refusal when the line is full.
+    func acquire(for upstream: UpstreamRuntime, exchange: Exchange) -> Acquired {
         while let c = idle.popLast() {
             if c.isUsable { return .ready(c) }
         }
         if open >= maxConnections && upstream.pending >= upstream.maxPending {
             return .rejected(.unavailable("upstream \(upstream.spec.name) has too many pending requests"))
         }
-        let waiter = Waiter(callback, upstream: upstream)
+        let waiter = Waiter(exchange, upstream: upstream)
         upstream.pending += 1
         waiters.append(waiter)
         if open < maxConnections { connect() }
@@ -83,7 +86,7 @@ final class TargetPool {
 
     /// The connection leaves the pool for good (it became a WebSocket tunnel).
     func detach(_ c: UpstreamConnection) {
-        c.handler.onClose = nil
+        c.handler.connection = nil
         c.handler.delegate = nil
         open -= 1
     }
@@ -94,23 +97,23 @@ final class TargetPool {
         for c in idle { c.channel.close(promise: nil) }
         idle.removeAll()
         while let w = nextWaiter() {
-            let cb = w.callback
+            let ex = w.exchange
             w.cancel()
-            cb?(.failure(.unavailable("the upstream was removed")))
+            ex?.connectFailed(.unavailable("the upstream was removed"))
         }
     }
 
     private func nextWaiter() -> Waiter? {
         while let w = waiters.popFirst() {
-            if w.callback != nil { return w }
+            if w.exchange != nil { return w }
         }
         return nil
     }
 
     private func hand(_ c: UpstreamConnection, to w: Waiter) {
-        let cb = w.callback
+        let ex = w.exchange
         w.cancel()
-        cb?(.success(c))
+        if let ex { ex.connectionReady(c) } else { release(c, reusable: true) }
     }
 
     private func connect() {
@@ -144,7 +147,7 @@ final class TargetPool {
                     return
                 }
                 let conn = UpstreamConnection(channel: channel, handler: handler, pool: self)
-                handler.onClose = { [weak self, weak conn] in self?.connectionClosed(conn) }
+                handler.connection = conn
                 if self.closed {
                     channel.close(promise: nil)
                 } else if let w = self.nextWaiter() {
@@ -167,16 +170,16 @@ final class TargetPool {
     private func connectFailed(_ error: GatewayError) {
         open -= 1
         if let w = nextWaiter() {
-            let cb = w.callback
+            let ex = w.exchange
             w.cancel()
-            cb?(.failure(error))
+            ex?.connectFailed(error)
         }
     }
 
-    private func connectionClosed(_ c: UpstreamConnection?) {
+    func connectionClosed(_ c: UpstreamConnection?) {
         open -= 1
         if let i = idle.firstIndex(where: { $0 === c }) { idle.remove(at: i) }
         // Someone is waiting and a slot is free again: open a fresh connection for them.
-        if !closed, open < maxConnections, waiters.contains(where: { $0.callback != nil }) { connect() }
+        if !closed, open < maxConnections, waiters.contains(where: { $0.exchange != nil }) { connect() }
     }
 }

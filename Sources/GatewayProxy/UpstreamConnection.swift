@@ -9,6 +9,8 @@ protocol UpstreamDelegate: AnyObject {
     func upstreamEnd()
     func upstreamFailed(_ error: GatewayError)
     func upstreamWritabilityChanged()
+    /// The end of one read from the upstream socket: the time to flush toward the client.
+    func upstreamReadComplete()
     /// False while the client is not reading: the upstream connection then stops reading too.
     var downstreamWritable: Bool { get }
 }
@@ -36,8 +38,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
-    weak var delegate: (any UpstreamDelegate)?
-    var onClose: (() -> Void)?
+    /// The exchange using this connection; strong, and cleared whenever the exchange lets go
+    /// (a weak reference would slow every retain of the exchange).
+    var delegate: Exchange?
+    /// The connection object this handler belongs to, until the channel closes.
+    var connection: UpstreamConnection?
     private(set) var context: ChannelHandlerContext?
     private var pendingRead = false
     /// Set when the response said `Connection: close` or the connection misbehaved.
@@ -71,6 +76,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
         context.fireChannelReadComplete()
     }
 
@@ -80,8 +86,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.delegate = nil
             delegate.upstreamFailed(.badGateway("the upstream closed the connection before the response was complete"))
         }
-        onClose?()
-        onClose = nil
+        if let c = connection {
+            connection = nil
+            c.pool.connectionClosed(c)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

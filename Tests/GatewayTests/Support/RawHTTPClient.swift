@@ -47,10 +47,9 @@ final class RawHTTPClient {
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard rc == 0 else {
-            Glibc.close(fd)
-            throw Failure(description: "connect to \(port) failed: errno \(errno)")
-        }
+        // No close here: a class whose init throws after its properties are set still runs
+        // deinit, which closes the descriptor (closing it twice could close someone else's).
+        guard rc == 0 else { throw Failure(description: "connect to \(port) failed: errno \(errno)") }
     }
 
     deinit { Glibc.close(fd) }
