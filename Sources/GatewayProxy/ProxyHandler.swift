@@ -39,7 +39,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.listenerName = listenerName
     }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    /// Tracked from writability events: asking the channel costs a lock and retains per call.
+    private(set) var isWritable = true
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -131,7 +132,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { exchange?.connection?.handler.resumeReading() }
+        isWritable = context.channel.isWritable
+        if isWritable { exchange?.connection?.handler.resumeReading() }
         context.fireChannelWritabilityChanged()
     }
 

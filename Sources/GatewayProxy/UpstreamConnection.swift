@@ -28,7 +28,8 @@ final class UpstreamConnection {
         self.pool = pool
     }
 
-    var isUsable: Bool { channel.isActive && !handler.closing }
+    /// `closing` is set when the channel goes inactive, so no channel state is read here.
+    var isUsable: Bool { !handler.closing }
 }
 
 /// The client side of an upstream connection: forwards response parts to the delegate and
@@ -103,6 +104,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        isWritable = context.channel.isWritable
         delegate?.upstreamWritabilityChanged()
         context.fireChannelWritabilityChanged()
     }
@@ -129,5 +131,6 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func flush() { context?.flush() }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    /// Tracked from writability events (cheaper than asking the channel on every read).
+    private(set) var isWritable = true
 }
