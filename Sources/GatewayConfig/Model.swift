@@ -28,11 +28,23 @@ public struct GatewayFile: Sendable, Codable {
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["auth", "rate_limits"])
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        listeners = try c.decodeIfPresent([Collected<Listener>].self, forKey: .listeners)?.compactMap(\.value) ?? []
+        // Elements that failed to decode are left out, but the others keep their index in the
+        // file so that later diagnostics name the right element.
+        listeners =
+            try c.decodeIfPresent([Collected<Listener>].self, forKey: .listeners)?.enumerated().compactMap { i, e in
+                e.value.map {
+                    var l = $0; l.sourceIndex = i; return l
+                }
+            } ?? []
         admin = try c.decodeIfPresent(Collected<Admin>.self, forKey: .admin)?.value
         server = try c.decodeIfPresent(Collected<Server>.self, forKey: .server)?.value ?? Server()
         upstreams = try c.decodeIfPresent([String: Collected<Upstream>].self, forKey: .upstreams)?.compactMapValues(\.value) ?? [:]
-        routes = try c.decodeIfPresent([Collected<Route>].self, forKey: .routes)?.compactMap(\.value) ?? []
+        routes =
+            try c.decodeIfPresent([Collected<Route>].self, forKey: .routes)?.enumerated().compactMap { i, e in
+                e.value.map {
+                    var r = $0; r.sourceIndex = i; return r
+                }
+            } ?? []
         accessLog = try c.decodeIfPresent(Collected<AccessLog>.self, forKey: .accessLog)?.value ?? AccessLog()
     }
 }
@@ -41,6 +53,8 @@ public struct GatewayFile: Sendable, Codable {
 public struct Listener: Sendable, Codable, Hashable {
     public var name: String
     public var address: String
+    /// Position in the file's `listeners` array (for diagnostics); not part of the file.
+    public var sourceIndex = 0
 
     enum CodingKeys: String, CodingKey, CaseIterable { case name, address }
 
@@ -193,6 +207,8 @@ public struct Upstream: Sendable, Codable, Hashable {
 
 /// SPEC §2.7: one entry of `routes`.
 public struct Route: Sendable, Codable, Hashable {
+    /// Position in the file's `routes` array (for diagnostics); not part of the file.
+    public var sourceIndex = 0
     public var name: String?
     public var match: Match
     public var upstream: String?

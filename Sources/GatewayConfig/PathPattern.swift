@@ -164,6 +164,15 @@ public enum RequestPath {
         return .success((String(decoding: result, as: UTF8.self), query))
     }
 
+    /// The authority of an absolute-form target (`http://host:port/path` → `host:port`), without user info.
+    public static func authority(of uri: String) -> Substring? {
+        guard let scheme = uri.range(of: "://") else { return nil }
+        var rest = uri[scheme.upperBound...]
+        if let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        return rest.isEmpty ? nil : rest
+    }
+
     @inline(__always)
     static func isClean(_ p: Substring.UTF8View) -> Bool {
         // clean: starts with "/", no "%", and no "/." (so no dot segments)

@@ -1,4 +1,8 @@
 extension GatewayFile {
+    /// Headers the gateway sets itself from the framing of each message.
+    static let framingHeaders: Set<String> = [
+        "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+    ]
     static let balancers = ["round_robin", "least_request", "random", "consistent_hash"]
     static let methodToken = Set("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -10,7 +14,8 @@ extension GatewayFile {
 
         if listeners.isEmpty { error("listeners", "at least one listener is needed") }
         var names = Set<String>(), addresses = Set<String>()
-        for (i, l) in listeners.enumerated() {
+        for l in listeners {
+            let i = l.sourceIndex
             if HostPort(parsing: l.address) == nil {
                 error("listeners[\(i)].address", "\"\(l.address)\" is not host:port (IPv6 as [::1]:8080)")
             }
@@ -67,7 +72,8 @@ extension GatewayFile {
         }
 
         var routeNames = Set<String>()
-        for (i, r) in routes.enumerated() {
+        for r in routes {
+            let i = r.sourceIndex
             let p = "routes[\(i)]"
             if let n = r.name {
                 if n.isEmpty { error("\(p).name", "must not be empty") }
@@ -104,8 +110,8 @@ extension GatewayFile {
                 error("\(p).upstream", "no upstream named \"\(u)\"\(hint)")
             }
             if let resp = r.respond {
-                if !(100...599).contains(resp.status) || (101...199).contains(resp.status) {
-                    error("\(p).respond.status", "\(resp.status) is not a final HTTP status (100, 200-599)")
+                if !(200...599).contains(resp.status) {
+                    error("\(p).respond.status", "\(resp.status) is not a final HTTP status (200-599)")
                 }
                 checkHeaders(resp.headers, path: "\(p).respond.headers", into: &out)
             }
@@ -123,6 +129,9 @@ extension GatewayFile {
                 checkHeaders(ops.add, path: "\(p).\(key).add", into: &out)
                 for (j, n) in ops.remove.enumerated() where !isToken(n) {
                     error("\(p).\(key).remove[\(j)]", "\"\(n)\" is not a header name")
+                }
+                for n in Array(ops.set.keys) + Array(ops.add.keys) + ops.remove where Self.framingHeaders.contains(n.lowercased()) {
+                    error("\(p).\(key)", "`\(n)` describes the connection or the message framing and is managed by the gateway")
                 }
             }
         }

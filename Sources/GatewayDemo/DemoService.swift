@@ -203,6 +203,8 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         h.add(name: "content-type", value: "application/json")
         h.add(name: "content-length", value: String(body.utf8.count))
         h.add(name: "x-served-by", value: name)
+        // Like many services, echo the caller's request id.
+        if let id = head.headers.first(name: "x-request-id") { h.add(name: "x-request-id", value: id) }
         if !head.isKeepAlive { h.add(name: "connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: h))), promise: nil)
         if !body.isEmpty {

@@ -22,6 +22,8 @@ final class Exchange: UpstreamDelegate {
     var buffered: [HTTPClientRequestPart] = []
     var bufferedBytes = 0
     var requestEnded = false
+    /// The request announced a body (Content-Length > 0 or chunked).
+    var expectsBody = false
     var requestBytes = 0
     var responseStarted = false
     var responseEnded = false
@@ -50,7 +52,7 @@ final class Exchange: UpstreamDelegate {
 
     func upstreamHead(_ head: HTTPResponseHead) { if isCurrent { handler.upstreamHead(head, self) } }
     func upstreamBody(_ buffer: ByteBuffer) { if isCurrent { handler.upstreamBody(buffer, self) } }
-    func upstreamEnd() { if isCurrent { handler.upstreamEnd(self) } }
+    func upstreamEnd(_ trailers: HTTPHeaders?) { if isCurrent { handler.upstreamEnd(self, trailers: trailers) } }
     func upstreamReadComplete() { if isCurrent { handler.upstreamReadComplete() } }
     func upstreamFailed(_ error: GatewayError) { if isCurrent { handler.upstreamFailed(error, self) } }
     func upstreamWritabilityChanged() { if isCurrent { handler.resumeReadingIfPossible() } }

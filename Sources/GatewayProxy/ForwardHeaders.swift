@@ -97,6 +97,7 @@ enum ForwardHeaders {
             if isHopByHop(name) { continue }
             if !listed.isEmpty && listed.contains(where: { nameEquals(name, lowercased: $0) }) { continue }
             if !hasLength && nameEquals(name, "content-length") { hasLength = true }
+            if name.utf8.count == 12 && nameEquals(name, "x-request-id") { continue }  // the gateway's id is the one
             out.add(name: name, value: value)
         }
         let code = head.status.code

@@ -263,6 +263,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         let contentLength = head.headers.first(name: "content-length").flatMap { Int($0) }
+        ex.expectsBody = (contentLength ?? 0) > 0 || !transferEncodings.isEmpty
         if let cl = contentLength, cl > server.maxBodyBytes {
             closeAfterResponse = true
             return sendError(.payloadTooLarge(server.maxBodyBytes), ex)
@@ -284,7 +285,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
         let method = head.method.rawValue
         let route: CompiledRoute
-        switch Router.route(snapshot, method: method, path: normalized.path, query: normalized.query, headers: head.headers) {
+        let authority = head.uri.utf8.first == UInt8(ascii: "/") ? nil : RequestPath.authority(of: head.uri)
+        switch Router.route(
+            snapshot, method: method, path: normalized.path, query: normalized.query, headers: head.headers, authority: authority)
+        {
         case .matched(let r): route = r
         case .notFound: return sendError(.noRoute(), ex)
         case .methodNotAllowed(let allow):
@@ -309,7 +313,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.pool = pool
             // The client waits for a go-ahead before sending its body: the gateway gives it
             // (and strips `Expect`), as the upstream's own 100 would not come through.
-            if let expect = head.headers.first(name: "expect"), nameEquals(expect, "100-continue") {
+            if head.version.minor >= 1, let expect = head.headers.first(name: "expect"), nameEquals(expect, "100-continue") {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
             forward(ex, snapshot: snapshot, route: route, path: normalized.path, query: normalized.query, trusted: trusted)
@@ -416,7 +420,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.flush()
     }
 
-    func upstreamEnd(_ ex: Exchange) {
+    func upstreamEnd(_ ex: Exchange, trailers: HTTPHeaders?) {
         guard let context else { return }
         if ex.tunnelPending { return completeTunnel(ex) }
         if let c = ex.connection {
@@ -426,15 +430,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         ex.phase = .responded
         ex.responseEnded = true
-        writeEnd(context)
-        if ex.requestEnded {
-            finish(ex)
-        } else if ex.requestBytes > 0 || ex.head.headers.contains(name: "transfer-encoding")
-            || ex.head.headers.contains(name: "content-length")
-        {
-            // The upstream answered before the body was complete: read and drop the rest.
-            resumeReadingIfPossible()
-        }
+        // The upstream answered before the request body was complete: the rest of the body
+        // cannot go anywhere, so the connection closes after this response.
+        if !ex.requestEnded && ex.expectsBody { closeAfterResponse = true }
+        writeEnd(context, trailers: trailers)
+        if ex.requestEnded || closeAfterResponse { finish(ex) }
     }
 
     func upstreamFailed(_ error: GatewayError, _ ex: Exchange) {
@@ -460,8 +460,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if ex.responseStarted {
             closeNow()
         } else {
-            if !ex.requestEnded { closeAfterResponse = true }
-            sendError(.upstreamTimeout(), ex)
+            // Still waiting for the client's body: the client is the slow one (SPEC §4: 408).
+            if !ex.requestEnded {
+                closeAfterResponse = true
+                sendError(.requestTimeout(), ex)
+            } else {
+                sendError(.upstreamTimeout(), ex)
+            }
         }
     }
 
@@ -483,12 +488,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var h = HTTPHeaders()
         h.reserveCapacity(headers.count + 4)
         for (n, v) in headers { h.add(name: n, value: v) }
-        h.add(name: "content-length", value: String(body.count))
+        let bodyless = status == 204 || status == 304
+        if !bodyless { h.add(name: "content-length", value: String(body.count)) }
         h.add(name: "x-request-id", value: ex.requestID)
         if let route = ex.route { ForwardHeaders.apply(route.responseHeaders, to: &h) }
-        writeLocal(
-            ex, status: HTTPResponseStatus(statusCode: status), headers: h,
-            body: body.isEmpty ? nil : context.channel.allocator.buffer(bytes: body))
+        let buffer = body.isEmpty || bodyless ? nil : context.channel.allocator.buffer(bytes: body)
+        writeLocal(ex, status: HTTPResponseStatus(statusCode: status), headers: h, body: buffer)
     }
 
     func sendError(_ error: GatewayError, _ ex: Exchange, extraHeaders: [(String, String)] = []) {
@@ -506,7 +511,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func writeLocal(_ ex: Exchange, status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?) {
         guard let context, !ex.responseStarted else { return }
         var headers = headers
-        if loopContext.shared.draining { closeAfterResponse = true }
+        // A body the client is still sending would have to be read and thrown away; closing
+        // is cheaper and bounds what a client can make the gateway read.
+        if loopContext.shared.draining || (!ex.requestEnded && ex.expectsBody) { closeAfterResponse = true }
         if closeAfterResponse {
             headers.replaceOrAdd(name: "connection", value: "close")
         } else if ex.head.version.minor == 0 {
@@ -521,21 +528,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.responseBytes = body.readableBytes
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        writeEnd(context)
-        if ex.requestEnded || closeAfterResponse {
-            finish(ex)
-        } else {
-            resumeReadingIfPossible()  // read and drop the rest of the body, then go on
-        }
+        writeEnd(context, trailers: nil)
+        // A request without a body has its end right behind its head: finish then.
+        if ex.requestEnded || closeAfterResponse { finish(ex) }
     }
 
-    private func writeEnd(_ context: ChannelHandlerContext) {
+    private func writeEnd(_ context: ChannelHandlerContext, trailers: HTTPHeaders?) {
         if closeAfterResponse {
             let p = context.eventLoop.makePromise(of: Void.self)
             lastWrite = p.futureResult
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: p)
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: p)
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         }
     }
 

@@ -10,12 +10,16 @@ enum RouteDecision {
 }
 
 enum Router {
-    static func route(_ snapshot: Snapshot, method: String, path: String, query: Substring?, headers: HTTPHeaders) -> RouteDecision {
+    /// `authority`: the host of an absolute-form request target, which takes the place of `Host`
+    /// (RFC 9112 §3.2.2).
+    static func route(
+        _ snapshot: Snapshot, method: String, path: String, query: Substring?, headers: HTTPHeaders, authority: Substring? = nil
+    ) -> RouteDecision {
         var allow: [String]? = nil
         var pathCopy = path
         return pathCopy.withUTF8 { pathBytes in
             let raw = UnsafeRawBufferPointer(pathBytes)
-            let host = headers.first(name: "host").map { Substring($0) }
+            let host = authority ?? headers.first(name: "host").map { Substring($0) }
             for route in snapshot.routes {
                 guard route.matchesPath(raw) else { continue }
                 guard route.matchesHost(host) else { continue }

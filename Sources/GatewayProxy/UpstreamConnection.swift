@@ -6,7 +6,7 @@ import NIOHTTP1
 protocol UpstreamDelegate: AnyObject {
     func upstreamHead(_ head: HTTPResponseHead)
     func upstreamBody(_ buffer: ByteBuffer)
-    func upstreamEnd()
+    func upstreamEnd(_ trailers: HTTPHeaders?)
     func upstreamFailed(_ error: GatewayError)
     func upstreamWritabilityChanged()
     /// The end of one read from the upstream socket: the time to flush toward the client.
@@ -70,9 +70,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             delegate.upstreamHead(head)
         case .body(let buf):
             delegate.upstreamBody(buf)
-        case .end:
+        case .end(let trailers):
             inResponse = false
-            delegate.upstreamEnd()
+            delegate.upstreamEnd(trailers)
         }
     }
 

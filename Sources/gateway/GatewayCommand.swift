@@ -6,6 +6,27 @@ import GatewayProxy
 import Logging
 
 @main
+enum Main {
+    /// Runs the command; usage errors exit 1 as SPEC §1 says (ArgumentParser would use 64).
+    static func main() async {
+        do {
+            var command = try GatewayCommand.parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = GatewayCommand.exitCode(for: error)
+            if code == .validationFailure {
+                FileHandle.standardError.write(Data((GatewayCommand.fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(ExitStatus.badConfig.rawValue)
+            }
+            GatewayCommand.exit(withError: error)
+        }
+    }
+}
+
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",

@@ -76,6 +76,13 @@ struct Runner {
                 let next = ConfigLoader.load(path: configPath)
                 for d in next.diagnostics { logger.warning("\(configPath):\(d)") }
                 if let snap = next.snapshot {
+                    let current = server.shared.snapshots.snapshot.file
+                    if snap.file.listeners != current.listeners || snap.file.admin != current.admin
+                        || snap.file.server.workers != current.server.workers || snap.file.accessLog != current.accessLog
+                    {
+                        logger.warning(
+                            "listeners, admin, server.workers and access_log take effect at the next start; the rest is applied now")
+                    }
                     server.shared.snapshots.publish(snap)
                     logger.info("config reloaded", metadata: ["version": "\(snap.version)"])
                 } else {
@@ -83,7 +90,7 @@ struct Runner {
                 }
                 continue
             }
-            logger.info("draining", metadata: ["timeout": "\(snapshot.file.server.drainTimeout)"])
+            logger.info("draining", metadata: ["timeout": "\(server.shared.snapshots.snapshot.file.server.drainTimeout)"])
             await server.drain(timeout: .nanoseconds(server.shared.snapshots.snapshot.server.drainTimeoutNanos))
             await admin?.stop()
             await demoServices?.stop()

@@ -96,6 +96,33 @@ import Testing
         #expect(admin.message.contains("token"))
     }
 
+    @Test func aRouteThatFailsToDecodeDoesNotShiftTheIndexOfLaterErrors() throws {
+        let r = load(
+            """
+            { "listeners": [ { "address": "127.0.0.1:8080" } ],
+              "upstreams": {},
+              "routes": [
+                { "match": { "path": 5 }, "respond": { "status": 200 } },
+                { "match": { "path": "/b" }, "upstream": "nowhere" } ] }
+            """)
+        let paths = Set(r.errors.map(\.path))
+        #expect(paths.contains("routes[0].match.path"), "\(paths)")
+        #expect(paths.contains("routes[1].upstream"), "\(paths)")
+    }
+
+    @Test func framingHeadersCannotBeRewritten() throws {
+        let r = load(
+            """
+            { "listeners": [ { "address": "127.0.0.1:8080" } ], "upstreams": {},
+              "routes": [ { "match": { "path": "/" }, "respond": { "status": 200 },
+                            "response_headers": { "set": { "Content-Length": "5" }, "remove": ["transfer-encoding"] } },
+                          { "match": { "path": "/x" }, "respond": { "status": 101 } } ] }
+            """)
+        #expect(r.errors.contains { $0.path == "routes[0].response_headers" && $0.message.contains("Content-Length") })
+        #expect(r.errors.contains { $0.path == "routes[0].response_headers" && $0.message.contains("transfer-encoding") })
+        #expect(r.errors.contains { $0.path == "routes[1].respond.status" })
+    }
+
     @Test func laterFeaturesAreReportedAsNotImplementedNotAsTypos() throws {
         let r = load(
             """
@@ -185,5 +212,8 @@ import Testing
         #expect(okStatus == 0, "\(okOut)")
         let (missingStatus, _) = try run(["validate", dir.appendingPathComponent("absent.json").path])
         #expect(missingStatus == 1)
+        let (flagStatus, flagOut) = try run(["run", "--no-such-flag"])
+        #expect(flagStatus == 1)
+        #expect(flagOut.contains("no-such-flag"))
     }
 }

@@ -117,6 +117,45 @@ import Testing
         }
     }
 
+    @Test func upstreamRequestIDIsReplacedNotDuplicated() async throws {
+        let template = config(
+            upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
+            routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "echo" } ]"#)
+        try await withGateway(template) { h in
+            // the demo service answers /echo with its own headers; make it echo an id back
+            let r = try httpRequest(port: h.port, "GET", "/status/200")
+            #expect(r.headers("x-request-id").count == 1)
+        }
+    }
+
+    @Test func slowRequestBodyGets408() async throws {
+        let template = config(
+            upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
+            routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "echo", "timeout": "300ms" } ]"#)
+        try await withGateway(template) { h in
+            let c = try RawHTTPClient(port: h.port)
+            try c.send("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly a part")
+            let r = try c.readResponse()
+            #expect(r.status == 408)
+            #expect(r.json?["error"] as? String == "request_timeout")
+            #expect(r.header("connection") == "close")
+        }
+    }
+
+    @Test func absoluteFormTargetRoutesOnItsAuthority() async throws {
+        let template = config(
+            upstreams: "{}",
+            routes: #"[ { "match": { "path": "/x", "host": "api.example.com" }, "respond": { "status": 204 } } ]"#)
+        try await withGateway(services: 0, template) { h in
+            let c = try RawHTTPClient(port: h.port)
+            try c.send("GET http://api.example.com/x HTTP/1.1\r\nHost: other.example\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.status == 204)
+            #expect(r.header("content-length") == nil)
+            #expect(r.body.isEmpty)
+        }
+    }
+
     @Test func expectContinueIsAnsweredByTheGateway() async throws {
         try await withGateway(Self.echo) { h in
             let c = try RawHTTPClient(port: h.port, timeout: 3)
