@@ -88,17 +88,27 @@ enum ForwardHeaders {
         _ head: HTTPResponseHead, request: HTTPRequestHead, route: CompiledRoute, requestID: String,
         isHead: Bool, closeAfter: inout Bool
     ) -> HTTPResponseHead {
-        let incoming = head.headers
-        let listed = incoming.contains(name: "connection") ? connectionTokens(incoming["connection"]) : []
-        var out = HTTPHeaders()
-        out.reserveCapacity(incoming.count + 3)
+        // Edit the upstream's headers in place: most responses only lose `Connection`, so
+        // removing a few entries is cheaper than rebuilding the whole list.
+        var out = head.headers
         var hasLength = false
-        for (name, value) in incoming {
-            if isHopByHop(name) { continue }
-            if !listed.isEmpty && listed.contains(where: { nameEquals(name, lowercased: $0) }) { continue }
-            if !hasLength && nameEquals(name, "content-length") { hasLength = true }
-            if name.utf8.count == 12 && nameEquals(name, "x-request-id") { continue }  // the gateway's id is the one
-            out.add(name: name, value: value)
+        var drop: [String] = []
+        for (name, _) in out {
+            if isHopByHop(name) || (name.utf8.count == 12 && nameEquals(name, "x-request-id")) {
+                if !drop.contains(where: { nameEquals($0, lowercased: name) }) { drop.append(name) }
+            } else if !hasLength && name.utf8.count == 14 && nameEquals(name, "content-length") {
+                hasLength = true
+            }
+        }
+        if !drop.isEmpty {
+            // Headers named by `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+            if out.contains(name: "connection") {
+                for token in connectionTokens(out["connection"]) where token != "close" && token != "keep-alive" {
+                    if nameEquals(token, lowercased: "content-length") { hasLength = false }
+                    drop.append(token)
+                }
+            }
+            for name in drop { out.remove(name: name) }
         }
         let code = head.status.code
         let bodyless = isHead || code == 204 || code == 304 || code < 200

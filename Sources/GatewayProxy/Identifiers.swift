@@ -11,7 +11,21 @@ struct IDGenerator {
 
     /// A new `traceparent` starting a trace: `00-<trace-id>-<parent-id>-01`.
     mutating func newTraceparent() -> String {
-        "00-" + hex(rng.next() | 1, rng.next()) + "-" + hex16(rng.next() | 1) + "-01"
+        let trace = (rng.next() | 1, rng.next())
+        let span = rng.next() | 1
+        return String(unsafeUninitializedCapacity: 55) { buf in
+            buf[0] = UInt8(ascii: "0")
+            buf[1] = UInt8(ascii: "0")
+            buf[2] = UInt8(ascii: "-")
+            write(trace.0, into: buf, at: 3)
+            write(trace.1, into: buf, at: 19)
+            buf[35] = UInt8(ascii: "-")
+            write(span, into: buf, at: 36)
+            buf[52] = UInt8(ascii: "-")
+            buf[53] = UInt8(ascii: "0")
+            buf[54] = UInt8(ascii: "1")
+            return 55
+        }
     }
 
     private func hex(_ a: UInt64, _ b: UInt64) -> String {
@@ -19,13 +33,6 @@ struct IDGenerator {
             write(a, into: buf, at: 0)
             write(b, into: buf, at: 16)
             return 32
-        }
-    }
-
-    private func hex16(_ a: UInt64) -> String {
-        String(unsafeUninitializedCapacity: 16) { buf in
-            write(a, into: buf, at: 0)
-            return 16
         }
     }
 

@@ -245,25 +245,39 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             closeAfterResponse = true
             return sendError(.badRequest("unsupported HTTP version"), ex)
         }
-        let hosts = head.headers["host"]
-        if hosts.count > 1 || (head.version.minor >= 1 && hosts.isEmpty) {
-            closeAfterResponse = true
-            return sendError(.badRequest(hosts.isEmpty ? "missing Host header" : "more than one Host header"), ex)
+        // One pass over the headers for what the guards need (no arrays built per request).
+        var hostCount = 0
+        var lengthCount = 0
+        var contentLengthValue: String?
+        var hasTransferEncoding = false
+        for (name, value) in head.headers {
+            switch name.utf8.count {
+            case 4 where nameEquals(name, "host"): hostCount += 1
+            case 14 where nameEquals(name, "content-length"):
+                lengthCount += 1
+                contentLengthValue = value
+            case 17 where nameEquals(name, "transfer-encoding"): hasTransferEncoding = true
+            default: break
+            }
         }
-        let transferEncodings = head.headers["transfer-encoding"]
-        if !transferEncodings.isEmpty {
-            if !head.headers["content-length"].isEmpty {
+        if hostCount > 1 || (head.version.minor >= 1 && hostCount == 0) {
+            closeAfterResponse = true
+            return sendError(.badRequest(hostCount == 0 ? "missing Host header" : "more than one Host header"), ex)
+        }
+        if hasTransferEncoding {
+            if lengthCount > 0 {
                 closeAfterResponse = true
                 return sendError(.badRequest("both Content-Length and Transfer-Encoding"), ex)
             }
-            let te = transferEncodings.joined(separator: ",").lowercased().split(separator: ",").map { $0.trimmingCharacters(in: " \t") }
+            let te = head.headers["transfer-encoding"].joined(separator: ",").lowercased().split(separator: ",")
+                .map { $0.trimmingCharacters(in: " \t") }
             if te != ["chunked"] {
                 closeAfterResponse = true
                 return sendError(.badRequest("unsupported Transfer-Encoding"), ex)
             }
         }
-        let contentLength = head.headers.first(name: "content-length").flatMap { Int($0) }
-        ex.expectsBody = (contentLength ?? 0) > 0 || !transferEncodings.isEmpty
+        let contentLength = contentLengthValue.flatMap { Int($0) }
+        ex.expectsBody = (contentLength ?? 0) > 0 || hasTransferEncoding
         if let cl = contentLength, cl > server.maxBodyBytes {
             closeAfterResponse = true
             return sendError(.payloadTooLarge(server.maxBodyBytes), ex)
