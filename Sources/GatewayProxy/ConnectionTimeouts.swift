@@ -1,87 +1,68 @@
 import NIOCore
 
-/// Sits below the HTTP decoder and watches raw bytes, to tell a slow client (408 after
-/// `header_read_timeout` from its first byte) from an idle keep-alive connection (closed
-/// quietly after `idle_timeout`). The request handler tells it when a head was decoded and when
-/// the exchange is over.
+/// The connection's own deadlines, apart from the request's: a slow client gets 408 after
+/// `header_read_timeout` from the first byte of a request head, an idle keep-alive connection
+/// is closed quietly after `idle_timeout`.
 ///
 /// No timer is scheduled per connection or per request: a deadline is stored and the loop's
 /// `ConnectionClock` checks it on its tick (NGINX and Envoy keep timers as coarse for the same
-/// reason: a scheduled task per request costs more than the request).
-final class ConnectionTimeouts: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
+/// reason: a scheduled task per request costs more than the request). The first byte of a head
+/// is seen as a read that ended without a complete head, so no handler has to sit below the
+/// HTTP decoder looking at every buffer.
+struct ConnectionTimeouts {
+    enum State { case idle, readingHead, busy }
+    enum Expiry { case none, closeQuietly, requestTimeout }
 
-    private enum State { case idle, readingHead, busy }
-    private var state = State.idle
+    private(set) var state = State.idle
     /// Uptime nanoseconds after which the current state times out; 0 for none.
     private var deadline: UInt64 = 0
-    private let headerTimeout: UInt64
-    private let idleTimeout: UInt64
-    private var context: ChannelHandlerContext?
-    /// Produces the 408 body with a fresh request id.
-    private let requestID: () -> String
+    let headerTimeout: UInt64
+    let idleTimeout: UInt64
 
-    init(headerTimeout: TimeAmount, idleTimeout: TimeAmount, requestID: @escaping () -> String) {
-        self.headerTimeout = UInt64(max(1, headerTimeout.nanoseconds))
-        self.idleTimeout = UInt64(max(1, idleTimeout.nanoseconds))
-        self.requestID = requestID
+    init(headerTimeout: Int64, idleTimeout: Int64) {
+        self.headerTimeout = UInt64(max(1, headerTimeout))
+        self.idleTimeout = UInt64(max(1, idleTimeout))
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        arm(headerTimeout)  // a new connection must send its first request in time
+    /// A new connection must send its first request within the header timeout.
+    mutating func connectionStarted(now: UInt64) {
+        state = .idle
+        deadline = now &+ headerTimeout
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
-        deadline = 0
-        self.context = nil
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    /// A read ended without a complete request head.
+    @inline(__always)
+    mutating func bytesWithoutHead(now: UInt64) {
         if state == .idle {
             state = .readingHead
-            arm(headerTimeout)
+            deadline = now &+ headerTimeout
         }
-        context.fireChannelRead(data)
     }
 
     /// A request head was decoded: the request timeout takes over.
     @inline(__always)
-    func headReceived() {
+    mutating func headReceived() {
         state = .busy
         deadline = 0
     }
 
     /// The exchange is over; the connection waits for the next request.
     @inline(__always)
-    func exchangeFinished() {
+    mutating func exchangeFinished(now: UInt64) {
         state = .idle
-        arm(idleTimeout)
+        deadline = now &+ idleTimeout
     }
 
-    @inline(__always)
-    private func arm(_ amount: UInt64) {
-        deadline = NIODeadline.now().uptimeNanoseconds &+ amount
-    }
-
-    /// Called by the loop's clock.
-    func tick(now: UInt64) {
-        guard deadline != 0, now >= deadline else { return }
+    /// What to do at `now`.
+    mutating func check(now: UInt64) -> Expiry {
+        guard deadline != 0, now >= deadline else { return .none }
         deadline = 0
-        guard let context else { return }
         switch state {
-        case .busy:
-            return
-        case .idle:
-            // An idle keep-alive connection (or one that never sent a byte): close it quietly.
-            context.close(promise: nil)
+        case .busy: return .none
+        case .idle: return .closeQuietly
         case .readingHead:
             state = .busy
-            let response = GatewayError.requestTimeout().rawResponse(requestID: requestID(), allocator: context.channel.allocator)
-            context.writeAndFlush(NIOAny(response)).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
+            return .requestTimeout
         }
     }
 }

@@ -106,19 +106,15 @@ public final class GatewayServer: Sendable {
     }
 
     static func configure(_ channel: any Channel, loopContext: LoopContext, server: ServerSettings, listener: String) throws {
-        let timeouts = ConnectionTimeouts(
-            headerTimeout: .nanoseconds(server.headerReadTimeoutNanos), idleTimeout: .nanoseconds(server.idleTimeoutNanos),
-            requestID: { loopContext.ids.requestID() })
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderFieldSize = server.maxHeaderBytes
         limits.maxHeaderListSize = server.maxHeaderBytes
         var encoderConfig = HTTPResponseEncoder.Configuration()
         encoderConfig.automaticallySetFramingHeaders = false
         let ops = channel.pipeline.syncOperations
-        try ops.addHandler(timeouts)
         try ops.addHandler(HTTPResponseEncoder(configuration: encoderConfig))
         try ops.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits)))
-        try ops.addHandler(ProxyHandler(loopContext: loopContext, timeouts: timeouts, listenerName: listener))
+        try ops.addHandler(ProxyHandler(loopContext: loopContext, server: server, listenerName: listener))
     }
 
     /// Graceful drain (SPEC §9): stop accepting, close idle connections, let busy ones finish

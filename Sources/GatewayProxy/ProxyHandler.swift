@@ -12,7 +12,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let loopContext: LoopContext
-    let timeouts: ConnectionTimeouts
+    private var timeouts: ConnectionTimeouts
     let listenerName: String
     private(set) var exchange: Exchange?
     private var context: ChannelHandlerContext?
@@ -22,6 +22,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeAfterResponse = false
     private var needsUpstreamFlush = false
     private var needsDownstreamFlush = false
+    private var headSeenInRead = false
     private var peerIP = ""
     private var peerBytes: IPAddressBytes?
     private var closed = false
@@ -33,9 +34,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bytes of request body kept while the upstream connection is being set up.
     static let maxBufferedBody = 64 * 1024
 
-    init(loopContext: LoopContext, timeouts: ConnectionTimeouts, listenerName: String) {
+    init(loopContext: LoopContext, server: ServerSettings, listenerName: String) {
         self.loopContext = loopContext
-        self.timeouts = timeouts
+        self.timeouts = ConnectionTimeouts(headerTimeout: server.headerReadTimeoutNanos, idleTimeout: server.idleTimeoutNanos)
         self.listenerName = listenerName
     }
 
@@ -45,6 +46,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         loopContext.clock.register(self)
+        timeouts.connectionStarted(now: NIODeadline.now().uptimeNanoseconds)
         if let remote = context.channel.remoteAddress, let ip = remote.ipAddress {
             peerIP = ip
             peerBytes = IPAddressBytes(ip)
@@ -58,7 +60,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Deadlines, checked by the loop's clock: the connection's own and the request's.
     func tick(now: UInt64) {
-        timeouts.tick(now: now)
+        switch timeouts.check(now: now) {
+        case .none: break
+        case .closeQuietly: closeNow()
+        case .requestTimeout:
+            // The client started a request head and did not finish it in time.
+            closeAfterResponse = true
+            let ex = Exchange(
+                handler: self, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"),
+                requestID: loopContext.ids.requestID(), clientIP: peerIP, start: .now())
+            ex.requestEnded = true
+            exchange = ex
+            sendError(.requestTimeout(), ex)
+        }
         if let ex = exchange, ex.deadline != 0, now >= ex.deadline { timedOut(ex) }
     }
 
@@ -66,6 +80,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
+        if case .head = part { headSeenInRead = true }
         if !queued.isEmpty || (exchange != nil && isHead(part)) || (exchange?.requestEnded == true) {
             queued.append(part)
             return
@@ -124,6 +139,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        // A read that brought no complete head while idle started one: the header timeout runs.
+        if !headSeenInRead && exchange == nil && queued.isEmpty { timeouts.bytesWithoutHead(now: NIODeadline.now().uptimeNanoseconds) }
+        headSeenInRead = false
         if needsUpstreamFlush {
             needsUpstreamFlush = false
             exchange?.connection?.handler.flush()
@@ -568,7 +586,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             closeNow()
             return
         }
-        timeouts.exchangeFinished()
+        timeouts.exchangeFinished(now: NIODeadline.now().uptimeNanoseconds)
         guard let context else { return }
         while let first = queued.first {
             if exchange != nil, isHead(first) { break }
@@ -625,7 +643,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.connection = nil
         c.pool.active -= 1
         c.pool.detach(c)
-        Tunnel.join(downstream: context, upstream: c, timeouts: timeouts, proxy: self)
+        Tunnel.join(downstream: context, upstream: c, proxy: self)
     }
 }
 

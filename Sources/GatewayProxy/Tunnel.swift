@@ -57,7 +57,7 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 enum Tunnel {
     /// Moves both channels from HTTP to raw bytes. Bytes the decoders had read past the
     /// upgrade are handed on when they are removed (`.forwardBytes`).
-    static func join(downstream: ChannelHandlerContext, upstream: UpstreamConnection, timeouts: ConnectionTimeouts, proxy: ProxyHandler) {
+    static func join(downstream: ChannelHandlerContext, upstream: UpstreamConnection, proxy: ProxyHandler) {
         let down = TunnelHandler()
         let up = TunnelHandler()
         down.partner = up
@@ -70,7 +70,6 @@ enum Tunnel {
             _ = upPipe.removeHandler(upstream.handler)
             if let enc = try? upPipe.handler(type: HTTPRequestEncoder.self) { _ = upPipe.removeHandler(enc) }
             if let dec = try? upPipe.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = upPipe.removeHandler(dec) }
-            _ = dp.removeHandler(timeouts)
             _ = dp.removeHandler(proxy)
             if let enc = try? dp.handler(type: HTTPResponseEncoder.self) { _ = dp.removeHandler(enc) }
             if let dec = try? dp.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) { _ = dp.removeHandler(dec) }

@@ -78,6 +78,22 @@ import Testing
         }
     }
 
+    @Test func idleKeepAliveConnectionClosesQuietly() async throws {
+        let template = config(
+            server: #"{ "header_read_timeout": "200ms", "idle_timeout": "600ms" }"#,
+            upstreams: "{}",
+            routes: #"[ { "match": { "path_prefix": "/" }, "respond": { "status": 200, "body": "ok" } } ]"#)
+        try await withGateway(services: 0, template) { h in
+            let c = try RawHTTPClient(port: h.port, timeout: 5)
+            #expect(try c.request("GET", "/").text == "ok")
+            let started = Date()
+            // no 408 after the header timeout: an idle connection is closed without a word
+            #expect(c.isClosedByPeer())
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(elapsed > 0.4 && elapsed < 3, "closed after \(elapsed)s")
+        }
+    }
+
     /// Waits up to 0.3 s for an answer on a connection that is still being written.
     private func pollStatus(_ c: RawHTTPClient) throws -> Int? {
         var p = pollfd(fd: c.fd, events: Int16(POLLIN), revents: 0)
