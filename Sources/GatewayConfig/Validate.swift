@@ -3,6 +3,8 @@ extension GatewayFile {
     static let framingHeaders: Set<String> = [
         "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
     ]
+    /// Sum of the weights of a consistent-hash upstream (1000 ring points per unit).
+    static let maxHashWeight = 100
     static let balancers = ["round_robin", "least_request", "random", "consistent_hash"]
     static let methodToken = Set("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -65,6 +67,11 @@ extension GatewayFile {
                     error("\(p).hash_on", "hashing on a claim needs JWT authentication, which \(notYetImplemented)")
                 }
                 if u.balancer != "consistent_hash" { warn("\(p).hash_on", "hash_on is used only by the consistent_hash balancer") }
+            }
+            if u.balancer == "consistent_hash" && u.targets.reduce(0, { $0 + $1.weight }) > Self.maxHashWeight {
+                error(
+                    "\(p).targets",
+                    "consistent_hash weights are relative and must add up to at most \(Self.maxHashWeight) (each unit is 1000 ring points)")
             }
             if u.connectTimeout.nanoseconds <= 0 { error("\(p).connect_timeout", "must be more than 0") }
             if u.maxConnectionsPerTarget < 1 { error("\(p).max_connections_per_target", "must be at least 1") }

@@ -28,7 +28,13 @@ public struct ConsistentHashRing: Sendable {
     ///   - pointsPerWeight: ring points per unit of weight. More points even
     ///     out the shares (the spread of a share is about 1/√points) at the
     ///     cost of memory (12 bytes a point) and build time.
-    public init(targets: [String], weights: [Int], pointsPerWeight: Int = 100) {
+    /// Ring points per unit of weight. A target's points depend only on its own name and
+    /// weight, so adding or removing a target moves only the keys it must. 1000 points per
+    /// unit keeps every share within about 2% of its weight (config validation keeps the
+    /// weights of a consistent-hash upstream small, so the ring stays under ~100k points).
+    public static let defaultPointsPerWeight = 1000
+
+    public init(targets: [String], weights: [Int], pointsPerWeight: Int = ConsistentHashRing.defaultPointsPerWeight) {
         precondition(targets.count == weights.count, "one weight per target")
         precondition(weights.allSatisfy { $0 >= 1 }, "target weights must be >= 1")
         precondition(pointsPerWeight >= 1, "pointsPerWeight must be >= 1")

@@ -393,6 +393,34 @@ import Testing
         #expect(a.next() != b.next(), "system seeding gave two generators the same seed")
     }
 
+    // MARK: the acceptance check of issue 2
+
+    /// Every balancer keeps weights 1:3 within 5% of each share over 10,000 picks
+    /// (consistent_hash: over 10,000 distinct keys). With 10,000 picks a 25% share has a
+    /// standard deviation of 1.7% of itself, so 5% is a real bound, not luck.
+    @Test(arguments: ["round_robin", "least_request", "random", "consistent_hash"])
+    func weightsHoldWithinFivePercentOver10000Picks(_ balancer: String) {
+        let weights = [1, 3]
+        var rng = SplitMix64(seed: Self.seed)
+        let counts: [Int]
+        switch balancer {
+        case "round_robin":
+            var rr = WeightedRoundRobin(weights: weights)
+            counts = tally(targets: 2, picks: 10_000) { rr.next() }
+        case "least_request":
+            let lr = LeastRequest(weights: weights)
+            counts = tally(targets: 2, picks: 10_000) { lr.pick(inFlight: { _ in 0 }, isAvailable: { _ in true }, using: &rng) }
+        case "random":
+            let wr = WeightedRandom(weights: weights)
+            counts = tally(targets: 2, picks: 10_000) { wr.pick(isAvailable: { _ in true }, using: &rng) }
+        default:
+            let ring = ConsistentHashRing(targets: ["http://10.0.0.1:80", "http://10.0.0.2:80"], weights: weights)
+            counts = tally(targets: 2, keys: Self.keys) { ring.pick(hash: $0, isAvailable: { _ in true }) }
+        }
+        #expect(counts.reduce(0, +) == 10_000)
+        expectShares(counts, weights, relativeTolerance: 0.05)
+    }
+
     // MARK: helpers
 
     /// How many of `picks` calls returned each target; `nil` picks fail the test.
