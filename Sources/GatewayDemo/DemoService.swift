@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
+import Synchronization
 
 /// A small HTTP service the demo and the tests put behind the gateway. Every instance answers:
 ///
@@ -18,10 +19,12 @@ import NIOWebSocket
 /// - `GET /ws` — a WebSocket echo
 public final class DemoService: Sendable {
     public let name: String
+    private let counter: RequestCounter
     public let channel: any Channel
 
     /// Starts a service on `host:port` (port 0 picks a free one).
     public static func start(name: String, host: String = "127.0.0.1", port: Int, group: any EventLoopGroup) async throws -> DemoService {
+        let counter = RequestCounter()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -40,20 +43,24 @@ public final class DemoService: Sendable {
                         }
                     })
                 return channel.eventLoop.makeCompletedFuture {
-                    let handler = DemoHandler(name: name)
+                    let handler = DemoHandler(name: name, counter: counter)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
                         withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
             .bind(host: host, port: port).get()
-        return DemoService(name: name, channel: channel)
+        return DemoService(name: name, channel: channel, counter: counter)
     }
 
-    init(name: String, channel: any Channel) {
+    init(name: String, channel: any Channel, counter: RequestCounter) {
         self.name = name
+        self.counter = counter
         self.channel = channel
     }
+
+    /// Request heads received so far (tests poll it to know a request has arrived).
+    public var requestsReceived: Int { counter.value }
 
     public var port: Int { channel.localAddress?.port ?? 0 }
     public var url: String { "http://127.0.0.1:\(port)" }
@@ -76,11 +83,17 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var streaming = false
     private var pumping = false
 
-    init(name: String) { self.name = name }
+    let counter: RequestCounter
+
+    init(name: String, counter: RequestCounter) {
+        self.name = name
+        self.counter = counter
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
+            counter.increment()
             head = h
             bodyBytes = 0
             bodyPrefix = []
@@ -259,4 +272,11 @@ extension String {
         self = String([digits[Int(byte >> 4)], digits[Int(byte & 0xf)]])
     }
     var leftPad4: String { String(repeating: "0", count: max(0, 4 - count)) + self }
+}
+
+/// Counts requests across a service's connections.
+final class RequestCounter: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }

@@ -91,6 +91,12 @@ final class ConnectionClock {
 
     var count: Int { handlers.count }
 
+    /// Calls `body` for every registered connection (on a copy: `body` may close them).
+    func forEach(_ body: (ProxyHandler) -> Void) {
+        let current = handlers
+        for h in current { body(h) }
+    }
+
     func tick() {
         let now = NIODeadline.now().uptimeNanoseconds
         // A tick may close connections, which unregisters them: walk a copy.

@@ -2,7 +2,6 @@ import GatewayConfig
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOExtras
 import NIOHTTP1
 import NIOPosix
 
@@ -12,9 +11,10 @@ public final class GatewayServer: Sendable {
     public let shared: SharedState
     private let ownsGroup: Bool
     private let contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>]
-    private let quiesce: ServerQuiescingHelper
     private let listeners = NIOLockedValueBox<[(name: String, channel: any Channel)]>([])
     private let logger: Logger
+    /// Each loop's `ConnectionClock` tick, cancelled before the loops stop.
+    private let ticks: [RepeatedTask]
 
     /// `workers` event loops (0 = one per core) unless a group is given.
     public init(snapshot: Snapshot, group: MultiThreadedEventLoopGroup? = nil, logger: Logger = Logger(label: "gateway")) {
@@ -27,6 +27,7 @@ public final class GatewayServer: Sendable {
         if log.enabled && writer == nil { logger.error("cannot open access log \(log.path); access logging is off") }
         shared = SharedState(snapshots: SnapshotStore(snapshot), accessLog: writer)
         var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
+        var ticks: [RepeatedTask] = []
         let loops = Array(self.group.makeIterator())
         var seeder = SystemRandomNumberGenerator()
         for loop in loops {
@@ -38,13 +39,14 @@ public final class GatewayServer: Sendable {
             }.wait()
             if let ctx {
                 contexts[ObjectIdentifier(loop)] = ctx
-                loop.scheduleRepeatedTask(initialDelay: ConnectionClock.interval, delay: ConnectionClock.interval) { _ in
-                    ctx.value.clock.tick()
-                }
+                ticks.append(
+                    loop.scheduleRepeatedTask(initialDelay: ConnectionClock.interval, delay: ConnectionClock.interval) { _ in
+                        ctx.value.clock.tick()
+                    })
             }
         }
         self.contexts = contexts
-        quiesce = ServerQuiescingHelper(group: self.group)
+        self.ticks = ticks
     }
 
     /// The addresses bound, by listener name (useful with port 0).
@@ -85,11 +87,6 @@ public final class GatewayServer: Sendable {
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { [quiesce] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
-                }
-            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
@@ -118,42 +115,45 @@ public final class GatewayServer: Sendable {
     }
 
     /// Graceful drain (SPEC §9): stop accepting, close idle connections, let busy ones finish
-    /// with `Connection: close`, and return when all are closed or `timeout` passed.
+    /// with `Connection: close`, and return when all are closed or `timeout` passed. The event
+    /// loops keep running (other services on them stop next); `shutdown()` ends them.
     public func drain(timeout: TimeAmount) async {
         shared.drainingFlag.store(true, ordering: .relaxed)
-        let promise = group.next().makePromise(of: Void.self)
-        quiesce.initiateShutdown(promise: promise)
-        let deadline = group.next().scheduleTask(in: timeout) {}
-        let done = promise.futureResult.map { true }
-        let timedOut = deadline.futureResult.map { false }
-        let finished = (try? await EventLoopFuture.whenAnyComplete([done, timedOut], on: group.next()).get()) ?? false
-        deadline.cancel()
-        if !finished { logger.warning("drain timeout passed; closing the remaining connections") }
-        await shutdown()
+        let deadline = NIODeadline.now() + timeout
+        // Stop accepting; then every connection is told, on its own loop, to finish.
+        await closeListeners()
+        for (_, bound) in contexts {
+            try? await bound.eventLoop.submit { bound.value.clock.forEach { $0.quiesce() } }.get()
+        }
+        // Wait (polling each loop's count of HTTP connections) until all are gone or time is up.
+        while NIODeadline.now() < deadline {
+            var open = 0
+            for (_, bound) in contexts {
+                open += (try? await bound.eventLoop.submit { bound.value.clock.count }.get()) ?? 0
+            }
+            if open == 0 { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        logger.warning("drain timeout passed; closing the remaining connections")
     }
 
-    /// Closes listeners and pools and stops the event loops the server owns.
-    public func shutdown() async {
+    private func closeListeners() async {
         let channels = listeners.withLockedValue { l in
             let c = l.map(\.channel)
             l.removeAll()
             return c
         }
         for c in channels { try? await c.close() }
+    }
+
+    /// Closes listeners and pools and stops the event loops the server owns.
+    public func shutdown() async {
+        await closeListeners()
         for (_, bound) in contexts {
             try? await bound.eventLoop.submit { bound.value.shutdownPools() }.get()
         }
+        for t in ticks { t.cancel() }
         shared.accessLog?.flushSync()
         if ownsGroup { try? await group.shutdownGracefully() }
-    }
-}
-
-extension EventLoopFuture {
-    /// The first of `futures` to complete.
-    static func whenAnyComplete(_ futures: [EventLoopFuture<Value>], on loop: any EventLoop) -> EventLoopFuture<Value>
-    where Value: Sendable {
-        let promise = loop.makePromise(of: Value.self)
-        for f in futures { f.cascade(to: promise) }
-        return promise.futureResult
     }
 }

@@ -2,16 +2,7 @@
 @inline(__always)
 func nameEquals(_ name: String, _ lower: StaticString) -> Bool {
     var name = name
-    return name.withUTF8 { a in
-        guard a.count == lower.utf8CodeUnitCount else { return false }
-        let b = lower.utf8Start
-        for i in 0..<a.count {
-            var c = a[i]
-            if c >= 65 && c <= 90 { c |= 0x20 }
-            if c != b[i] { return false }
-        }
-        return true
-    }
+    return name.withUTF8 { eq($0, lower) }
 }
 
 @inline(__always)

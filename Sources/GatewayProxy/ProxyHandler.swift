@@ -199,17 +199,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closeNow()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent {
-            // Drain (SPEC §9): idle connections close now, busy ones after their response.
-            if exchange == nil && queued.isEmpty {
-                closeNow()
-            } else {
-                closeAfterResponse = true
-            }
-            return
+    /// Drain (SPEC §9): an idle connection closes now, a busy one after its response.
+    func quiesce() {
+        if exchange == nil && queued.isEmpty {
+            closeNow()
+        } else {
+            closeAfterResponse = true
         }
-        context.fireUserInboundEventTriggered(event)
     }
 
     // MARK: outbound
@@ -470,13 +466,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func upstreamFailed(_ error: GatewayError, _ ex: Exchange) {
-        if let c = ex.connection {
-            ex.connection = nil
-            c.pool.active -= 1
-            c.handler.delegate = nil
-            c.handler.closing = true
-            c.channel.close(promise: nil)
-        }
+        dropConnection(ex)
         if ex.responseStarted {
             // Bytes already reached the client: the only honest thing left is to cut the connection.
             closeNow()
@@ -505,14 +495,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func abortUpstream(_ ex: Exchange) {
         ex.waiter?.cancel()
         ex.waiter = nil
-        if let c = ex.connection {
-            ex.connection = nil
-            c.pool.active -= 1
-            c.handler.delegate = nil
-            c.handler.closing = true
-            c.channel.close(promise: nil)
-        }
+        dropConnection(ex)
         if ex.phase != .responded { ex.phase = .responded }
+    }
+
+    /// Closes the exchange's upstream connection: it is mid-exchange and cannot be reused.
+    private func dropConnection(_ ex: Exchange) {
+        guard let c = ex.connection else { return }
+        ex.connection = nil
+        c.pool.active -= 1
+        c.handler.delegate = nil
+        c.handler.closing = true
+        c.channel.close(promise: nil)
     }
 
     private func respondLocally(_ ex: Exchange, status: Int, headers: [(String, String)], body: [UInt8]) {

@@ -40,7 +40,7 @@ enum GatewayVersion {
     static let version = "0.1.0"
     /// The library versions this build requires (the `from:` of Package.swift).
     static let libraries = [
-        ("swift-nio", "2.101.2"), ("swift-nio-extras", "1.35.2"), ("swift-crypto", "4.5.2"), ("swift-log", "1.16.2"),
+        ("swift-nio", "2.101.2"), ("swift-crypto", "4.5.2"), ("swift-log", "1.16.2"),
         ("swift-argument-parser", "1.8.2"), ("swift-atomics", "1.3.0"),
     ]
 }

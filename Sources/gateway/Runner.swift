@@ -92,8 +92,10 @@ struct Runner {
             }
             logger.info("draining", metadata: ["timeout": "\(server.shared.snapshots.snapshot.file.server.drainTimeout)"])
             await server.drain(timeout: .nanoseconds(server.shared.snapshots.snapshot.server.drainTimeoutNanos))
+            // Everything else on the event loops stops before the loops themselves.
             await admin?.stop()
             await demoServices?.stop()
+            await server.shutdown()
             logger.info("stopped")
             return
         }

@@ -24,8 +24,8 @@ import Testing
         #expect(try idle.request("GET", "/healthz").status == 200)
         let busy = try RawHTTPClient(port: gw.port)
         try busy.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
-        // the request is in flight when the signal arrives
-        usleep(300_000)
+        // the request is in flight (it reached the upstream) when the signal arrives
+        #expect(waitUntil(timeout: 5) { svc.requestsReceived >= 2 })
         gw.signal(SIGTERM)
         // the idle keep-alive connection is closed, new connections are refused
         #expect(idle.isClosedByPeer())
@@ -37,6 +37,39 @@ import Testing
         #expect(gw.waitForExit(timeout: 10) == 0)
         await svc.stop()
         try await group.shutdownGracefully()
+    }
+
+    /// The demo's fixed ports (gateway.json and GatewayDemo) must be free for this one.
+    static var demoPortsFree: Bool {
+        [8080, 9001, 9002, 9003, 9901].allSatisfy { (try? RawHTTPClient(port: $0, timeout: 1)) == nil }
+    }
+
+    @Test(.enabled(if: demoPortsFree, "the demo's ports are in use on this machine"))
+    func demoServesItsCurlLinesAndStopsOnSIGINT() throws {
+        let p = Process()
+        p.executableURL = gatewayBinary()
+        p.arguments = ["demo"]
+        p.currentDirectoryURL = repositoryRoot()
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        #expect(waitUntil(timeout: 20) { (try? httpRequest(port: 8080, "GET", "/hello"))?.status == 200 })
+        var servedBy = Set<String>()
+        for _ in 0..<4 {
+            let r = try httpRequest(port: 8080, "GET", "/api/users/42")
+            #expect(r.status == 200)
+            servedBy.insert(r.json?["served_by"] as? String ?? "?")
+        }
+        #expect(servedBy == ["users-1", "users-2"])
+        #expect(try httpRequest(port: 8080, "GET", "/nowhere").status == 404)
+        #expect(try httpRequest(port: 9901, "GET", "/readyz").status == 200)
+        kill(p.processIdentifier, SIGINT)
+        #expect(waitUntil(timeout: 15) { !p.isRunning })
+        #expect(p.terminationStatus == 0)
+        let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(printed.contains("curl -s http://127.0.0.1:8080/api/users/42"))
     }
 
     @Test func badConfigExits1AndBusyPortExits2() throws {
