@@ -117,6 +117,36 @@ import Testing
         }
     }
 
+    @Test func framingSurvivesTheProxy() async throws {
+        try await withGateway(Self.echo) { h in
+            let c = try RawHTTPClient(port: h.port)
+            // HEAD: the length of the GET, no body, and the connection stays usable
+            let head = try c.request("HEAD", "/users/7")
+            #expect(head.status == 200)
+            #expect(head.header("content-length").flatMap { Int($0) } ?? 0 > 0)
+            #expect(head.body.isEmpty)
+            #expect(try c.request("GET", "/users/7").json?["id"] as? String == "7")
+            // a chunked request body arrives whole, chunk sizes and trailers included
+            try c.send(
+                "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+            )
+            let up = try c.readResponse()
+            #expect(up.json?["bytes"] as? Int == 11)
+            #expect(
+                up.json?["sha256"] as? String == SHA256.hash(data: Array("hello world".utf8)).map { String(format: "%02x", $0) }.joined())
+            // a chunked response is re-framed for HTTP/1.1 and read to the end for HTTP/1.0
+            let chunked = try c.request("GET", "/bytes?n=70000&chunked=1")
+            #expect(chunked.header("transfer-encoding") == "chunked")
+            #expect(chunked.body.count == 70000)
+            let old = try RawHTTPClient(port: h.port)
+            try old.send("GET /bytes?n=70000&chunked=1 HTTP/1.0\r\nHost: a\r\n\r\n")
+            let r10 = try old.readResponse()
+            #expect(r10.header("transfer-encoding") == nil)
+            #expect(r10.header("connection") == "close")
+            #expect(r10.body.count == 70000)
+        }
+    }
+
     @Test func upstreamRequestIDIsReplacedNotDuplicated() async throws {
         let template = config(
             upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
