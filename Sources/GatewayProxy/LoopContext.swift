@@ -96,7 +96,7 @@ final class UpstreamRuntime {
     /// The target for the next request. `hashKey` is used by consistent_hash only.
     @inline(__always)
     func pick(hashKey: UInt64?, rng: inout SplitMix64) -> TargetPool? {
-        if pools.count == 1 { return pools[0] }
+        if pools.count <= 1 { return pools.first }  // validation keeps pools non-empty; never trap if not
         let index: Int?
         switch spec.balancer {
         case .roundRobin:
