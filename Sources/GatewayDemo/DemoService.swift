@@ -20,15 +20,18 @@ import Synchronization
 public final class DemoService: Sendable {
     public let name: String
     private let counter: RequestCounter
+    private let connections: RequestCounter
     public let channel: any Channel
 
     /// Starts a service on `host:port` (port 0 picks a free one).
     public static func start(name: String, host: String = "127.0.0.1", port: Int, group: any EventLoopGroup) async throws -> DemoService {
         let counter = RequestCounter()
+        let connections = RequestCounter()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
+                connections.increment()
                 let upgrader = NIOWebSocketServerUpgrader(
                     shouldUpgrade: { channel, head in
                         channel.eventLoop.makeSucceededFuture(head.uri.hasPrefix("/ws") ? HTTPHeaders() : nil)
@@ -50,17 +53,20 @@ public final class DemoService: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        return DemoService(name: name, channel: channel, counter: counter)
+        return DemoService(name: name, channel: channel, counter: counter, connections: connections)
     }
 
-    init(name: String, channel: any Channel, counter: RequestCounter) {
+    init(name: String, channel: any Channel, counter: RequestCounter, connections: RequestCounter) {
         self.name = name
         self.counter = counter
+        self.connections = connections
         self.channel = channel
     }
 
     /// Request heads received so far (tests poll it to know a request has arrived).
     public var requestsReceived: Int { counter.value }
+    /// Connections accepted so far (tests check that the gateway keeps them alive).
+    public var connectionsAccepted: Int { connections.value }
 
     public var port: Int { channel.localAddress?.port ?? 0 }
     public var url: String { "http://127.0.0.1:\(port)" }

@@ -72,6 +72,31 @@ import Testing
         #expect(printed.contains("curl -s http://127.0.0.1:8080/api/users/42"))
     }
 
+    @Test func sighupReloadsTheFileAndAnInvalidFileChangesNothing() throws {
+        let gw = try GatewayProcess(configTemplate: """
+            { "listeners": [ { "address": "127.0.0.1:@PORT@" } ], "upstreams": {},
+              "routes": [ { "match": { "path": "/v" }, "respond": { "body": "one" } } ], "access_log": { "enabled": false } }
+            """)
+        #expect(try httpRequest(port: gw.port, "GET", "/v").text == "one")
+        let path = gw.directory.appendingPathComponent("gateway.json")
+        func write(_ body: String) throws {
+            try """
+            { "listeners": [ { "address": "127.0.0.1:\(gw.port)" } ], "upstreams": {},
+              "routes": [ { "match": { "path": "/v" }, "respond": { "body": "\(body)" } } ], "access_log": { "enabled": false } }
+            """.write(to: path, atomically: true, encoding: .utf8)
+        }
+        try write("two")
+        gw.signal(SIGHUP)
+        #expect(waitUntil(timeout: 5) { (try? httpRequest(port: gw.port, "GET", "/v"))?.text == "two" })
+        // a broken file is refused whole; the last good config keeps serving
+        try "{ \"listeners\": [ ".write(to: path, atomically: true, encoding: .utf8)
+        gw.signal(SIGHUP)
+        #expect(waitUntil(timeout: 5) { gw.printed("config not reloaded") })
+        #expect(try httpRequest(port: gw.port, "GET", "/v").text == "two")
+        gw.signal(SIGTERM)
+        #expect(gw.waitForExit(timeout: 10) == 0)
+    }
+
     @Test func badConfigExits1AndBusyPortExits2() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("exit-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

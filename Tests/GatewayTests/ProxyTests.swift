@@ -117,6 +117,23 @@ import Testing
         }
     }
 
+    @Test func upstreamConnectionsAreKeptAliveAndReused() async throws {
+        // one event loop, so one pool (pools are per loop)
+        let template = config(
+            server: #"{ "workers": 1 }"#,
+            upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
+            routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "echo" } ]"#)
+        try await withGateway(template) { h in
+            // sequential requests, even from different clients, reuse the pooled connection
+            for i in 0..<30 {
+                let c = try RawHTTPClient(port: h.port)
+                #expect(try c.request("GET", "/users/\(i)").status == 200)
+            }
+            #expect(h.services[0].requestsReceived == 30)
+            #expect(h.services[0].connectionsAccepted == 1)
+        }
+    }
+
     @Test func framingSurvivesTheProxy() async throws {
         try await withGateway(Self.echo) { h in
             let c = try RawHTTPClient(port: h.port)

@@ -4,6 +4,7 @@ import GatewayDemo
 import GatewayProxy
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A gateway running in this process on an ephemeral port, in front of demo services.
 /// The config is a JSON template: `@UP0@`, `@UP1@`… are the demo services' URLs.
@@ -81,6 +82,10 @@ final class GatewayProcess {
     let port: Int
     let directory: URL
     let output: Pipe
+    /// Everything the process printed so far (stdout and stderr).
+    let log = OutputLog()
+
+    func printed(_ text: String) -> Bool { log.text.withLock { $0.contains(text) } }
 
     init(configTemplate: String) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)")
@@ -94,6 +99,11 @@ final class GatewayProcess {
         output = Pipe()
         process.standardOutput = output
         process.standardError = output
+        let log = self.log
+        output.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            log.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
         try process.run()
         let ready = waitUntil(timeout: 20) { (try? RawHTTPClient(port: port)) != nil }
         if !ready {
@@ -122,6 +132,7 @@ final class GatewayProcess {
     }
 
     deinit {
+        output.fileHandleForReading.readabilityHandler = nil
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()
@@ -140,4 +151,9 @@ func withGateway(services: Int = 1, _ template: String, _ body: (Harness) async 
         throw error
     }
     await h.stop()
+}
+
+/// A child process's output, appended from the pipe's reader thread.
+final class OutputLog: Sendable {
+    let text = Mutex("")
 }
