@@ -36,21 +36,20 @@ public final class AccessLogWriter: Sendable {
 
     public var droppedLines: Int { state.withLockedValue { $0.dropped } }
 
-    /// Appends one line (a newline is added) and schedules a write soon after.
-    public func append(_ line: String) {
+    /// Appends complete lines (each ending in a newline) gathered by one event loop.
+    public func append(lines: [UInt8]) {
         let schedule: Bool = state.withLockedValue { s in
             if s.buffer.count + s.inFlight > maxBacklog {
-                s.dropped += 1
+                s.dropped += lines.reduce(0) { $0 + ($1 == 10 ? 1 : 0) }
                 return false
             }
-            s.buffer.append(contentsOf: line.utf8)
-            s.buffer.append(10)
+            s.buffer.append(contentsOf: lines)
             if s.flushScheduled { return false }
             s.flushScheduled = true
             return true
         }
         if schedule {
-            queue.asyncAfter(deadline: .now() + .milliseconds(50)) { [self] in flush() }
+            queue.async { [self] in flush() }
         }
     }
 

@@ -42,6 +42,7 @@ public final class GatewayServer: Sendable {
                 ticks.append(
                     loop.scheduleRepeatedTask(initialDelay: ConnectionClock.interval, delay: ConnectionClock.interval) { _ in
                         ctx.value.clock.tick()
+                        ctx.value.flushAccessLog()
                     })
             }
         }
@@ -153,6 +154,9 @@ public final class GatewayServer: Sendable {
             try? await bound.eventLoop.submit { bound.value.shutdownPools() }.get()
         }
         for t in ticks { t.cancel() }
+        for (_, bound) in contexts {
+            try? await bound.eventLoop.submit { bound.value.flushAccessLog() }.get()
+        }
         shared.accessLog?.flushSync()
         if ownsGroup { try? await group.shutdownGracefully() }
     }

@@ -16,6 +16,16 @@ final class LoopContext {
     var rng: SplitMix64
     let loopCount: Int
     let clock = ConnectionClock()
+    /// Access-log lines of this loop, handed to the writer on the clock's tick (one lock per
+    /// tick instead of one per request) or when they pass 64 KiB.
+    var accessLogBuffer: [UInt8] = []
+    var wallClock = WallClockCache()
+
+    func flushAccessLog() {
+        guard !accessLogBuffer.isEmpty, let writer = shared.accessLog else { return }
+        writer.append(lines: accessLogBuffer)
+        accessLogBuffer.removeAll(keepingCapacity: true)
+    }
 
     init(loop: any EventLoop, shared: SharedState, loopCount: Int, seed: UInt64) {
         self.loop = loop

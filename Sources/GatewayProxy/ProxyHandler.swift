@@ -606,8 +606,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func log(_ ex: Exchange) {
-        guard let writer = loopContext.shared.accessLog else { return }
-        writer.append(AccessLogLine.json(ex, listener: listenerName))
+        guard loopContext.shared.accessLog != nil else { return }
+        AccessLogLine.append(ex, listener: listenerName, to: &loopContext.accessLogBuffer, clock: &loopContext.wallClock)
+        if loopContext.accessLogBuffer.count >= 64 * 1024 { loopContext.flushAccessLog() }
     }
 
     // MARK: WebSocket

@@ -73,10 +73,11 @@ import Testing
     }
 
     @Test func sighupReloadsTheFileAndAnInvalidFileChangesNothing() throws {
-        let gw = try GatewayProcess(configTemplate: """
-            { "listeners": [ { "address": "127.0.0.1:@PORT@" } ], "upstreams": {},
-              "routes": [ { "match": { "path": "/v" }, "respond": { "body": "one" } } ], "access_log": { "enabled": false } }
-            """)
+        let gw = try GatewayProcess(
+            configTemplate: """
+                { "listeners": [ { "address": "127.0.0.1:@PORT@" } ], "upstreams": {},
+                  "routes": [ { "match": { "path": "/v" }, "respond": { "body": "one" } } ], "access_log": { "enabled": false } }
+                """)
         #expect(try httpRequest(port: gw.port, "GET", "/v").text == "one")
         let path = gw.directory.appendingPathComponent("gateway.json")
         func write(_ body: String) throws {

@@ -117,6 +117,58 @@ import Testing
         }
     }
 
+    @Test func accessLogWritesOneJSONLinePerRequest() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("access-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let template = """
+            { "listeners": [ { "name": "pub", "address": "127.0.0.1:0" } ],
+              "upstreams": { "echo": { "targets": ["@UP0@"] } },
+              "routes": [ { "name": "users", "match": { "path_prefix": "/users" }, "upstream": "echo" },
+                          { "name": "hi", "match": { "path": "/hi" }, "respond": { "body": "hi" } } ],
+              "access_log": { "enabled": true, "format": "json", "path": "\(path)" } }
+            """
+        try await withGateway(template) { h in
+            let a = try httpRequest(port: h.port, "GET", "/users/1?x=\"q\"")
+            let b = try httpRequest(port: h.port, "POST", "/users/upload", body: Array("12345".utf8))
+            let d = try httpRequest(port: h.port, "GET", "/hi")
+            let c = try httpRequest(port: h.port, "GET", "/nowhere")
+            var lines: [[String: Any]] = []
+            #expect(
+                waitUntil(timeout: 5) {
+                    let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+                    lines = text.split(separator: "\n").compactMap {
+                        (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+                    }
+                    return lines.count == 4
+                })
+            guard lines.count == 4 else { return }
+            let byID = Dictionary(uniqueKeysWithValues: lines.map { ($0["request_id"] as? String ?? "", $0) })
+            let la = try #require(byID[a.header("x-request-id") ?? ""])
+            #expect(la["route"] as? String == "users")
+            #expect(la["upstream"] as? String == "echo")
+            #expect(la["target"] as? String == h.services[0].url)
+            #expect(la["status"] as? Int == 200)
+            #expect(la["method"] as? String == "GET")
+            #expect(la["path"] as? String == "/users/1?x=\"q\"")
+            #expect(la["client_ip"] as? String == "127.0.0.1")
+            #expect((la["upstream_ms"] as? Double).map { $0 >= 0 } == true)
+            #expect((la["duration_ms"] as? Double).map { $0 >= 0 } == true)
+            let ts = la["ts"] as? String ?? ""
+            #expect(ts.count == 24 && ts.hasSuffix("Z") && ts.contains("T"), "\(ts)")
+            let lb = try #require(byID[b.header("x-request-id") ?? ""])
+            #expect(lb["method"] as? String == "POST")
+            #expect(lb["bytes_in"] as? Int == 5)
+            #expect(lb["bytes_out"] as? Int == b.body.count)
+            let ld = try #require(byID[d.header("x-request-id") ?? ""])
+            #expect(ld["route"] as? String == "hi")
+            #expect(ld["bytes_out"] as? Int == 2)
+            #expect(ld["upstream"] is NSNull)
+            let lc = try #require(byID[c.header("x-request-id") ?? ""])
+            #expect(lc["status"] as? Int == 404)
+            #expect(lc["route"] is NSNull)
+        }
+    }
+
     @Test func upstreamConnectionsAreKeptAliveAndReused() async throws {
         // one event loop, so one pool (pools are per loop)
         let template = config(
