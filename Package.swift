@@ -13,6 +13,16 @@ let hot: [SwiftSetting] =
         .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
     ]
 
+/// SwiftNIO's HTTP/1 server and client stack, used by every networked module.
+let nioHTTP: [Target.Dependency] = [
+    .product(name: "NIOCore", package: "swift-nio"),
+    .product(name: "NIOPosix", package: "swift-nio"),
+    .product(name: "NIOHTTP1", package: "swift-nio"),
+]
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let crypto: Target.Dependency = .product(name: "Crypto", package: "swift-crypto")
+let webSocket: Target.Dependency = .product(name: "NIOWebSocket", package: "swift-nio")
+
 let package = Package(
     name: "gateway",
     platforms: [.macOS(.v14)],
@@ -29,7 +39,7 @@ let package = Package(
     targets: [
         .target(
             name: "GatewayConfig",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [crypto],
             swiftSettings: strict),
         .target(
             name: "GatewayPolicies",
@@ -37,56 +47,28 @@ let package = Package(
             swiftSettings: hot),
         .target(
             name: "GatewayProxy",
-            dependencies: [
-                "GatewayConfig", "GatewayPolicies",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Atomics", package: "swift-atomics"),
-            ],
+            dependencies: ["GatewayConfig", "GatewayPolicies", logging, .product(name: "Atomics", package: "swift-atomics")] + nioHTTP,
             swiftSettings: hot),
         .target(
             name: "GatewayAdmin",
-            dependencies: [
-                "GatewayConfig", "GatewayProxy",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            dependencies: ["GatewayConfig", "GatewayProxy", logging] + nioHTTP,
             swiftSettings: strict),
         .target(
             name: "GatewayDemo",
-            dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
-            ],
+            dependencies: [webSocket, crypto] + nioHTTP,
             swiftSettings: strict),
         .executableTarget(
             name: "gateway",
             dependencies: [
-                "GatewayConfig", "GatewayProxy", "GatewayAdmin", "GatewayDemo",
+                "GatewayConfig", "GatewayProxy", "GatewayAdmin", "GatewayDemo", logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ],
+            ] + nioHTTP,
             swiftSettings: strict),
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "GatewayConfig", "GatewayPolicies", "GatewayProxy", "GatewayAdmin", "GatewayDemo",
-                "gateway",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
-            ],
+                "GatewayConfig", "GatewayPolicies", "GatewayProxy", "GatewayAdmin", "GatewayDemo", "gateway", webSocket, crypto,
+            ] + nioHTTP,
             swiftSettings: strict),
     ]
 )
