@@ -4,7 +4,7 @@ import NIOHTTP1
 
 /// One request on a downstream connection, from its head to the end of its response.
 /// It is the upstream connection's delegate while it holds one.
-final class Exchange: UpstreamDelegate {
+final class Exchange {
     enum Phase { case routing, waitingForConnection, forwarding, responded }
 
     unowned let handler: ProxyHandler
@@ -34,6 +34,8 @@ final class Exchange: UpstreamDelegate {
     /// Uptime nanoseconds when the route timeout fires; 0 when none is running.
     var deadline: UInt64 = 0
     var isUpgrade = false
+    /// The request carries an `Upgrade` header (seen in the single header pass).
+    var asksUpgrade = false
     /// A 101 went to the client; the tunnel starts when the upstream's response ends.
     var tunnelPending = false
     /// The client asked for HEAD: the response has no body whatever its headers say.
@@ -49,6 +51,10 @@ final class Exchange: UpstreamDelegate {
     }
 
     var isCurrent: Bool { handler.exchange === self }
+
+    // What the upstream connection reports while this exchange holds it. All calls happen on
+    // the connection's event loop, which is also the client connection's loop; a report for
+    // an exchange that is no longer current is dropped.
 
     func upstreamHead(_ head: HTTPResponseHead) { if isCurrent { handler.upstreamHead(head, self) } }
     func upstreamBody(_ buffer: ByteBuffer) { if isCurrent { handler.upstreamBody(buffer, self) } }

@@ -259,14 +259,22 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             closeAfterResponse = true
             return sendError(.badRequest("unsupported HTTP version"), ex)
         }
-        // One pass over the headers for what the guards need (no arrays built per request).
+        // One pass over the headers for everything the request path needs from them
+        // (guards, routing, `Expect`, upgrades): no arrays built, no later lookups.
         var hostCount = 0
+        var hostValue: String?
         var lengthCount = 0
         var contentLengthValue: String?
         var hasTransferEncoding = false
+        var expectsContinue = false
+        var asksUpgrade = false
         for (name, value) in head.headers {
             switch name.utf8.count {
-            case 4 where nameEquals(name, "host"): hostCount += 1
+            case 4 where nameEquals(name, "host"):
+                hostCount += 1
+                hostValue = value
+            case 6 where nameEquals(name, "expect"): expectsContinue = nameEquals(value, "100-continue")
+            case 7 where nameEquals(name, "upgrade"): asksUpgrade = true
             case 14 where nameEquals(name, "content-length"):
                 lengthCount += 1
                 contentLengthValue = value
@@ -290,6 +298,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return sendError(.badRequest("unsupported Transfer-Encoding"), ex)
             }
         }
+        ex.asksUpgrade = asksUpgrade
         let contentLength = contentLengthValue.flatMap { Int($0) }
         ex.expectsBody = (contentLength ?? 0) > 0 || hasTransferEncoding
         if let cl = contentLength, cl > server.maxBodyBytes {
@@ -313,10 +322,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
         let method = head.method.rawValue
         let route: CompiledRoute
+        // The authority of an absolute-form target takes the place of `Host` (RFC 9112 §3.2.2).
         let authority = head.uri.utf8.first == UInt8(ascii: "/") ? nil : RequestPath.authority(of: head.uri)
-        switch Router.route(
-            snapshot, method: method, path: normalized.path, query: normalized.query, headers: head.headers, authority: authority)
-        {
+        let host = authority ?? hostValue.map { Substring($0) }
+        switch Router.route(snapshot, method: method, path: normalized.path, query: normalized.query, headers: head.headers, host: host) {
         case .matched(let r): route = r
         case .notFound: return sendError(.noRoute(), ex)
         case .methodNotAllowed(let allow):
@@ -341,7 +350,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.pool = pool
             // The client waits for a go-ahead before sending its body: the gateway gives it
             // (and strips `Expect`), as the upstream's own 100 would not come through.
-            if head.version.minor >= 1, let expect = head.headers.first(name: "expect"), nameEquals(expect, "100-continue") {
+            if head.version.minor >= 1 && expectsContinue {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
             forward(ex, snapshot: snapshot, route: route, path: normalized.path, query: normalized.query, trusted: trusted)
@@ -382,7 +391,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var upstreamHead = ForwardHeaders.requestHead(
             ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
             peerIP: peerIP, trusted: trusted, ids: &loopContext.ids)
-        ex.isUpgrade = ForwardHeaders.isWebSocketUpgrade(ex.head.headers)
+        ex.isUpgrade = ex.asksUpgrade && ForwardHeaders.isWebSocketUpgrade(ex.head.headers)
         if ex.isUpgrade { ForwardHeaders.keepUpgrade(ex.head.headers, into: &upstreamHead) }
         ex.buffered.insert(.head(upstreamHead), at: 0)
         ex.phase = .waitingForConnection
@@ -398,7 +407,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func connected(_ ex: Exchange, _ c: UpstreamConnection) {
         ex.connection = c
         ex.phase = .forwarding
-        c.requests += 1
         c.pool.active += 1
         c.handler.delegate = ex
         for part in ex.buffered { c.handler.write(part) }

@@ -10,16 +10,14 @@ enum RouteDecision {
 }
 
 enum Router {
-    /// `authority`: the host of an absolute-form request target, which takes the place of `Host`
-    /// (RFC 9112 §3.2.2).
+    /// `host`: the request's host (its `Host` header, or the authority of an absolute-form target).
     static func route(
-        _ snapshot: Snapshot, method: String, path: String, query: Substring?, headers: HTTPHeaders, authority: Substring? = nil
+        _ snapshot: Snapshot, method: String, path: String, query: Substring?, headers: HTTPHeaders, host: Substring?
     ) -> RouteDecision {
         var allow: [String]? = nil
         var pathCopy = path
         return pathCopy.withUTF8 { pathBytes in
             let raw = UnsafeRawBufferPointer(pathBytes)
-            let host = authority ?? headers.first(name: "host").map { Substring($0) }
             for route in snapshot.routes {
                 guard route.matchesPath(raw) else { continue }
                 guard route.matchesHost(host) else { continue }

@@ -1,26 +1,11 @@
 import NIOCore
 import NIOHTTP1
 
-/// What an upstream connection reports to the request that is using it. All calls happen on
-/// the connection's event loop, which is also the downstream connection's loop.
-protocol UpstreamDelegate: AnyObject {
-    func upstreamHead(_ head: HTTPResponseHead)
-    func upstreamBody(_ buffer: ByteBuffer)
-    func upstreamEnd(_ trailers: HTTPHeaders?)
-    func upstreamFailed(_ error: GatewayError)
-    func upstreamWritabilityChanged()
-    /// The end of one read from the upstream socket: the time to flush toward the client.
-    func upstreamReadComplete()
-    /// False while the client is not reading: the upstream connection then stops reading too.
-    var downstreamWritable: Bool { get }
-}
-
 /// One keep-alive connection to a target, owned by its `TargetPool` and lent to one request at a time.
 final class UpstreamConnection {
     let channel: any Channel
     let handler: UpstreamHandler
     let pool: TargetPool
-    var requests = 0
 
     init(channel: any Channel, handler: UpstreamHandler, pool: TargetPool) {
         self.channel = channel
@@ -48,8 +33,6 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingRead = false
     /// Set when the response said `Connection: close` or the connection misbehaved.
     var closing = false
-    /// True between a response head and its end.
-    var inResponse = false
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -65,13 +48,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head(let head):
             if head.status.code < 200 && head.status != .switchingProtocols { return }  // 1xx are dropped by the decoder too
-            inResponse = true
             if !head.isKeepAlive { closing = true }
             delegate.upstreamHead(head)
         case .body(let buf):
             delegate.upstreamBody(buf)
         case .end(let trailers):
-            inResponse = false
             delegate.upstreamEnd(trailers)
         }
     }

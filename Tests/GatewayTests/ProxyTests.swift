@@ -318,6 +318,29 @@ import Testing
         }
     }
 
+    @Test func cookieHashKeepsAClientOnOneTargetAndRewriteReachesTheUpstream() async throws {
+        let template = config(
+            upstreams: #"{ "users": { "targets": ["@UP0@", "@UP1@"], "balancer": "consistent_hash", "hash_on": "cookie:session" } }"#,
+            routes:
+                #"[ { "match": { "path_prefix": "/api" }, "upstream": "users", "rewrite": { "strip_prefix": "/api", "add_prefix": "/v1", "host": "users.internal" } } ]"#
+        )
+        try await withGateway(services: 2, template) { h in
+            var targetsSeen = Set<String>()
+            for session in 0..<20 {
+                var servedBy = Set<String>()
+                for _ in 0..<5 {
+                    let r = try httpRequest(port: h.port, "GET", "/api/echo", headers: [("Cookie", "theme=dark; session=s\(session)")])
+                    servedBy.insert(r.json?["served_by"] as? String ?? "?")
+                    #expect(r.json?["uri"] as? String == "/v1/echo")
+                    #expect(seen(r).first { $0.0 == "host" }?.1 == "users.internal")
+                }
+                #expect(servedBy.count == 1, "session s\(session) moved between targets: \(servedBy)")
+                targetsSeen.formUnion(servedBy)
+            }
+            #expect(targetsSeen == ["svc-0", "svc-1"])
+        }
+    }
+
     @Test func webSocketEchoThroughTheGateway() async throws {
         try await withGateway(Self.echo) { h in
             let c = try RawHTTPClient(port: h.port)
