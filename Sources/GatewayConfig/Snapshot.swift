@@ -89,8 +89,9 @@ public struct UpstreamSpec: Sendable {
     }
 }
 
-/// One route with its matchers precomputed.
-public struct CompiledRoute: Sendable {
+/// One route with its matchers precomputed. A class: a route travels with each request, and
+/// passing a reference costs one retain where copying this struct cost one per field.
+public final class CompiledRoute: Sendable {
     public enum Action: Sendable {
         case upstream(Int)
         case respond(status: Int, headers: [(String, String)], body: [UInt8])

@@ -18,8 +18,15 @@ final class Exchange {
     var connection: UpstreamConnection?
     var waiter: TargetPool.Waiter?
     var phase = Phase.routing
-    /// Request parts that arrived before the upstream connection was ready.
-    var buffered: [HTTPClientRequestPart] = []
+    /// The serialized request head for the upstream, until a connection takes it.
+    var pendingHead: ByteBuffer?
+    /// Request body bytes (already framed for the upstream) that arrived before the upstream
+    /// connection was ready.
+    var buffered: [ByteBuffer] = []
+    /// The request body goes to the upstream chunked (the client sent it chunked).
+    var upstreamChunked = false
+    /// The response body goes to the client chunked.
+    var clientChunked = false
     var bufferedBytes = 0
     var requestEnded = false
     /// The request announced a body (Content-Length > 0 or chunked).
@@ -56,9 +63,9 @@ final class Exchange {
     // the connection's event loop, which is also the client connection's loop; a report for
     // an exchange that is no longer current is dropped.
 
-    func upstreamHead(_ head: HTTPResponseHead) { if isCurrent { handler.upstreamHead(head, self) } }
+    func upstreamHead(_ head: ResponseParser.Head) { if isCurrent { handler.upstreamHead(head, self) } }
     func upstreamBody(_ buffer: ByteBuffer) { if isCurrent { handler.upstreamBody(buffer, self) } }
-    func upstreamEnd(_ trailers: HTTPHeaders?) { if isCurrent { handler.upstreamEnd(self, trailers: trailers) } }
+    func upstreamEnd(_ trailers: ByteBuffer?) { if isCurrent { handler.upstreamEnd(self, trailers: trailers) } }
     func upstreamReadComplete() { if isCurrent { handler.upstreamReadComplete() } }
     func upstreamFailed(_ error: GatewayError) { if isCurrent { handler.upstreamFailed(error, self) } }
     func upstreamWritabilityChanged() { if isCurrent { handler.resumeReadingIfPossible() } }

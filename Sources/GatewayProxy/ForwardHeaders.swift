@@ -1,18 +1,28 @@
 import GatewayConfig
+import NIOCore
 import NIOHTTP1
 
 /// What passes through (SPEC §3): hop-by-hop headers stripped, forwarding headers set,
 /// request id and trace context propagated, the route's header operations applied.
 enum ForwardHeaders {
+    /// The request head for the upstream, serialized. `upgrade` is the client's `Upgrade`
+    /// value when a WebSocket upgrade passes through. Returns whether the body is chunked.
     static func requestHead(
         _ head: HTTPRequestHead, route: CompiledRoute, path: String, query: Substring?,
         target: UpstreamSpec.TargetSpec, requestID: String, peerIP: String, trusted: Bool,
-        ids: inout IDGenerator
-    ) -> HTTPRequestHead {
+        upgrade: String?, ids: inout IDGenerator, into out: inout ByteBuffer
+    ) -> Bool {
         let incoming = head.headers
         let listed = incoming.contains(name: "connection") ? connectionTokens(incoming["connection"]) : []
-        var out = HTTPHeaders()
-        out.reserveCapacity(incoming.count + 6)
+        let ops = route.requestHeaders
+        out.writeString(head.method.rawValue)
+        out.writeStaticString(" ")
+        out.writeString(route.rewrittenPath(path))
+        if let query {
+            out.writeStaticString("?")
+            out.writeSubstring(query)
+        }
+        out.writeStaticString(" HTTP/1.1\r\n")
         var host: String?
         var xff: String?
         var proto: String?
@@ -52,24 +62,31 @@ enum ForwardHeaders {
             default:
                 break
             }
-            out.add(name: name, value: value)
+            if ops.isEmpty || !ops.replaces(name) { out.writeHeaderLine(name, value) }
         }
-        out.add(name: "host", value: route.hostRewrite ?? host ?? target.authority)
-        out.add(name: "x-forwarded-for", value: xff.map { $0 + ", " + peerIP } ?? peerIP)
-        out.add(name: "x-forwarded-proto", value: proto ?? "http")
-        if let h = fwdHost ?? host { out.add(name: "x-forwarded-host", value: h) }
-        out.add(name: "x-request-id", value: requestID)
+        @inline(__always) func emit(_ name: StaticString, _ value: String) {
+            if ops.isEmpty || !ops.replaces(name.description) { out.writeHeaderLine(name, value) }
+        }
+        emit("host", route.hostRewrite ?? host ?? target.authority)
+        emit("x-forwarded-for", xff.map { $0 + ", " + peerIP } ?? peerIP)
+        emit("x-forwarded-proto", proto ?? "http")
+        if let h = fwdHost ?? host { emit("x-forwarded-host", h) }
+        emit("x-request-id", requestID)
         if let tp = traceparent, TraceContext.isValid(tp) {
-            out.add(name: "traceparent", value: tp)
-            for ts in incoming["tracestate"] { out.add(name: "tracestate", value: ts) }
+            emit("traceparent", tp)
+            for ts in incoming["tracestate"] { emit("tracestate", ts) }
         } else {
-            out.add(name: "traceparent", value: ids.newTraceparent())
+            emit("traceparent", ids.newTraceparent())
         }
-        if chunked { out.add(name: "transfer-encoding", value: "chunked") }
-        if !route.requestHeaders.isEmpty { apply(route.requestHeaders, to: &out) }
-        var uri = route.rewrittenPath(path)
-        if let query { uri += "?" + query }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: out)
+        if chunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
+        if let upgrade {
+            out.writeHeaderLine("upgrade", upgrade)
+            out.writeStaticString("connection: upgrade\r\n")
+        }
+        for (name, value) in ops.set { out.writeHeaderLine(name, value) }
+        for (name, value) in ops.add { out.writeHeaderLine(name, value) }
+        out.writeStaticString("\r\n")
+        return chunked
     }
 
     static func isWebSocketUpgrade(_ headers: HTTPHeaders) -> Bool {
@@ -77,56 +94,78 @@ enum ForwardHeaders {
         return connectionTokens(headers["connection"]).contains("upgrade")
     }
 
-    static func keepUpgrade(_ incoming: HTTPHeaders, into head: inout HTTPRequestHead) {
-        head.headers.replaceOrAdd(name: "upgrade", value: incoming.first(name: "upgrade") ?? "websocket")
-        head.headers.replaceOrAdd(name: "connection", value: "upgrade")
-    }
-
-    /// The response head for the client. `closeAfter` is set when the framing needs the
-    /// connection closed (an HTTP/1.0 client and a body of unknown length).
+    /// The response head for the client, serialized from the upstream's head: hop-by-hop
+    /// fields dropped, the upstream's field lines otherwise copied as they came. `closeAfter`
+    /// is set when the framing needs the connection closed (an HTTP/1.0 client and a body of
+    /// unknown length). Returns whether the body goes to the client chunked.
     static func responseHead(
-        _ head: HTTPResponseHead, request: HTTPRequestHead, route: CompiledRoute, requestID: String,
-        isHead: Bool, closeAfter: inout Bool
-    ) -> HTTPResponseHead {
-        // Edit the upstream's headers in place: most responses only lose `Connection`, so
-        // removing a few entries is cheaper than rebuilding the whole list.
-        var out = head.headers
+        _ head: ResponseParser.Head, request: HTTPRequestHead, route: CompiledRoute, requestID: String,
+        isHead: Bool, closeAfter: inout Bool, into out: inout ByteBuffer
+    ) -> Bool {
+        out.writeStaticString("HTTP/1.1 ")
+        out.writeStatusCode(head.status)
+        out.writeStaticString(" ")
+        _ = head.block.withUnsafeReadableBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[head.reason])) }
+        out.writeStaticString("\r\n")
+        // Headers named by `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+        let listed = head.connectionNamesHeaders ? upstreamConnectionTokens(head) : []
+        let ops = route.responseHeaders
         var hasLength = false
-        var drop: [String] = []
-        for (name, _) in out {
-            if isHopByHop(name) || (name.utf8.count == 12 && nameEquals(name, "x-request-id")) {
-                if !drop.contains(where: { nameEquals($0, lowercased: name) }) { drop.append(name) }
-            } else if !hasLength && name.utf8.count == 14 && nameEquals(name, "content-length") {
-                hasLength = true
-            }
+        HeadWriter.copyFields(of: head, into: &out) { name in
+            if isHopByHop(name) || asciiCaseInsensitiveEquals(name, "x-request-id") { return false }
+            if !listed.isEmpty && listed.contains(where: { asciiCaseInsensitiveEquals(name, $0) }) { return false }
+            if !ops.isEmpty && ops.replaces(name) { return false }
+            if !hasLength && asciiCaseInsensitiveEquals(name, "content-length") { hasLength = true }
+            return true
         }
-        if !drop.isEmpty {
-            // Headers named by `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
-            if out.contains(name: "connection") {
-                for token in connectionTokens(out["connection"]) where token != "close" && token != "keep-alive" {
-                    if nameEquals(token, lowercased: "content-length") { hasLength = false }
-                    drop.append(token)
-                }
-            }
-            for name in drop { out.remove(name: name) }
-        }
-        let code = head.status.code
+        let code = head.status
         let bodyless = isHead || code == 204 || code == 304 || code < 200
+        var chunked = false
         if !bodyless && !hasLength {
             if request.version.minor >= 1 {
-                out.add(name: "transfer-encoding", value: "chunked")
+                out.writeStaticString("transfer-encoding: chunked\r\n")
+                chunked = true
             } else {
                 closeAfter = true  // an HTTP/1.0 client reads to the end of the connection
             }
         }
-        out.add(name: "x-request-id", value: requestID)
-        if !route.responseHeaders.isEmpty { apply(route.responseHeaders, to: &out) }
+        out.writeHeaderLine("x-request-id", requestID)
+        for (name, value) in ops.set { out.writeHeaderLine(name, value) }
+        for (name, value) in ops.add { out.writeHeaderLine(name, value) }
         if closeAfter {
-            out.add(name: "connection", value: "close")
+            out.writeStaticString("connection: close\r\n")
         } else if request.version.minor == 0 {
-            out.add(name: "connection", value: "keep-alive")
+            out.writeStaticString("connection: keep-alive\r\n")
         }
-        return HTTPResponseHead(version: .http1_1, status: head.status, headers: out)
+        out.writeStaticString("\r\n")
+        return chunked
+    }
+
+    /// The client's `101` for a WebSocket upgrade: the upstream's fields but hop-by-hop ones
+    /// (`Upgrade` stays), `Connection: upgrade`, and the request id.
+    static func switchingProtocolsHead(_ head: ResponseParser.Head, requestID: String, into out: inout ByteBuffer) {
+        out.writeStatusLine(101, reason: "Switching Protocols")
+        HeadWriter.copyFields(of: head, into: &out) { name in
+            (!isHopByHop(name) || asciiCaseInsensitiveEquals(name, "upgrade")) && !asciiCaseInsensitiveEquals(name, "x-request-id")
+        }
+        out.writeStaticString("connection: upgrade\r\n")
+        out.writeHeaderLine("x-request-id", requestID)
+        out.writeStaticString("\r\n")
+    }
+
+    /// The lowercased tokens of the `Connection` fields of an upstream head.
+    private static func upstreamConnectionTokens(_ head: ResponseParser.Head) -> [String] {
+        var out: [String] = []
+        head.block.withUnsafeReadableBytes { raw in
+            for f in head.fields {
+                let name = UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameEnd)])
+                guard asciiCaseInsensitiveEquals(name, "connection") else { continue }
+                forEachToken(UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueEnd)])) { token in
+                    out.append(String(decoding: token, as: UTF8.self).lowercased())
+                }
+            }
+        }
+        return out
     }
 
     /// `remove`, then `set` (replacing), then `add` (SPEC §2.7 `request_headers` / `response_headers`).
@@ -134,5 +173,16 @@ enum ForwardHeaders {
         for name in ops.remove { headers.remove(name: name) }
         for (name, value) in ops.set { headers.replaceOrAdd(name: name, value: value) }
         for (name, value) in ops.add { headers.add(name: name, value: value) }
+    }
+}
+
+extension CompiledRoute.HeaderOps {
+    /// `remove` or `set` names this header: the original is not forwarded.
+    func replaces(_ name: String) -> Bool {
+        remove.contains { nameEquals(name, lowercased: $0) } || set.contains { nameEquals(name, lowercased: $0.0) }
+    }
+
+    func replaces(_ name: UnsafeRawBufferPointer) -> Bool {
+        remove.contains { asciiCaseInsensitiveEquals(name, $0) } || set.contains { asciiCaseInsensitiveEquals(name, $0.0) }
     }
 }

@@ -107,10 +107,8 @@ public final class GatewayServer: Sendable {
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderFieldSize = server.maxHeaderBytes
         limits.maxHeaderListSize = server.maxHeaderBytes
-        var encoderConfig = HTTPResponseEncoder.Configuration()
-        encoderConfig.automaticallySetFramingHeaders = false
+        // Responses are serialized by the proxy itself (HTTP1/HeadWriter): no response encoder.
         let ops = channel.pipeline.syncOperations
-        try ops.addHandler(HTTPResponseEncoder(configuration: encoderConfig))
         try ops.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits)))
         try ops.addHandler(ProxyHandler(loopContext: loopContext, server: server, listenerName: listener))
     }

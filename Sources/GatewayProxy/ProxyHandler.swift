@@ -8,8 +8,8 @@ import NIOHTTP1
 /// backpressure (the side that cannot write stops the other side from reading).
 final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let loopContext: LoopContext
     private var timeouts: ConnectionTimeouts
@@ -33,6 +33,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Bytes of request body kept while the upstream connection is being set up.
     static let maxBufferedBody = 64 * 1024
+    /// The channel's allocator is the default one; keeping it here saves a pipeline walk per write.
+    private let allocator = ByteBufferAllocator()
 
     init(loopContext: LoopContext, server: ServerSettings, listenerName: String) {
         self.loopContext = loopContext
@@ -113,28 +115,43 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             switch ex.phase {
-            case .forwarding:
-                ex.connection?.handler.write(.body(.byteBuffer(buffer)))
-                needsUpstreamFlush = true
-            case .waitingForConnection, .routing:
-                ex.buffered.append(.body(.byteBuffer(buffer)))
-                ex.bufferedBytes += buffer.readableBytes
+            case .forwarding, .waitingForConnection, .routing:
+                if ex.phase != .forwarding { ex.bufferedBytes += buffer.readableBytes }
+                if ex.upstreamChunked {
+                    guard buffer.readableBytes > 0 else { return }
+                    var line = allocator.buffer(capacity: 18)
+                    line.writeChunkSize(buffer.readableBytes)
+                    toUpstream(ex, line)
+                    toUpstream(ex, buffer)
+                    toUpstream(ex, crlfBuffer)
+                } else {
+                    toUpstream(ex, buffer)
+                }
             case .responded:
                 break  // the answer is out; the rest of the body is read and dropped
             }
         case .end(let trailers):
             guard let ex = exchange else { return }
             ex.requestEnded = true
-            switch ex.phase {
-            case .forwarding:
-                ex.connection?.handler.write(.end(trailers))
-                needsUpstreamFlush = true
-            case .waitingForConnection, .routing:
-                ex.buffered.append(.end(trailers))
-            case .responded:
-                break
+            if ex.phase != .responded && ex.upstreamChunked {
+                var last = allocator.buffer(capacity: 5)
+                last.writeStaticString("0\r\n")
+                if let trailers { last.writeHeaders(trailers) }
+                last.writeStaticString("\r\n")
+                toUpstream(ex, last)
             }
             if ex.responseEnded { finish(ex) }
+        }
+    }
+
+    /// Request bytes for the upstream: written when its connection is in use, kept until then.
+    @inline(__always)
+    private func toUpstream(_ ex: Exchange, _ bytes: ByteBuffer) {
+        if ex.phase == .forwarding {
+            ex.connection?.handler.write(bytes)
+            needsUpstreamFlush = true
+        } else {
+            ex.buffered.append(bytes)
         }
     }
 
@@ -351,7 +368,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The client waits for a go-ahead before sending its body: the gateway gives it
             // (and strips `Expect`), as the upstream's own 100 would not come through.
             if head.version.minor >= 1 && expectsContinue {
-                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
             }
             forward(ex, snapshot: snapshot, route: route, path: normalized.path, query: normalized.query, trusted: trusted)
         }
@@ -388,12 +405,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func forward(_ ex: Exchange, snapshot: Snapshot, route: CompiledRoute, path: String, query: Substring?, trusted: Bool) {
         guard let pool = ex.pool, let upstream = ex.upstream else { return }
-        var upstreamHead = ForwardHeaders.requestHead(
-            ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
-            peerIP: peerIP, trusted: trusted, ids: &loopContext.ids)
         ex.isUpgrade = ex.asksUpgrade && ForwardHeaders.isWebSocketUpgrade(ex.head.headers)
-        if ex.isUpgrade { ForwardHeaders.keepUpgrade(ex.head.headers, into: &upstreamHead) }
-        ex.buffered.insert(.head(upstreamHead), at: 0)
+        var bytes = allocator.buffer(capacity: 512)
+        ex.upstreamChunked = ForwardHeaders.requestHead(
+            ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
+            peerIP: peerIP, trusted: trusted, upgrade: ex.isUpgrade ? (ex.head.headers.first(name: "upgrade") ?? "websocket") : nil,
+            ids: &loopContext.ids, into: &bytes)
+        ex.pendingHead = bytes
         ex.phase = .waitingForConnection
         ex.upstreamStart = .now()
         let acquired = pool.acquire(for: upstream, exchange: ex)
@@ -409,8 +427,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.phase = .forwarding
         c.pool.active += 1
         c.handler.delegate = ex
-        for part in ex.buffered { c.handler.write(part) }
-        ex.buffered = []
+        if let head = ex.pendingHead {
+            ex.pendingHead = nil
+            c.handler.write(head)
+        }
+        if !ex.buffered.isEmpty {
+            for part in ex.buffered { c.handler.write(part) }
+            ex.buffered = []
+        }
         ex.bufferedBytes = 0
         c.handler.flush()
         resumeReadingIfPossible()
@@ -418,11 +442,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: response
 
-    func upstreamHead(_ head: HTTPResponseHead, _ ex: Exchange) {
+    func upstreamHead(_ head: ResponseParser.Head, _ ex: Exchange) {
         guard let context, let route = ex.route else { return }
         ex.upstreamNanos =
             NIODeadline.now().uptimeNanoseconds.subtractingReportingOverflow(ex.upstreamStart?.uptimeNanoseconds ?? 0).partialValue.asInt64
-        if head.status == .switchingProtocols {
+        if head.status == 101 {
             guard ex.isUpgrade else {
                 abortUpstream(ex)
                 return sendError(.badGateway("the upstream switched protocols without being asked", retryable: false), ex)
@@ -431,12 +455,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if loopContext.shared.draining { closeAfterResponse = true }
         var closeAfter = closeAfterResponse
-        let out = ForwardHeaders.responseHead(
-            head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, closeAfter: &closeAfter)
+        var out = allocator.buffer(capacity: head.block.readableBytes + 128)
+        ex.clientChunked = ForwardHeaders.responseHead(
+            head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, closeAfter: &closeAfter, into: &out)
         closeAfterResponse = closeAfter
-        ex.status = Int(head.status.code)
+        ex.status = head.status
         ex.responseStarted = true
-        context.write(wrapOutboundOut(.head(out)), promise: nil)
+        context.write(wrapOutboundOut(out), promise: nil)
         needsDownstreamFlush = true
     }
 
@@ -444,7 +469,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let context else { return }
         ex.responseBytes += buffer.readableBytes
         if ex.isHead { return }
-        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        if ex.clientChunked {
+            guard buffer.readableBytes > 0 else { return }
+            var line = allocator.buffer(capacity: 18)
+            line.writeChunkSize(buffer.readableBytes)
+            context.write(wrapOutboundOut(line), promise: nil)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            context.write(wrapOutboundOut(crlfBuffer), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
         needsDownstreamFlush = true
     }
 
@@ -456,7 +490,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.flush()
     }
 
-    func upstreamEnd(_ ex: Exchange, trailers: HTTPHeaders?) {
+    func upstreamEnd(_ ex: Exchange, trailers: ByteBuffer?) {
         guard let context else { return }
         if ex.tunnelPending { return completeTunnel(ex) }
         if let c = ex.connection {
@@ -469,7 +503,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // The upstream answered before the request body was complete: the rest of the body
         // cannot go anywhere, so the connection closes after this response.
         if !ex.requestEnded && ex.expectsBody { closeAfterResponse = true }
-        writeEnd(context, trailers: trailers)
+        if ex.clientChunked {
+            var last = allocator.buffer(capacity: 5 + (trailers?.readableBytes ?? 0))
+            last.writeStaticString("0\r\n")
+            if var trailers { last.writeBuffer(&trailers) }
+            last.writeStaticString("\r\n")
+            writeLast(context, last)
+        } else {
+            writeLast(context, nil)
+        }
         if ex.requestEnded || closeAfterResponse { finish(ex) }
     }
 
@@ -518,7 +560,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func respondLocally(_ ex: Exchange, status: Int, headers: [(String, String)], body: [UInt8]) {
-        guard let context else { return }
         var h = HTTPHeaders()
         h.reserveCapacity(headers.count + 4)
         for (n, v) in headers { h.add(name: n, value: v) }
@@ -526,12 +567,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if !bodyless { h.add(name: "content-length", value: String(body.count)) }
         h.add(name: "x-request-id", value: ex.requestID)
         if let route = ex.route { ForwardHeaders.apply(route.responseHeaders, to: &h) }
-        let buffer = body.isEmpty || bodyless ? nil : context.channel.allocator.buffer(bytes: body)
+        let buffer = body.isEmpty || bodyless ? nil : allocator.buffer(bytes: body)
         writeLocal(ex, status: HTTPResponseStatus(statusCode: status), headers: h, body: buffer)
     }
 
     func sendError(_ error: GatewayError, _ ex: Exchange, extraHeaders: [(String, String)] = []) {
-        guard let context else { return }
+        guard context != nil else { return }
         let body = error.body(requestID: ex.requestID)
         var h = HTTPHeaders()
         h.reserveCapacity(4 + extraHeaders.count)
@@ -539,7 +580,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         h.add(name: "content-length", value: String(body.utf8.count))
         h.add(name: "x-request-id", value: ex.requestID)
         for (n, v) in extraHeaders { h.add(name: n, value: v) }
-        writeLocal(ex, status: error.status, headers: h, body: context.channel.allocator.buffer(string: body))
+        writeLocal(ex, status: error.status, headers: h, body: allocator.buffer(string: body))
     }
 
     private func writeLocal(_ ex: Exchange, status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?) {
@@ -557,23 +598,24 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.responseStarted = true
         ex.responseEnded = true
         ex.phase = .responded
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        if let body, !ex.isHead {
-            ex.responseBytes = body.readableBytes
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        }
-        writeEnd(context, trailers: nil)
+        let body = ex.isHead ? nil : body
+        ex.responseBytes = body?.readableBytes ?? 0
+        writeLast(context, HeadWriter.localResponse(status: status, headers: headers, body: body, allocator: allocator))
         // A request without a body has its end right behind its head: finish then.
         if ex.requestEnded || closeAfterResponse { finish(ex) }
     }
 
-    private func writeEnd(_ context: ChannelHandlerContext, trailers: HTTPHeaders?) {
+    /// The last bytes of a response, and the flush. When the connection closes after it, the
+    /// write's completion is what the close waits for.
+    private func writeLast(_ context: ChannelHandlerContext, _ bytes: ByteBuffer?) {
         if closeAfterResponse {
             let p = context.eventLoop.makePromise(of: Void.self)
             lastWrite = p.futureResult
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: p)
+            context.writeAndFlush(wrapOutboundOut(bytes ?? allocator.buffer(capacity: 0)), promise: p)
+        } else if let bytes {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            context.flush()
         }
     }
 
@@ -623,20 +665,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Answers the client's upgrade with the upstream's 101. The byte tunnel starts at the end
     /// of that response, once the upstream's HTTP decoder has let go of the message.
-    private func startTunnel(_ head: HTTPResponseHead, _ ex: Exchange) {
+    private func startTunnel(_ head: ResponseParser.Head, _ ex: Exchange) {
         guard let context else { return }
         ex.status = 101
         ex.responseStarted = true
         ex.tunnelPending = true
         ex.deadline = 0
-        var headers = HTTPHeaders()
-        for (name, value) in head.headers where !isHopByHop(name) || nameEquals(name, "upgrade") {
-            headers.add(name: name, value: value)
-        }
-        headers.add(name: "connection", value: "upgrade")
-        headers.add(name: "x-request-id", value: ex.requestID)
-        context.writeAndFlush(
-            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
+        var out = allocator.buffer(capacity: head.block.readableBytes + 96)
+        ForwardHeaders.switchingProtocolsHead(head, requestID: ex.requestID, into: &out)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
     }
 
     private func completeTunnel(_ ex: Exchange) {
@@ -649,6 +686,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         Tunnel.join(downstream: context, upstream: c, proxy: self)
     }
 }
+
+/// CRLF after each chunk's data.
+private let crlfBuffer = ByteBuffer(staticString: "\r\n")
 
 extension UInt64 {
     var asInt64: Int64 { Int64(truncatingIfNeeded: self) }

@@ -1,6 +1,5 @@
 import GatewayConfig
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 
 /// Keep-alive connections from one event loop to one target. Loop-confined: no locks.
@@ -123,12 +122,7 @@ final class TargetPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Framing headers are set by the gateway itself and inbound headers were already
-                    // validated by the request decoder, so the encoder does neither again.
-                    var encoder = HTTPRequestEncoder.Configuration()
-                    encoder.automaticallySetFramingHeaders = false
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(
-                        leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false, encoderConfiguration: encoder)
+                    // The gateway parses responses and writes requests itself (HTTP1/).
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }

@@ -55,8 +55,9 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 enum Tunnel {
-    /// Moves both channels from HTTP to raw bytes. Bytes the decoders had read past the
-    /// upgrade are handed on when they are removed (`.forwardBytes`).
+    /// Moves both channels from HTTP to raw bytes. Bytes read past the upgrade are handed on
+    /// when the HTTP handlers are removed (the request decoder's `.forwardBytes`, the
+    /// upstream handler's leftover).
     static func join(downstream: ChannelHandlerContext, upstream: UpstreamConnection, proxy: ProxyHandler) {
         let down = TunnelHandler()
         let up = TunnelHandler()
@@ -68,10 +69,7 @@ enum Tunnel {
             try dp.addHandler(down)
             try upPipe.addHandler(up)
             _ = upPipe.removeHandler(upstream.handler)
-            if let enc = try? upPipe.handler(type: HTTPRequestEncoder.self) { _ = upPipe.removeHandler(enc) }
-            if let dec = try? upPipe.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) { _ = upPipe.removeHandler(dec) }
             _ = dp.removeHandler(proxy)
-            if let enc = try? dp.handler(type: HTTPResponseEncoder.self) { _ = dp.removeHandler(enc) }
             if let dec = try? dp.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) { _ = dp.removeHandler(dec) }
         } catch {
             downstream.close(promise: nil)

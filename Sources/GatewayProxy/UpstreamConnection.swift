@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 
 /// One keep-alive connection to a target, owned by its `TargetPool` and lent to one request at a time.
 final class UpstreamConnection {
@@ -17,44 +16,95 @@ final class UpstreamConnection {
     var isUsable: Bool { !handler.closing }
 }
 
-/// The client side of an upstream connection: forwards response parts to the delegate and
-/// stops reading while the client cannot take more (backpressure).
+/// The client side of an upstream connection: parses responses with `ResponseParser`,
+/// forwards their parts to the delegate, and stops reading while the client cannot take more
+/// (backpressure). Requests are written as bytes the proxy serialized itself.
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// The exchange using this connection; strong, and cleared whenever the exchange lets go
     /// (a weak reference would slow every retain of the exchange).
-    var delegate: Exchange?
+    var delegate: Exchange? {
+        didSet { if let delegate { parser.requestIsHead = delegate.isHead } }
+    }
     /// The connection object this handler belongs to, until the channel closes.
     var connection: UpstreamConnection?
     private(set) var context: ChannelHandlerContext?
     private var pendingRead = false
     /// Set when the response said `Connection: close` or the connection misbehaved.
     var closing = false
+    private var parser = ResponseParser()
+    /// Bytes of an incomplete head or chunk line, kept for the next read; after a `101`, the
+    /// bytes that followed it (handed to the tunnel when this handler is removed).
+    private var leftover: ByteBuffer?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        if let rest = leftover, rest.readableBytes > 0 {
+            leftover = nil
+            context.fireChannelRead(wrapInboundOut(rest))
+            context.fireChannelReadComplete()
+        }
+    }
+
+    typealias InboundOut = ByteBuffer
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        guard let delegate else {
-            // Bytes on an idle connection: the server broke protocol; never reuse it.
-            closing = true
-            context.close(promise: nil)
+        var buffer = unwrapInboundIn(data)
+        if var kept = leftover {
+            leftover = nil
+            kept.writeBuffer(&buffer)
+            buffer = kept
+        }
+        if parser.isUpgraded {
+            leftover = buffer
             return
         }
-        switch part {
-        case .head(let head):
-            if head.status.code < 200 && head.status != .switchingProtocols { return }  // 1xx are dropped by the decoder too
-            if !head.isKeepAlive { closing = true }
-            delegate.upstreamHead(head)
-        case .body(let buf):
-            delegate.upstreamBody(buf)
-        case .end(let trailers):
-            delegate.upstreamEnd(trailers)
+        guard delegate != nil else {
+            // Bytes on an idle connection: the server broke protocol; never reuse it.
+            fail(context, "the upstream sent bytes without a request")
+            return
         }
+        do {
+            while let delegate, let event = try parser.next(&buffer) {
+                switch event {
+                case .head(let head):
+                    if !head.keepAlive { closing = true }
+                    delegate.upstreamHead(head)
+                    if head.status == 101 {
+                        // The rest is the upgraded protocol's: the tunnel takes it from here.
+                        leftover = buffer
+                        delegate.upstreamEnd(nil)
+                        return
+                    }
+                case .body(let slice):
+                    delegate.upstreamBody(slice)
+                case .end(let trailers):
+                    // More bytes after a complete response, unasked for: never reuse this connection.
+                    if buffer.readableBytes > 0 { closing = true }
+                    delegate.upstreamEnd(trailers)
+                    if closing { context.close(promise: nil) }
+                    return
+                }
+            }
+        } catch {
+            fail(context, "the upstream sent an invalid response")
+            return
+        }
+        if buffer.readableBytes > 0 { leftover = buffer }
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ message: String) {
+        closing = true
+        leftover = nil
+        if let delegate {
+            self.delegate = nil
+            delegate.upstreamFailed(.badGateway(message))
+        }
+        context.close(promise: nil)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -66,22 +116,23 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closing = true
         if let delegate {
             self.delegate = nil
-            delegate.upstreamFailed(.badGateway("the upstream closed the connection before the response was complete"))
+            if parser.endsAtClose {
+                // A body delimited by the close of the connection (no length, not chunked) is complete now.
+                delegate.upstreamEnd(nil)
+                delegate.upstreamReadComplete()
+            } else {
+                delegate.upstreamFailed(.badGateway("the upstream closed the connection before the response was complete"))
+            }
         }
         if let c = connection {
             connection = nil
             c.pool.connectionClosed(c)
         }
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        closing = true
-        if let delegate {
-            self.delegate = nil
-            let message = error is HTTPParserError ? "the upstream sent an invalid response" : "upstream connection error"
-            delegate.upstreamFailed(.badGateway(message))
-        }
-        context.close(promise: nil)
+        fail(context, "upstream connection error")
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -106,8 +157,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     @inline(__always)
-    func write(_ part: HTTPClientRequestPart) {
-        context?.write(wrapOutboundOut(part), promise: nil)
+    func write(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
     func flush() { context?.flush() }

@@ -125,6 +125,19 @@ final class RawHTTPClient {
         return code
     }
 
+    /// Reads raw bytes until `marker` has arrived; returns everything up to and including it.
+    func readUntil(_ marker: String) throws -> String {
+        let m = Array(marker.utf8)
+        while true {
+            if let r = buffer[offset...].firstRange(of: m) {
+                let text = String(decoding: buffer[offset..<r.upperBound], as: UTF8.self)
+                offset = r.upperBound
+                return text
+            }
+            guard try fill() else { throw Failure(description: "connection closed before \(marker.debugDescription)") }
+        }
+    }
+
     /// Reads exactly `n` raw bytes (for WebSocket frames).
     func readBytes(_ n: Int, into out: inout [UInt8]) throws -> Int {
         var collected: [UInt8] = []

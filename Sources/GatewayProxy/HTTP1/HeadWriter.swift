@@ -1,0 +1,129 @@
+import GatewayConfig
+import NIOCore
+import NIOHTTP1
+
+/// Serialization of HTTP/1.1 heads and chunk framing straight into `ByteBuffer`s: the gateway
+/// writes bytes to its sockets itself rather than through NIO's HTTP encoders (one buffer per
+/// head, no message enums on the way; see docs/design-notes.md).
+extension ByteBuffer {
+    @inline(__always)
+    mutating func writeHeaderLine(_ name: String, _ value: String) {
+        writeString(name)
+        writeStaticString(": ")
+        writeString(value)
+        writeStaticString("\r\n")
+    }
+
+    @inline(__always)
+    mutating func writeHeaderLine(_ name: StaticString, _ value: String) {
+        writeStaticString(name)
+        writeStaticString(": ")
+        writeString(value)
+        writeStaticString("\r\n")
+    }
+
+    /// `HTTP/1.1 <code> <reason>` and CRLF.
+    mutating func writeStatusLine(_ code: Int, reason: String) {
+        writeStaticString("HTTP/1.1 ")
+        writeStatusCode(code)
+        writeStaticString(" ")
+        writeString(reason)
+        writeStaticString("\r\n")
+    }
+
+    mutating func writeStatusCode(_ code: Int) {
+        let c = min(max(code, 100), 999)
+        writeInteger(UInt8(48 + c / 100))
+        writeInteger(UInt8(48 + c / 10 % 10))
+        writeInteger(UInt8(48 + c % 10))
+    }
+
+    mutating func writeHeaders(_ headers: HTTPHeaders) {
+        for (name, value) in headers { writeHeaderLine(name, value) }
+    }
+
+    /// The size line of a chunk: hex length and CRLF.
+    mutating func writeChunkSize(_ size: Int) {
+        var digits = 0
+        var v = size
+        repeat {
+            digits += 1
+            v >>= 4
+        } while v > 0
+        var shift = (digits - 1) * 4
+        while shift >= 0 {
+            let d = (size >> shift) & 0xF
+            writeInteger(UInt8(d < 10 ? 48 + d : 87 + d))
+            shift -= 4
+        }
+        writeStaticString("\r\n")
+    }
+}
+
+enum HeadWriter {
+    /// A whole response the gateway answers itself: head and body in one buffer.
+    static func localResponse(
+        status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?, allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
+        var out = allocator.buffer(capacity: 128 + headers.count * 48 + (body?.readableBytes ?? 0))
+        out.writeStatusLine(Int(status.code), reason: status.reasonPhrase)
+        out.writeHeaders(headers)
+        out.writeStaticString("\r\n")
+        if var body { out.writeBuffer(&body) }
+        return out
+    }
+
+    /// Copies the upstream's field lines that `keep` accepts, as they arrived, in runs: the
+    /// lines between two dropped ones are one copy.
+    @inline(__always)
+    static func copyFields(
+        of head: ResponseParser.Head, into out: inout ByteBuffer, keep: (UnsafeRawBufferPointer) -> Bool
+    ) {
+        head.block.withUnsafeReadableBytes { raw in
+            var runStart = -1
+            for f in head.fields {
+                let name = UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameEnd)])
+                if keep(name) {
+                    if runStart < 0 { runStart = Int(f.nameStart) }
+                } else if runStart >= 0 {
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<Int(f.nameStart)]))
+                    runStart = -1
+                }
+            }
+            if runStart >= 0 { out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<(raw.count - 2)])) }
+        }
+    }
+}
+
+/// Hop-by-hop header names (RFC 9110 §7.6.1) on raw bytes; `upgrade` included.
+@inline(__always)
+func isHopByHop(_ a: UnsafeRawBufferPointer) -> Bool {
+    guard let f = a.first else { return false }
+    switch f | 0x20 {
+    case UInt8(ascii: "c"): return asciiCaseInsensitiveEquals(a, "connection")
+    case UInt8(ascii: "k"): return asciiCaseInsensitiveEquals(a, "keep-alive")
+    case UInt8(ascii: "p"): return a.count > 6 && asciiCaseInsensitiveEquals(UnsafeRawBufferPointer(rebasing: a[0..<6]), "proxy-")
+    case UInt8(ascii: "t"):
+        return asciiCaseInsensitiveEquals(a, "te") || asciiCaseInsensitiveEquals(a, "trailer")
+            || asciiCaseInsensitiveEquals(a, "transfer-encoding")
+    case UInt8(ascii: "u"): return asciiCaseInsensitiveEquals(a, "upgrade")
+    default: return false
+    }
+}
+
+/// ASCII case-insensitive equality of raw bytes and a `String`.
+@inline(__always)
+func asciiCaseInsensitiveEquals(_ a: UnsafeRawBufferPointer, _ other: String) -> Bool {
+    var other = other
+    return other.withUTF8 { b in
+        guard a.count == b.count else { return false }
+        for i in 0..<a.count {
+            var c = a[i]
+            if c >= 65 && c <= 90 { c |= 0x20 }
+            var d = b[i]
+            if d >= 65 && d <= 90 { d |= 0x20 }
+            if c != d { return false }
+        }
+        return true
+    }
+}
