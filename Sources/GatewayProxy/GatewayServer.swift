@@ -104,12 +104,8 @@ public final class GatewayServer: Sendable {
     }
 
     static func configure(_ channel: any Channel, loopContext: LoopContext, server: ServerSettings, listener: String) throws {
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderFieldSize = server.maxHeaderBytes
-        limits.maxHeaderListSize = server.maxHeaderBytes
-        // Responses are serialized by the proxy itself (HTTP1/HeadWriter): no response encoder.
+        // Requests are parsed and responses serialized by the proxy itself (HTTP1/).
         let ops = channel.pipeline.syncOperations
-        try ops.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes, limitConfiguration: limits)))
         try ops.addHandler(ProxyHandler(loopContext: loopContext, server: server, listenerName: listener))
     }
 

@@ -7,7 +7,8 @@ import NIOHTTP1
 /// over a pooled keep-alive connection of the same event loop, and streams both bodies with
 /// backpressure (the side that cannot write stops the other side from reading).
 final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -16,8 +17,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     let listenerName: String
     private(set) var exchange: Exchange?
     private var context: ChannelHandlerContext?
-    /// Parts of pipelined requests waiting for the current exchange to finish.
-    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    private var parser: RequestParser
+    /// Bytes read but not parsed yet: the start of a head, or pipelined requests waiting for
+    /// the current exchange to finish (reading stops meanwhile), or after an upgrade request,
+    /// what the client sent ahead (handed to the tunnel).
+    private var pending: ByteBuffer?
     private var pendingRead = false
     private var closeAfterResponse = false
     private var needsUpstreamFlush = false
@@ -40,6 +44,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.loopContext = loopContext
         self.timeouts = ConnectionTimeouts(headerTimeout: server.headerReadTimeoutNanos, idleTimeout: server.idleTimeoutNanos)
         self.listenerName = listenerName
+        self.parser = RequestParser(maxHeadBytes: server.maxHeaderBytes)
     }
 
     /// Tracked from writability events: asking the channel costs a lock and retains per call.
@@ -58,6 +63,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         loopContext.clock.unregister(self)
         self.context = nil
+        // Bytes the client sent after an upgrade request belong to the tunnel that replaced us.
+        if let rest = pending, rest.readableBytes > 0 {
+            pending = nil
+            context.fireChannelRead(wrapInboundOut(rest))
+            context.fireChannelReadComplete()
+        }
     }
 
     /// Deadlines, checked by the loop's clock: the connection's own and the request's.
@@ -81,18 +92,37 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if case .head = part { headSeenInRead = true }
-        if !queued.isEmpty || (exchange != nil && isHead(part)) || (exchange?.requestEnded == true) {
-            queued.append(part)
-            return
+        var buffer = unwrapInboundIn(data)
+        if var kept = pending {
+            // A partial head (rare): joined in a fresh buffer, so no slice of the old one is copied.
+            var joined = allocator.buffer(capacity: kept.readableBytes + buffer.readableBytes)
+            joined.writeBuffer(&kept)
+            joined.writeBuffer(&buffer)
+            buffer = joined
         }
-        handle(part, context: context)
+        pending = buffer
+        parsePending(context)
     }
 
-    private func isHead(_ part: HTTPServerRequestPart) -> Bool {
-        if case .head = part { return true }
-        return false
+    /// Parses what was read, part by part, while the current exchange can take it: once a
+    /// request has ended, the next one waits (as bytes) until its response is out.
+    private func parsePending(_ context: ChannelHandlerContext) {
+        guard var buffer = pending else { return }
+        pending = nil
+        while !closed {
+            if let ex = exchange, ex.requestEnded { break }
+            let part: HTTPServerRequestPart?
+            do {
+                part = try parser.next(&buffer)
+            } catch {
+                parseFailed(error)
+                return
+            }
+            guard let part else { break }
+            if case .head = part { headSeenInRead = true }
+            handle(part, context: context)
+        }
+        if buffer.readableBytes > 0 && !closed { pending = buffer }
     }
 
     private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
@@ -157,7 +187,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         // A read that brought no complete head while idle started one: the header timeout runs.
-        if !headSeenInRead && exchange == nil && queued.isEmpty { timeouts.bytesWithoutHead(now: NIODeadline.now().uptimeNanoseconds) }
+        if !headSeenInRead && exchange == nil { timeouts.bytesWithoutHead(now: NIODeadline.now().uptimeNanoseconds) }
         headSeenInRead = false
         if needsUpstreamFlush {
             needsUpstreamFlush = false
@@ -182,43 +212,38 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             log(ex)
             exchange = nil
         }
-        queued.removeAll()
+        pending = nil
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let parse = error as? HTTPParserError {
-            let err: GatewayError
-            switch parse {
-            case .headerOverflow: err = .headersTooLarge()
-            case .invalidContentLength, .unexpectedContentLength:
-                err = .badRequest("conflicting or invalid Content-Length / Transfer-Encoding")
-            case .invalidChunkSize: err = .badRequest("invalid chunk size")
-            case .invalidHeaderToken: err = .badRequest("invalid character in a header")
-            default: err = .badRequest("malformed HTTP request")
-            }
-            closeAfterResponse = true
-            if let ex = exchange {
-                abortUpstream(ex)
-                if ex.responseStarted { closeNow() } else { sendError(err, ex) }
-            } else {
-                let ex = Exchange(
-                    handler: self, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"), requestID: loopContext.ids.requestID(),
-                    clientIP: peerIP, start: .now())
-                ex.requestEnded = true
-                exchange = ex
-                timeouts.headReceived()
-                sendError(err, ex)
-            }
-            return
+    /// The client sent something that is not HTTP/1.1: answered 400 (431 for a head over
+    /// `max_header_bytes`), and the connection closes, as nothing after it can be trusted.
+    private func parseFailed(_ error: HTTP1ParseError) {
+        let err: GatewayError = error.tooLarge ? .headersTooLarge() : .badRequest(error.reason)
+        closeAfterResponse = true
+        pending = nil
+        if let ex = exchange {
+            abortUpstream(ex)
+            if ex.responseStarted { closeNow() } else { sendError(err, ex) }
+        } else {
+            let ex = Exchange(
+                handler: self, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"), requestID: loopContext.ids.requestID(),
+                clientIP: peerIP, start: .now())
+            ex.requestEnded = true
+            exchange = ex
+            timeouts.headReceived()
+            sendError(err, ex)
         }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Socket errors (reset by peer and the like): nothing to answer.
         closeNow()
     }
 
     /// Drain (SPEC §9): an idle connection closes now, a busy one after its response.
     func quiesce() {
-        if exchange == nil && queued.isEmpty {
+        if exchange == nil {
             closeNow()
         } else {
             closeAfterResponse = true
@@ -236,8 +261,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func shouldHoldRead() -> Bool {
-        if !queued.isEmpty { return true }
         guard let ex = exchange else { return false }
+        if let p = pending, p.readableBytes > 0 { return true }
         switch ex.phase {
         case .forwarding:
             return !(ex.connection?.handler.isWritable ?? true)
@@ -632,13 +657,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         timeouts.exchangeFinished(now: NIODeadline.now().uptimeNanoseconds)
         guard let context else { return }
-        while let first = queued.first {
-            if exchange != nil, isHead(first) { break }
-            if let ex = exchange, ex.requestEnded { break }
-            queued.removeFirst()
-            handle(first, context: context)
-            if closed { return }
-        }
+        parsePending(context)
+        if closed { return }
         resumeReadingIfPossible()
     }
 

@@ -56,8 +56,7 @@ final class TunnelHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
 enum Tunnel {
     /// Moves both channels from HTTP to raw bytes. Bytes read past the upgrade are handed on
-    /// when the HTTP handlers are removed (the request decoder's `.forwardBytes`, the
-    /// upstream handler's leftover).
+    /// when the HTTP handlers are removed (each keeps what it had not parsed).
     static func join(downstream: ChannelHandlerContext, upstream: UpstreamConnection, proxy: ProxyHandler) {
         let down = TunnelHandler()
         let up = TunnelHandler()
@@ -70,7 +69,6 @@ enum Tunnel {
             try upPipe.addHandler(up)
             _ = upPipe.removeHandler(upstream.handler)
             _ = dp.removeHandler(proxy)
-            if let dec = try? dp.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) { _ = dp.removeHandler(dec) }
         } catch {
             downstream.close(promise: nil)
             upstream.channel.close(promise: nil)
