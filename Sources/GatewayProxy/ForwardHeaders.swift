@@ -7,10 +7,10 @@ import NIOHTTP1
 enum ForwardHeaders {
     /// The request head for the upstream, serialized. `upgrade` is the client's `Upgrade`
     /// value when a WebSocket upgrade passes through. Returns whether the body is chunked.
-    static func requestHead(
+    static func requestHead<Sink: HeadSink>(
         _ head: HTTPRequestHead, route: CompiledRoute, path: String, query: Substring?,
         target: UpstreamSpec.TargetSpec, requestID: String, peerIP: String, trusted: Bool,
-        upgrade: String?, ids: inout IDGenerator, into out: inout ByteBuffer
+        upgrade: String?, ids: inout IDGenerator, into out: inout Sink
     ) -> Bool {
         let incoming = head.headers
         let listed = incoming.contains(name: "connection") ? connectionTokens(incoming["connection"]) : []
@@ -76,7 +76,11 @@ enum ForwardHeaders {
             emit("traceparent", tp)
             for ts in incoming["tracestate"] { emit("tracestate", ts) }
         } else {
-            emit("traceparent", ids.newTraceparent())
+            if ops.isEmpty || !ops.replaces("traceparent") {
+                out.writeStaticString("traceparent: ")
+                ids.writeTraceparent(into: &out)
+                out.writeStaticString("\r\n")
+            }
         }
         if chunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
         if let upgrade {
@@ -98,14 +102,14 @@ enum ForwardHeaders {
     /// fields dropped, the upstream's field lines otherwise copied as they came. `closeAfter`
     /// is set when the framing needs the connection closed (an HTTP/1.0 client and a body of
     /// unknown length). Returns whether the body goes to the client chunked.
-    static func responseHead(
+    static func responseHead<Sink: HeadSink>(
         _ head: ResponseParser.Head, request: HTTPRequestHead, route: CompiledRoute, requestID: String,
-        isHead: Bool, closeAfter: inout Bool, into out: inout ByteBuffer
+        isHead: Bool, closeAfter: inout Bool, into out: inout Sink
     ) -> Bool {
         out.writeStaticString("HTTP/1.1 ")
         out.writeStatusCode(head.status)
         out.writeStaticString(" ")
-        _ = head.block.withUnsafeReadableBytes { out.writeBytes(UnsafeRawBufferPointer(rebasing: $0[head.reason])) }
+        head.block.withUnsafeReadableBytes { out.writeRaw(UnsafeRawBufferPointer(rebasing: $0[head.reason])) }
         out.writeStaticString("\r\n")
         // Headers named by `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
         let listed = head.connectionNamesHeaders ? upstreamConnectionTokens(head) : []

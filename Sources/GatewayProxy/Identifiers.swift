@@ -28,6 +28,25 @@ struct IDGenerator {
         }
     }
 
+    /// A new `traceparent` written straight into a head (no `String` made).
+    mutating func writeTraceparent<Sink: HeadSink>(into out: inout Sink) {
+        let trace = (rng.next() | 1, rng.next())
+        let span = rng.next() | 1
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 55) { buf in
+            buf[0] = UInt8(ascii: "0")
+            buf[1] = UInt8(ascii: "0")
+            buf[2] = UInt8(ascii: "-")
+            write(trace.0, into: buf, at: 3)
+            write(trace.1, into: buf, at: 19)
+            buf[35] = UInt8(ascii: "-")
+            write(span, into: buf, at: 36)
+            buf[52] = UInt8(ascii: "-")
+            buf[53] = UInt8(ascii: "0")
+            buf[54] = UInt8(ascii: "1")
+            out.writeRaw(UnsafeRawBufferPointer(buf))
+        }
+    }
+
     private func hex(_ a: UInt64, _ b: UInt64) -> String {
         String(unsafeUninitializedCapacity: 32) { buf in
             write(a, into: buf, at: 0)

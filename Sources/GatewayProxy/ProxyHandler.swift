@@ -26,6 +26,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeAfterResponse = false
     private var needsUpstreamFlush = false
     private var needsDownstreamFlush = false
+    /// The response head (and the small body bytes that followed it in the same read), not
+    /// written yet: a small response goes out as one buffer, one write.
+    private var held: ByteBuffer?
+    /// Bodies up to this size are copied behind their head rather than written separately.
+    private static let maxCoalescedBody = 16 * 1024
     private var headSeenInRead = false
     private var peerIP = ""
     private var peerBytes: IPAddressBytes?
@@ -193,7 +198,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             needsUpstreamFlush = false
             exchange?.connection?.handler.flush()
         }
-        context.fireChannelReadComplete()
+        // Nothing follows this handler in the pipeline: the event stops here.
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -431,11 +436,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func forward(_ ex: Exchange, snapshot: Snapshot, route: CompiledRoute, path: String, query: Substring?, trusted: Bool) {
         guard let pool = ex.pool, let upstream = ex.upstream else { return }
         ex.isUpgrade = ex.asksUpgrade && ForwardHeaders.isWebSocketUpgrade(ex.head.headers)
-        var bytes = allocator.buffer(capacity: 512)
-        ex.upstreamChunked = ForwardHeaders.requestHead(
-            ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
-            peerIP: peerIP, trusted: trusted, upgrade: ex.isUpgrade ? (ex.head.headers.first(name: "upgrade") ?? "websocket") : nil,
-            ids: &loopContext.ids, into: &bytes)
+        let upgrade = ex.isUpgrade ? (ex.head.headers.first(name: "upgrade") ?? "websocket") : nil
+        let room = 384 + ex.head.uri.utf8.count + ex.head.headers.count * 64
+        var bytes = allocator.buffer(capacity: room)
+        ex.upstreamChunked = bytes.writeHead(capacity: room) { out in
+            ForwardHeaders.requestHead(
+                ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
+                peerIP: peerIP, trusted: trusted, upgrade: upgrade, ids: &loopContext.ids, into: &out)
+        }
         ex.pendingHead = bytes
         ex.phase = .waitingForConnection
         ex.upstreamStart = .now()
@@ -452,16 +460,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.phase = .forwarding
         c.pool.active += 1
         c.handler.delegate = ex
-        if let head = ex.pendingHead {
+        if ex.buffered.isEmpty, let head = ex.pendingHead {
             ex.pendingHead = nil
-            c.handler.write(head)
-        }
-        if !ex.buffered.isEmpty {
+            c.handler.writeAndFlush(head)
+        } else {
+            if let head = ex.pendingHead {
+                ex.pendingHead = nil
+                c.handler.write(head)
+            }
             for part in ex.buffered { c.handler.write(part) }
             ex.buffered = []
+            c.handler.flush()
         }
         ex.bufferedBytes = 0
-        c.handler.flush()
         resumeReadingIfPossible()
     }
 
@@ -480,13 +491,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if loopContext.shared.draining { closeAfterResponse = true }
         var closeAfter = closeAfterResponse
-        var out = allocator.buffer(capacity: head.block.readableBytes + 128)
-        ex.clientChunked = ForwardHeaders.responseHead(
-            head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, closeAfter: &closeAfter, into: &out)
+        // Room for the head, and for a small body copied behind it (see `upstreamBody`).
+        var out = allocator.buffer(capacity: head.block.readableBytes + 192 + 512)
+        ex.clientChunked = out.writeHead(capacity: head.block.readableBytes + 192) { sink in
+            ForwardHeaders.responseHead(
+                head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, closeAfter: &closeAfter, into: &sink)
+        }
         closeAfterResponse = closeAfter
         ex.status = head.status
         ex.responseStarted = true
-        context.write(wrapOutboundOut(out), promise: nil)
+        if let earlier = held { context.write(wrapOutboundOut(earlier), promise: nil) }
+        held = out
         needsDownstreamFlush = true
     }
 
@@ -494,6 +509,28 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let context else { return }
         ex.responseBytes += buffer.readableBytes
         if ex.isHead { return }
+        let n = buffer.readableBytes
+        if var out = held, n <= Self.maxCoalescedBody {
+            held = nil  // `out` is now the buffer's only owner: appending does not copy it
+            if ex.clientChunked {
+                guard n > 0 else {
+                    held = out
+                    return
+                }
+                out.writeChunkSize(n)
+                out.writeImmutableBuffer(buffer)
+                out.writeStaticString("\r\n")
+            } else {
+                out.writeImmutableBuffer(buffer)
+            }
+            held = out
+            needsDownstreamFlush = true
+            return
+        }
+        if let out = held {
+            held = nil
+            context.write(wrapOutboundOut(out), promise: nil)
+        }
         if ex.clientChunked {
             guard buffer.readableBytes > 0 else { return }
             var line = allocator.buffer(capacity: 18)
@@ -512,7 +549,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func upstreamReadComplete() {
         guard needsDownstreamFlush, let context else { return }
         needsDownstreamFlush = false
-        context.flush()
+        if let out = held {
+            held = nil
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        } else {
+            context.flush()
+        }
     }
 
     func upstreamEnd(_ ex: Exchange, trailers: ByteBuffer?) {
@@ -528,15 +570,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // The upstream answered before the request body was complete: the rest of the body
         // cannot go anywhere, so the connection closes after this response.
         if !ex.requestEnded && ex.expectsBody { closeAfterResponse = true }
+        var out = held
+        held = nil
+        needsDownstreamFlush = false
         if ex.clientChunked {
-            var last = allocator.buffer(capacity: 5 + (trailers?.readableBytes ?? 0))
-            last.writeStaticString("0\r\n")
-            if var trailers { last.writeBuffer(&trailers) }
-            last.writeStaticString("\r\n")
-            writeLast(context, last)
-        } else {
-            writeLast(context, nil)
+            if out == nil { out = allocator.buffer(capacity: 5 + (trailers?.readableBytes ?? 0)) }
+            out?.writeStaticString("0\r\n")
+            if let trailers { out?.writeImmutableBuffer(trailers) }
+            out?.writeStaticString("\r\n")
         }
+        writeLast(context, out)
         if ex.requestEnded || closeAfterResponse { finish(ex) }
     }
 
@@ -665,6 +708,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func closeNow() {
         guard !closed, let context else { return }
         closed = true
+        if let out = held {
+            held = nil
+            context.write(wrapOutboundOut(out), promise: nil)
+        }
         // Close once the last response is out: a plain close would drop writes still queued.
         if let last = lastWrite {
             lastWrite = nil

@@ -108,8 +108,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        delegate?.upstreamReadComplete()
-        context.fireChannelReadComplete()
+        delegate?.upstreamReadComplete()  // nothing follows this handler: the event stops here
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -162,6 +161,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func flush() { context?.flush() }
+
+    @inline(__always)
+    func writeAndFlush(_ bytes: ByteBuffer) {
+        context?.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
 
     /// Tracked from writability events (cheaper than asking the channel on every read).
     private(set) var isWritable = true

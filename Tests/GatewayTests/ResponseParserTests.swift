@@ -177,4 +177,20 @@ import Testing
             #expect(String(buffer: b) == String(n, radix: 16) + "\r\n")
         }
     }
+
+    @Test func headsLargerThanTheirReservationAreWrittenWhole() {
+        var b = ByteBuffer()
+        let long = String(repeating: "v", count: 5000)
+        var runs = 0
+        let result = b.writeHead(capacity: 1) { out -> Int in
+            runs += 1
+            out.writeStaticString("x-long: ")
+            out.writeString(long)
+            out.writeStaticString("\r\n")
+            return 7
+        }
+        #expect(result == 7)
+        #expect(runs > 1)
+        #expect(String(buffer: b) == "x-long: " + long + "\r\n")
+    }
 }

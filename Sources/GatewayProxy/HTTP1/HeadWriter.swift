@@ -2,10 +2,100 @@ import GatewayConfig
 import NIOCore
 import NIOHTTP1
 
-/// Serialization of HTTP/1.1 heads and chunk framing straight into `ByteBuffer`s: the gateway
-/// writes bytes to its sockets itself rather than through NIO's HTTP encoders (one buffer per
-/// head, no message enums on the way; see docs/design-notes.md).
+/// Where heads are serialized: a `ByteBuffer`, or a `HeadAppender` writing through a raw
+/// pointer into space reserved once (the hot path: one capacity check per piece instead of a
+/// uniqueness and exclusivity check per `ByteBuffer` write). The gateway writes bytes to its
+/// sockets itself rather than through NIO's HTTP encoders (see docs/design-notes.md).
+protocol HeadSink {
+    @discardableResult mutating func writeStaticString(_ s: StaticString) -> Int
+    @discardableResult mutating func writeString(_ s: String) -> Int
+    @discardableResult mutating func writeSubstring(_ s: Substring) -> Int
+    mutating func writeRaw(_ bytes: UnsafeRawBufferPointer)
+    mutating func writeByte(_ byte: UInt8)
+}
+
+extension ByteBuffer: HeadSink {
+    @inline(__always)
+    mutating func writeRaw(_ bytes: UnsafeRawBufferPointer) { writeBytes(bytes) }
+    @inline(__always)
+    mutating func writeByte(_ byte: UInt8) { writeInteger(byte) }
+}
+
+/// Appends through a raw pointer into `capacity` reserved bytes. Never writes past them: a
+/// piece that does not fit sets `overflowed` and the caller starts again with more room.
+struct HeadAppender: HeadSink {
+    private let base: UnsafeMutableRawBufferPointer
+    private(set) var count = 0
+    private(set) var overflowed = false
+
+    init(_ base: UnsafeMutableRawBufferPointer) { self.base = base }
+
+    @inline(__always)
+    mutating func writeRaw(_ bytes: UnsafeRawBufferPointer) {
+        guard !overflowed, bytes.count <= base.count - count else {
+            overflowed = true
+            return
+        }
+        UnsafeMutableRawBufferPointer(rebasing: base[count..<(count + bytes.count)]).copyMemory(from: bytes)
+        count += bytes.count
+    }
+
+    @inline(__always)
+    mutating func writeByte(_ byte: UInt8) {
+        guard !overflowed, count < base.count else {
+            overflowed = true
+            return
+        }
+        base[count] = byte
+        count += 1
+    }
+
+    @inline(__always) @discardableResult
+    mutating func writeStaticString(_ s: StaticString) -> Int {
+        writeRaw(UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+        return s.utf8CodeUnitCount
+    }
+
+    @inline(__always) @discardableResult
+    mutating func writeString(_ s: String) -> Int {
+        var s = s
+        return s.withUTF8 { u in
+            writeRaw(UnsafeRawBufferPointer(u))
+            return u.count
+        }
+    }
+
+    @inline(__always) @discardableResult
+    mutating func writeSubstring(_ s: Substring) -> Int {
+        var s = s
+        return s.withUTF8 { u in
+            writeRaw(UnsafeRawBufferPointer(u))
+            return u.count
+        }
+    }
+}
+
 extension ByteBuffer {
+    /// Writes a head through a `HeadAppender` with `capacity` bytes reserved, growing the
+    /// reservation until the head fits. `body` may run more than once.
+    mutating func writeHead<R>(capacity: Int, _ body: (inout HeadAppender) -> R) -> R {
+        var room = max(256, capacity)
+        while true {
+            var result: R?
+            writeWithUnsafeMutableBytes(minimumWritableBytes: room) { ptr in
+                var appender = HeadAppender(ptr)
+                let r = body(&appender)
+                if appender.overflowed { return 0 }
+                result = r
+                return appender.count
+            }
+            if let result { return result }
+            room *= 4
+        }
+    }
+}
+
+extension HeadSink {
     @inline(__always)
     mutating func writeHeaderLine(_ name: String, _ value: String) {
         writeString(name)
@@ -31,11 +121,12 @@ extension ByteBuffer {
         writeStaticString("\r\n")
     }
 
+    @inline(__always)
     mutating func writeStatusCode(_ code: Int) {
         let c = min(max(code, 100), 999)
-        writeInteger(UInt8(48 + c / 100))
-        writeInteger(UInt8(48 + c / 10 % 10))
-        writeInteger(UInt8(48 + c % 10))
+        writeByte(UInt8(48 + c / 100))
+        writeByte(UInt8(48 + c / 10 % 10))
+        writeByte(UInt8(48 + c % 10))
     }
 
     mutating func writeHeaders(_ headers: HTTPHeaders) {
@@ -53,7 +144,7 @@ extension ByteBuffer {
         var shift = (digits - 1) * 4
         while shift >= 0 {
             let d = (size >> shift) & 0xF
-            writeInteger(UInt8(d < 10 ? 48 + d : 87 + d))
+            writeByte(UInt8(d < 10 ? 48 + d : 87 + d))
             shift -= 4
         }
         writeStaticString("\r\n")
@@ -76,8 +167,8 @@ enum HeadWriter {
     /// Copies the upstream's field lines that `keep` accepts, as they arrived, in runs: the
     /// lines between two dropped ones are one copy.
     @inline(__always)
-    static func copyFields(
-        of head: ResponseParser.Head, into out: inout ByteBuffer, keep: (UnsafeRawBufferPointer) -> Bool
+    static func copyFields<Sink: HeadSink>(
+        of head: ResponseParser.Head, into out: inout Sink, keep: (UnsafeRawBufferPointer) -> Bool
     ) {
         head.block.withUnsafeReadableBytes { raw in
             var runStart = -1
@@ -86,11 +177,11 @@ enum HeadWriter {
                 if keep(name) {
                     if runStart < 0 { runStart = Int(f.nameStart) }
                 } else if runStart >= 0 {
-                    out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<Int(f.nameStart)]))
+                    out.writeRaw(UnsafeRawBufferPointer(rebasing: raw[runStart..<Int(f.nameStart)]))
                     runStart = -1
                 }
             }
-            if runStart >= 0 { out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<(raw.count - 2)])) }
+            if runStart >= 0 { out.writeRaw(UnsafeRawBufferPointer(rebasing: raw[runStart..<(raw.count - 2)])) }
         }
     }
 }

@@ -200,17 +200,13 @@ struct ResponseParser {
 @inline(__always)
 func isDigit(_ c: UInt8) -> Bool { c >= 48 && c <= 57 }
 
-/// tchar of RFC 9110 §5.6.2.
+/// tchar of RFC 9110 §5.6.2, as two 64-bit masks over ASCII (no table: a global would cost
+/// a once-check per character).
 @inline(__always)
 func isTokenChar(_ c: UInt8) -> Bool {
-    tokenTable[Int(c)]
-}
-
-private let tokenTable: [Bool] = (0..<256).map { c in
-    switch UInt8(c) {
-    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): return true
-    default: return "!#$%&'*+-.^_`|~".utf8.contains(UInt8(c))
-    }
+    if c < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> c & 1 == 1 }
+    if c < 128 { return (0x57FF_FFFF_C7FF_FFFE as UInt64) >> (c - 64) & 1 == 1 }
+    return false
 }
 
 @inline(__always)
