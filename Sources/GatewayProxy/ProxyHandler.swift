@@ -446,7 +446,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         ex.pendingHead = bytes
         ex.phase = .waitingForConnection
-        ex.upstreamStart = .now()
+        ex.upstreamStart = ex.start  // routing took microseconds: not worth a second clock read
         let acquired = pool.acquire(for: upstream, exchange: ex)
         switch acquired {
         case .ready(let c): connected(ex, c)
@@ -698,7 +698,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             closeNow()
             return
         }
-        timeouts.exchangeFinished(now: NIODeadline.now().uptimeNanoseconds)
+        // The idle deadline is only checked at clock ticks: the last tick's time is precise enough.
+        timeouts.exchangeFinished(now: loopContext.clock.lastTick)
         guard let context else { return }
         parsePending(context)
         if closed { return }

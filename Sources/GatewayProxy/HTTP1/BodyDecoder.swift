@@ -212,24 +212,30 @@ func scanFieldLines(
     _ raw: UnsafeRawBufferPointer, from start: Int, _ field: (Range<Int>, Range<Int>) -> HTTP1ParseError?
 ) -> HTTP1ParseError? {
     let n = raw.count - 2
+    guard n > start, let p = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
     var i = start
     while i < n {
         let nameStart = i
-        while i < n && isTokenChar(raw[i]) { i += 1 }
-        guard i > nameStart, i < n, raw[i] == UInt8(ascii: ":") else { return HTTP1ParseError(reason: "malformed header line") }
+        while i < n && isTokenChar(p[i]) { i += 1 }
+        guard i > nameStart, i < n, p[i] == UInt8(ascii: ":") else { return HTTP1ParseError(reason: "malformed header line") }
         let nameEnd = i
         i += 1
-        while i < n && (raw[i] == UInt8(ascii: " ") || raw[i] == 0x09) { i += 1 }
+        while i < n && (p[i] == UInt8(ascii: " ") || p[i] == 0x09) { i += 1 }
         let valueStart = i
         var valueEnd = i
         while i < n {
-            let c = raw[i]
+            let c = p[i]
             if c == UInt8(ascii: "\r") { break }
-            if isControl(c) { return HTTP1ParseError(reason: "invalid character in a header value") }
+            // Visible ASCII, space and obs-text pass; of the controls only HTAB does.
+            if c < 0x20 {
+                if c != 0x09 { return HTTP1ParseError(reason: "invalid character in a header value") }
+            } else if c == 0x7F {
+                return HTTP1ParseError(reason: "invalid character in a header value")
+            }
             i += 1
             if c != UInt8(ascii: " ") && c != 0x09 { valueEnd = i }
         }
-        guard i + 1 < raw.count, raw[i] == UInt8(ascii: "\r"), raw[i + 1] == UInt8(ascii: "\n") else {
+        guard i + 1 < raw.count, p[i] == UInt8(ascii: "\r"), p[i + 1] == UInt8(ascii: "\n") else {
             return HTTP1ParseError(reason: "malformed header line")
         }
         i += 2

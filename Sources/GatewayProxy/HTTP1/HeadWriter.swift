@@ -208,8 +208,9 @@ func asciiCaseInsensitiveEquals(_ a: UnsafeRawBufferPointer, _ other: String) ->
     var other = other
     return other.withUTF8 { b in
         guard a.count == b.count else { return false }
+        guard let p = a.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return true }
         for i in 0..<a.count {
-            var c = a[i]
+            var c = p[i]
             if c >= 65 && c <= 90 { c |= 0x20 }
             var d = b[i]
             if d >= 65 && d <= 90 { d |= 0x20 }

@@ -212,9 +212,10 @@ func isTokenChar(_ c: UInt8) -> Bool {
 @inline(__always)
 func asciiCaseInsensitiveEquals(_ a: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
     guard a.count == lower.utf8CodeUnitCount else { return false }
+    guard let p = a.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return true }
     let b = lower.utf8Start
     for i in 0..<a.count {
-        var c = a[i]
+        var c = p[i]
         if c >= 65 && c <= 90 { c |= 0x20 }
         if c != b[i] { return false }
     }
