@@ -100,7 +100,7 @@ public enum RequestPath {
     public static func normalize(_ uri: String) -> Result<(path: String, query: Substring?), Failure> {
         var uri = Substring(uri)
         // absolute-form (a proxy request): keep the path part only
-        if !uri.hasPrefix("/") {
+        if uri.utf8.first != UInt8(ascii: "/") {
             if uri == "*" { return .failure(.notOriginForm) }
             guard let scheme = uri.range(of: "://") else { return .failure(.notOriginForm) }
             let afterAuthority = uri[scheme.upperBound...]
@@ -111,13 +111,14 @@ public enum RequestPath {
                 uri = "/"
             }
         }
+        // Searched on the UTF-8 view: byte compares, no grapheme breaking.
         var path = uri
         var query: Substring? = nil
-        if let q = uri.firstIndex(of: "?") {
+        if let q = uri.utf8.firstIndex(of: UInt8(ascii: "?")) {
             path = uri[..<q]
-            query = uri[uri.index(after: q)...]
+            query = uri[uri.utf8.index(after: q)...]
         }
-        if let h = path.firstIndex(of: "#") { path = path[..<h] }
+        if let h = path.utf8.firstIndex(of: UInt8(ascii: "#")) { path = path[..<h] }
         if isClean(path.utf8) { return .success((String(path), query)) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(path.utf8.count)

@@ -7,7 +7,10 @@ import NIOHTTP1
 final class Exchange {
     enum Phase { case routing, waitingForConnection, forwarding, responded }
 
-    unowned let handler: ProxyHandler
+    /// Strong: an unowned reference costs an extra check on every use. The cycle with
+    /// `ProxyHandler.exchange` ends when the handler lets go of the exchange (at its end, or
+    /// when the connection closes).
+    let handler: ProxyHandler
     let head: HTTPRequestHead
     let requestID: String
     let start: NIODeadline

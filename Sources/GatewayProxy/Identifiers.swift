@@ -56,13 +56,11 @@ struct IDGenerator {
     }
 
     private func write(_ v: UInt64, into buf: UnsafeMutableBufferPointer<UInt8>, at offset: Int) {
-        let digits: StaticString = "0123456789abcdef"
-        digits.withUTF8Buffer { d in
-            var v = v
-            for i in stride(from: 15, through: 0, by: -1) {
-                buf[offset + i] = d[Int(v & 0xf)]
-                v >>= 4
-            }
+        var v = v
+        for i in stride(from: 15, through: 0, by: -1) {
+            let d = UInt8(truncatingIfNeeded: v & 0xf)
+            buf[offset + i] = d < 10 ? 48 + d : 87 + d
+            v >>= 4
         }
     }
 }

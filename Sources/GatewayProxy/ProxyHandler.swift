@@ -68,6 +68,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         loopContext.clock.unregister(self)
         self.context = nil
+        exchange = nil  // (it holds this handler strongly)
         // Bytes the client sent after an upgrade request belong to the tunnel that replaced us.
         if let rest = pending, rest.readableBytes > 0 {
             pending = nil

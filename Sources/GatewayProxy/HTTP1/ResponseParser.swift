@@ -69,6 +69,9 @@ struct ResponseParser {
 
     private var state = State.head
     private var body = BodyDecoder()
+    /// The field offsets of the last head, kept so their storage is reused (the previous
+    /// head is gone by the time the next one is parsed).
+    private var fieldStore: [Field] = []
     /// How far the search for the end of a head already got.
     private var scanned = 0
     /// The request was `HEAD`: its response has no body, whatever its headers say.
@@ -116,7 +119,8 @@ struct ResponseParser {
         while true {
             guard let end = try findHeadEnd(buffer, scanned: &scanned, max: maxHeadBytes) else { return nil }
             guard let block = buffer.readSlice(length: end) else { return nil }
-            let head = try Self.parseHeadBlock(block, requestIsHead: requestIsHead)
+            fieldStore.removeAll(keepingCapacity: true)
+            let head = try Self.parseHeadBlock(block, requestIsHead: requestIsHead, fields: &fieldStore)
             if head.status >= 100 && head.status < 200 && head.status != 101 {
                 continue  // interim responses (100 Continue, 103 Early Hints) are not forwarded
             }
@@ -130,9 +134,8 @@ struct ResponseParser {
         }
     }
 
-    static func parseHeadBlock(_ block: ByteBuffer, requestIsHead: Bool) throws(Error) -> Head {
-        var fields: [Field] = []
-        fields.reserveCapacity(12)
+    static func parseHeadBlock(_ block: ByteBuffer, requestIsHead: Bool, fields: inout [Field]) throws(Error) -> Head {
+        if fields.capacity < 16 { fields.reserveCapacity(16) }
         let parsed: Result<(status: Int, minor: Int, reason: Range<Int>, info: FramingHeaders), Error> = block.withUnsafeReadableBytes {
             raw in
             let p = raw.bindMemory(to: UInt8.self)
