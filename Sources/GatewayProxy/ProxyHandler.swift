@@ -300,7 +300,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let clientIP = trusted ? forwardedClientIP(head.headers, server: server) : peerIP
         let ex = Exchange(handler: self, head: head, requestID: requestID, clientIP: clientIP, start: .now())
         exchange = ex
-        if !head.isKeepAlive || loopContext.shared.draining { closeAfterResponse = true }
+        if !parser.lastHeadKeepsAlive || loopContext.shared.draining { closeAfterResponse = true }
 
         // Request smuggling guards the decoder does not cover.
         if head.version.major != 1 {
@@ -481,8 +481,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamHead(_ head: ResponseParser.Head, _ ex: Exchange) {
         guard let context, let route = ex.route else { return }
-        ex.upstreamNanos =
-            NIODeadline.now().uptimeNanoseconds.subtractingReportingOverflow(ex.upstreamStart?.uptimeNanoseconds ?? 0).partialValue.asInt64
+        if loopContext.shared.accessLog != nil {  // only the access log reads it: no clock read without one
+            ex.upstreamNanos =
+                NIODeadline.now().uptimeNanoseconds.subtractingReportingOverflow(ex.upstreamStart?.uptimeNanoseconds ?? 0).partialValue
+                .asInt64
+        }
         if head.status == 101 {
             guard ex.isUpgrade else {
                 abortUpstream(ex)

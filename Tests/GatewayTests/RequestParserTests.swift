@@ -125,4 +125,20 @@ import Testing
         }
         #expect(throws: Never.self) { _ = try Self.parse(big, limit: 4096) }
     }
+
+    @Test func keepAliveFollowsVersionAndConnection() throws {
+        let cases: [(String, Bool)] = [
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            ("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false),
+            ("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, Close\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
+        ]
+        for (raw, expected) in cases {
+            var parser = RequestParser(maxHeadBytes: 1024)
+            var b = ByteBuffer(string: raw)
+            _ = try parser.next(&b)
+            #expect(parser.lastHeadKeepsAlive == expected, "\(raw.debugDescription)")
+        }
+    }
 }

@@ -23,6 +23,9 @@ struct RequestParser {
     private var body = BodyDecoder()
     private var scanned = 0
     let maxHeadBytes: Int
+    /// Whether the last head allows the connection to stay open (HTTP/1.1 without
+    /// `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`), found while parsing.
+    private(set) var lastHeadKeepsAlive = true
 
     init(maxHeadBytes: Int) {
         self.maxHeadBytes = maxHeadBytes
@@ -43,7 +46,8 @@ struct RequestParser {
                 return nil
             }
             guard let block = buffer.readSlice(length: end) else { return nil }
-            let (head, framing) = try Self.parseHead(block)
+            let (head, framing, keepAlive) = try Self.parseHead(block)
+            lastHeadKeepsAlive = keepAlive
             body = BodyDecoder(framing)
             state = .body
             return .head(head)
@@ -74,7 +78,7 @@ struct RequestParser {
         if bad { throw Error(reason: "malformed request line") }
     }
 
-    static func parseHead(_ block: ByteBuffer) throws(Error) -> (HTTPRequestHead, BodyFraming) {
+    static func parseHead(_ block: ByteBuffer) throws(Error) -> (HTTPRequestHead, BodyFraming, keepAlive: Bool) {
         var headers = HTTPHeaders()
         let parsed: Result<(method: String, uri: String, major: Int, minor: Int, info: FramingHeaders), Error> =
             block.withUnsafeReadableBytes { raw in
@@ -137,7 +141,9 @@ struct RequestParser {
         let head = HTTPRequestHead(
             version: HTTPVersion(major: request.major, minor: request.minor), method: HTTPMethod(rawValue: request.method),
             uri: request.uri, headers: headers)
-        return (head, framing)
+        let info = request.info
+        let keepAlive = request.minor >= 1 ? !info.connectionClose : info.connectionKeepAlive && !info.connectionClose
+        return (head, framing, keepAlive)
     }
 
     /// Trailer field lines (already validated) as headers.
