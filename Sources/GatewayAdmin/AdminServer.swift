@@ -4,21 +4,24 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// The admin API of SPEC §5. This version serves `/healthz` and `/readyz`; the other paths
-/// answer 404 in the error format of SPEC §4.
+/// The admin API of SPEC §5: health and readiness, and the config endpoints (`GET /config`,
+/// `PUT /config`, `POST /config/validate`, `POST /reload`). Every path but `/healthz` and
+/// `/readyz` needs `Authorization: Bearer <token>` when a token is configured.
 public final class AdminServer: Sendable {
     public let channel: any Channel
 
-    /// `isReady` is asked on every `/readyz`.
+    /// `isReady` is asked on every `/readyz`. `token` is the admin token (from the variable
+    /// `admin.token_env` names), nil when none is configured.
     public static func start(
-        address: HostPort, group: any EventLoopGroup, isReady: @escaping @Sendable () -> Bool
+        address: HostPort, group: any EventLoopGroup, token: String? = nil, reloader: ConfigReloader? = nil,
+        isReady: @escaping @Sendable () -> Bool
     ) async throws -> AdminServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(isReady: isReady))
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(token: token, reloader: reloader, isReady: isReady))
                 }
             }
             .bind(host: address.host, port: address.port).get()
@@ -36,49 +39,157 @@ final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// The largest body `PUT /config` and `POST /config/validate` accept.
+    static let maxBody = 8 * 1024 * 1024
+
+    let token: [UInt8]?
+    let reloader: ConfigReloader?
     let isReady: @Sendable () -> Bool
     private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+    private var tooLarge = false
 
-    init(isReady: @escaping @Sendable () -> Bool) { self.isReady = isReady }
+    init(token: String?, reloader: ConfigReloader?, isReady: @escaping @Sendable () -> Bool) {
+        self.token = token.map { Array($0.utf8) }
+        self.reloader = reloader
+        self.isReady = isReady
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let h): head = h
-        case .body: break
+        case .head(let h):
+            head = h
+            body = []
+            tooLarge = false
+        case .body(var b):
+            if body.count + b.readableBytes > Self.maxBody {
+                tooLarge = true
+            } else if let bytes = b.readBytes(length: b.readableBytes) {
+                body += bytes
+            }
         case .end:
             guard let head else { return }
             self.head = nil
-            let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
-            switch (head.method, path) {
-            case (.GET, "/healthz"), (.HEAD, "/healthz"):
-                write(context, head, .ok, "{\"status\":\"ok\"}")
-            case (.GET, "/readyz"), (.HEAD, "/readyz"):
-                if isReady() {
-                    write(context, head, .ok, "{\"status\":\"ready\"}")
-                } else {
-                    write(context, head, .serviceUnavailable, "{\"status\":\"not_ready\"}")
-                }
-            case (_, "/healthz"), (_, "/readyz"):
-                write(
-                    context, head, .methodNotAllowed, GatewayError.methodNotAllowed().body(requestID: ""), extra: [("allow", "GET, HEAD")])
-            default:
-                write(context, head, .notFound, GatewayError(.notFound, "no_route", "no admin endpoint at \(path)").body(requestID: ""))
+            let bytes = body
+            body = []
+            route(context, head, bytes)
+        }
+    }
+
+    private func route(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ bytes: [UInt8]) {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+        switch (head.method, path) {
+        case (.GET, "/healthz"), (.HEAD, "/healthz"):
+            return write(context, head, .ok, "{\"status\":\"ok\"}")
+        case (.GET, "/readyz"), (.HEAD, "/readyz"):
+            return isReady()
+                ? write(context, head, .ok, "{\"status\":\"ready\"}")
+                : write(context, head, .serviceUnavailable, "{\"status\":\"not_ready\"}")
+        case (_, "/healthz"), (_, "/readyz"):
+            return methodNotAllowed(context, head, allow: "GET, HEAD")
+        default:
+            break
+        }
+        guard isAuthorized(head) else {
+            let e = GatewayError(.unauthorized, "unauthorized", "this admin endpoint needs the admin token")
+            return write(
+                context, head, .unauthorized, e.body(requestID: ""), extra: [("www-authenticate", "Bearer error=\"invalid_token\"")])
+        }
+        if tooLarge {
+            return write(context, head, .payloadTooLarge, GatewayError.payloadTooLarge(Self.maxBody).body(requestID: ""))
+        }
+        guard let reloader else {
+            return write(context, head, .notFound, GatewayError(.notFound, "no_route", "no admin endpoint at \(path)").body(requestID: ""))
+        }
+        switch (head.method, path) {
+        case (.GET, "/config"), (.HEAD, "/config"):
+            answer(context, head) { (.ok, await reloader.describe()) }
+        case (.PUT, "/config"):
+            answer(context, head) { Self.outcome(await reloader.replace(with: bytes)) }
+        case (.POST, "/config/validate"):
+            answer(context, head) {
+                let errors = await reloader.validate(bytes)
+                if errors.isEmpty { return (.ok, Array("{\"valid\":true}".utf8)) }
+                return (.unprocessableEntity, Array("{\"valid\":false,\"errors\":\(ConfigReloader.errorsJSON(errors))}".utf8))
+            }
+        case (.POST, "/reload"):
+            answer(context, head) { Self.outcome(await reloader.reloadFromFile(trigger: "POST /reload")) }
+        case (_, "/config"):
+            methodNotAllowed(context, head, allow: "GET, HEAD, PUT")
+        case (_, "/config/validate"), (_, "/reload"):
+            methodNotAllowed(context, head, allow: "POST")
+        default:
+            write(context, head, .notFound, GatewayError(.notFound, "no_route", "no admin endpoint at \(path)").body(requestID: ""))
+        }
+    }
+
+    private static func outcome(_ o: ConfigReloader.Outcome) -> (HTTPResponseStatus, [UInt8]) {
+        switch o {
+        case .applied(let v): return (.ok, Array("{\"version\":\(jsonString(v)),\"changed\":true}".utf8))
+        case .unchanged(let v): return (.ok, Array("{\"version\":\(jsonString(v)),\"changed\":false}".utf8))
+        case .invalid(let errors): return (.unprocessableEntity, Array("{\"errors\":\(ConfigReloader.errorsJSON(errors))}".utf8))
+        }
+    }
+
+    /// Runs `work` off the event loop (the reloader is an actor) and answers on it.
+    private func answer(
+        _ context: ChannelHandlerContext, _ head: HTTPRequestHead,
+        _ work: @escaping @Sendable () async -> (HTTPResponseStatus, [UInt8])
+    ) {
+        context.eventLoop.makeFutureWithTask(work).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let (status, body)): self.write(context, head, status, body)
+            case .failure: context.close(promise: nil)
             }
         }
+    }
+
+    /// `Authorization: Bearer <token>`, compared in constant time.
+    private func isAuthorized(_ head: HTTPRequestHead) -> Bool {
+        guard let token else { return true }
+        guard let value = head.headers.first(name: "authorization") else { return false }
+        let given = Array(value.utf8)
+        let prefix = Array("Bearer ".utf8)
+        guard given.count > prefix.count, given[0..<prefix.count].map({ $0 | 0x20 }) == prefix.map({ $0 | 0x20 }) else { return false }
+        return constantTimeEquals(Array(given[prefix.count...]), token)
+    }
+
+    private func methodNotAllowed(_ context: ChannelHandlerContext, _ head: HTTPRequestHead, allow: String) {
+        write(context, head, .methodNotAllowed, GatewayError.methodNotAllowed().body(requestID: ""), extra: [("allow", allow)])
     }
 
     private func write(
         _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: String,
         extra: [(String, String)] = []
     ) {
+        write(context, head, status, Array(body.utf8), extra: extra)
+    }
+
+    private func write(
+        _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: [UInt8],
+        extra: [(String, String)] = []
+    ) {
         var h = HTTPHeaders()
         h.add(name: "content-type", value: "application/json")
-        h.add(name: "content-length", value: String(body.utf8.count))
+        h.add(name: "content-length", value: String(body.count))
         for (n, v) in extra { h.add(name: n, value: v) }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: h))), promise: nil)
         if head.method != .HEAD {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
+}
+
+/// Equality of two secrets in time that depends only on their lengths, not on where they differ.
+func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
+    if a.count != b.count { diff |= 1 }
+    let n = max(a.count, b.count)
+    for i in 0..<n {
+        let x = i < a.count ? a[i] : 0
+        let y = i < b.count ? b[i] : 0
+        diff |= x ^ y
+    }
+    return diff == 0
 }

@@ -37,6 +37,11 @@ public enum Demo {
             "head -c 10485760 /dev/urandom | curl -s --data-binary @- \(base)/files/upload",
             "# health of the gateway itself",
             "curl -s \(admin)/healthz; curl -s \(admin)/readyz",
+            "# the running config, and a reload after editing gateway.json (SIGHUP works too)",
+            "curl -s \(admin)/config | head -c 300; echo",
+            "curl -s -X POST \(admin)/reload",
+            "# check a file without applying it; PUT /config validates, writes and applies",
+            "curl -s -X POST --data-binary @gateway.json \(admin)/config/validate",
         ]
     }
 }

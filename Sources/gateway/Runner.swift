@@ -20,16 +20,23 @@ struct Runner {
         var logger = Logger(label: "gateway")
         logger.logLevel = .info
 
-        let loaded = ConfigLoader.load(path: configPath)
+        let environment = ProcessInfo.processInfo.environment
+        let fileBytes = FileManager.default.contents(atPath: configPath).map { Array($0) }
+        let loaded =
+            fileBytes.map { ConfigLoader.load(bytes: $0, source: configPath, environment: environment) }
+            ?? ConfigLoader.load(path: configPath, environment: environment)
         for d in loaded.diagnostics {
             FileHandle.standardError.write(Data("\(configPath):\(d)\n".utf8))
         }
-        guard let snapshot = loaded.snapshot else { throw ExitStatus.badConfig }
+        guard let snapshot = loaded.snapshot, let fileBytes else { throw ExitStatus.badConfig }
 
         // Signals are taken before anything starts so that none is lost.
         let signals = SignalStream.make([SIGTERM, SIGINT, SIGHUP])
 
         let server = GatewayServer(snapshot: snapshot, logger: logger)
+        let reloader = ConfigReloader(
+            path: configPath, initialBytes: fileBytes, version: loaded.version, store: server.shared.snapshots, logger: logger,
+            environment: environment)
         var demoServices: GatewayDemo.Demo.Services?
         if demo {
             do {
@@ -51,8 +58,10 @@ struct Runner {
         var admin: AdminServer?
         if let a = snapshot.file.admin, let hp = HostPort(parsing: a.address) {
             do {
+                let token = a.tokenEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
                 admin = try await AdminServer.start(
-                    address: hp, group: server.group, isReady: { [shared = server.shared] in !shared.draining })
+                    address: hp, group: server.group, token: token, reloader: reloader,
+                    isReady: { [shared = server.shared] in !shared.draining })
                 logger.info("admin API", metadata: ["address": "\(a.address)"])
             } catch {
                 logger.error("could not bind the admin API on \(a.address): \(error)")
@@ -73,21 +82,7 @@ struct Runner {
 
         for await signal in signals {
             if signal == SIGHUP {
-                let next = ConfigLoader.load(path: configPath)
-                for d in next.diagnostics { logger.warning("\(configPath):\(d)") }
-                if let snap = next.snapshot {
-                    let current = server.shared.snapshots.snapshot.file
-                    if snap.file.listeners != current.listeners || snap.file.admin != current.admin
-                        || snap.file.server.workers != current.server.workers || snap.file.accessLog != current.accessLog
-                    {
-                        logger.warning(
-                            "listeners, admin, server.workers and access_log take effect at the next start; the rest is applied now")
-                    }
-                    server.shared.snapshots.publish(snap)
-                    logger.info("config reloaded", metadata: ["version": "\(snap.version)"])
-                } else {
-                    logger.error("config not reloaded: \(next.errors.count) error(s); the old config keeps serving")
-                }
+                _ = await reloader.reloadFromFile(trigger: "SIGHUP")
                 continue
             }
             logger.info("draining", metadata: ["timeout": "\(server.shared.snapshots.snapshot.file.server.drainTimeout)"])

@@ -253,3 +253,15 @@ func freePort() -> Int {
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
     return Int(UInt16(bigEndian: addr.sin_port))
 }
+
+/// `httpRequest` on a thread of its own: for async tests whose server side needs Swift
+/// concurrency (a blocking socket read on the cooperative pool could starve it).
+func httpRequestOffPool(
+    port: Int, _ method: String = "GET", _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil
+) async throws -> RawHTTPClient.Response {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try httpRequest(port: port, method, path, headers: headers, body: body) })
+        }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import GatewayConfig
+import GatewayProxy
+import Logging
+import Testing
+
+@testable import GatewayAdmin
+
+/// The config endpoints of the admin API (SPEC §5, §6) over real sockets: a gateway, its
+/// reloader and its admin server in this process, on a config file in a temp directory.
+@Suite struct AdminConfigTests {
+    /// A config whose one route answers `text` itself: which config served a request is
+    /// visible in the answer.
+    static func file(_ text: String, extra: String = "") -> String {
+        """
+        { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
+          "admin": { "address": "127.0.0.1:0" },
+          "routes": [ { "match": { "path_prefix": "/" }, "respond": { "status": 200, "body": "\(text)" } }\(extra) ],
+          "access_log": { "enabled": false } }
+        """
+    }
+
+    final class Running: Sendable {
+        let server: GatewayServer
+        let admin: AdminServer
+        let reloader: ConfigReloader
+        let path: String
+        let dir: URL
+        init(server: GatewayServer, admin: AdminServer, reloader: ConfigReloader, path: String, dir: URL) {
+            self.server = server
+            self.admin = admin
+            self.reloader = reloader
+            self.path = path
+            self.dir = dir
+        }
+        var port: Int { server.boundAddresses.values.first?.port ?? 0 }
+    }
+
+    func withAdmin(token: String? = nil, _ body: (Running) async throws -> Void) async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("admin-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent("gateway.json").path
+        let bytes = Array(Self.file("one").utf8)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let loaded = ConfigLoader.load(bytes: bytes, source: path)
+        let snapshot = try #require(loaded.snapshot)
+        let server = GatewayServer(snapshot: snapshot)
+        try await server.start()
+        let reloader = ConfigReloader(
+            path: path, initialBytes: bytes, version: loaded.version, store: server.shared.snapshots, logger: Logger(label: "test"),
+            environment: [:])
+        let admin = try await AdminServer.start(
+            address: HostPort(host: "127.0.0.1", port: 0), group: server.group, token: token, reloader: reloader, isReady: { true })
+        let running = Running(server: server, admin: admin, reloader: reloader, path: path, dir: dir)
+        do {
+            try await body(running)
+        } catch {
+            await admin.stop()
+            await server.shutdown()
+            throw error
+        }
+        await admin.stop()
+        await server.shutdown()
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    func served(_ r: Running) throws -> String {
+        String(decoding: try httpRequest(port: r.port, "GET", "/").body, as: UTF8.self)
+    }
+
+    @Test func getConfigShowsVersionSourceAndTheConfig() async throws {
+        try await withAdmin { r in
+            let c = try await httpRequestOffPool(port: r.admin.port, "GET", "/config")
+            #expect(c.status == 200)
+            let json = try #require(c.json)
+            #expect((json["version"] as? String)?.hasPrefix("sha256:") == true)
+            #expect(json["source"] as? String == "gateway.json")
+            #expect(json["loaded_at"] is String)
+            #expect(json["last_error"] is NSNull)
+            let routes = (json["config"] as? [String: Any])?["routes"] as? [Any]
+            #expect(routes?.count == 1)
+        }
+    }
+
+    @Test func putConfigValidatesWritesAndApplies() async throws {
+        try await withAdmin { r in
+            #expect(try served(r) == "one")
+            // invalid: a route to an upstream that does not exist → 422 with the path, nothing changes
+            let bad = Array(Self.file("two", extra: #", { "match": { "path": "/x" }, "upstream": "nowhere" }"#).utf8)
+            let refused = try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: bad)
+            #expect(refused.status == 422)
+            let errors = refused.json?["errors"] as? [[String: Any]]
+            #expect(errors?.contains { ($0["path"] as? String) == "routes[1].upstream" } == true)
+            #expect(errors?.first?["line"] is Int)
+            #expect(try served(r) == "one")
+            #expect(try String(contentsOfFile: r.path, encoding: .utf8) == Self.file("one"))
+            // valid: written to the file, applied, new version
+            let good = Self.file("two")
+            let accepted = try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array(good.utf8))
+            #expect(accepted.status == 200)
+            #expect(accepted.json?["changed"] as? Bool == true)
+            #expect(try served(r) == "two")
+            #expect(try String(contentsOfFile: r.path, encoding: .utf8) == good)
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: r.dir.path).filter { $0 != "gateway.json" }
+            #expect(leftovers.isEmpty)
+            let version = (try await httpRequestOffPool(port: r.admin.port, "GET", "/config")).json?["version"] as? String
+            #expect(version == accepted.json?["version"] as? String)
+        }
+    }
+
+    @Test func validateAppliesNothing() async throws {
+        try await withAdmin { r in
+            let ok = try await httpRequestOffPool(port: r.admin.port, "POST", "/config/validate", body: Array(Self.file("two").utf8))
+            #expect(ok.status == 200 && ok.json?["valid"] as? Bool == true)
+            let bad = try await httpRequestOffPool(
+                port: r.admin.port, "POST", "/config/validate", body: Array(#"{ "routes": [ { "bogus": 1 } ] }"#.utf8))
+            #expect(bad.status == 422)
+            #expect((bad.json?["errors"] as? [[String: Any]])?.isEmpty == false)
+            #expect(try served(r) == "one")
+        }
+    }
+
+    @Test func reloadReadsTheFileAndKeepsServingOnAnInvalidOne() async throws {
+        try await withAdmin { r in
+            // unchanged file: nothing to apply
+            let same = try await httpRequestOffPool(port: r.admin.port, "POST", "/reload")
+            #expect(same.status == 200 && same.json?["changed"] as? Bool == false)
+            // invalid JSON: 422, old config serves, last_error has line and column
+            try Data("{ \"routes\": [ ".utf8).write(to: URL(fileURLWithPath: r.path))
+            let broken = try await httpRequestOffPool(port: r.admin.port, "POST", "/reload")
+            #expect(broken.status == 422)
+            #expect(try served(r) == "one")
+            let lastError = (try await httpRequestOffPool(port: r.admin.port, "GET", "/config")).json?["last_error"] as? [String: Any]
+            let first = (lastError?["errors"] as? [[String: Any]])?.first
+            #expect(first?["line"] as? Int == 1)
+            #expect(first?["column"] is Int)
+            // fixed: applied, last_error cleared
+            try Data(Self.file("three").utf8).write(to: URL(fileURLWithPath: r.path))
+            let fixed = try await httpRequestOffPool(port: r.admin.port, "POST", "/reload")
+            #expect(fixed.status == 200 && fixed.json?["changed"] as? Bool == true)
+            #expect(try served(r) == "three")
+            #expect((try await httpRequestOffPool(port: r.admin.port, "GET", "/config")).json?["last_error"] is NSNull)
+        }
+    }
+
+    @Test func tokenGuardsEverythingButHealth() async throws {
+        try await withAdmin(token: "s3cret-token") { r in
+            #expect(try await httpRequestOffPool(port: r.admin.port, "GET", "/healthz").status == 200)
+            #expect(try await httpRequestOffPool(port: r.admin.port, "GET", "/readyz").status == 200)
+            let none = try await httpRequestOffPool(port: r.admin.port, "GET", "/config")
+            #expect(none.status == 401)
+            #expect(none.json?["error"] as? String == "unauthorized")
+            #expect(none.header("www-authenticate") == #"Bearer error="invalid_token""#)
+            for wrong in ["Bearer s3cret-toke", "Bearer s3cret-token2", "Basic s3cret-token", "Bearer "] {
+                #expect(
+                    try await httpRequestOffPool(port: r.admin.port, "GET", "/config", headers: [("Authorization", wrong)]).status == 401)
+            }
+            let ok = try await httpRequestOffPool(port: r.admin.port, "GET", "/config", headers: [("Authorization", "Bearer s3cret-token")])
+            #expect(ok.status == 200)
+            let put = try httpRequest(
+                port: r.admin.port, "PUT", "/config", headers: [("Authorization", "Bearer s3cret-token")],
+                body: Array(Self.file("four").utf8))
+            #expect(put.status == 200)
+            #expect(try served(r) == "four")
+        }
+    }
+
+    @Test func wrongMethodsAndUnknownPaths() async throws {
+        try await withAdmin { r in
+            let m = try await httpRequestOffPool(port: r.admin.port, "DELETE", "/config")
+            #expect(m.status == 405 && m.header("allow") == "GET, HEAD, PUT")
+            #expect(try await httpRequestOffPool(port: r.admin.port, "GET", "/reload").status == 405)
+            #expect(try await httpRequestOffPool(port: r.admin.port, "GET", "/nope").status == 404)
+        }
+    }
+
+    @Test func secretsCompareInConstantTimeShape() {
+        // Same answers as ==, including prefixes and different lengths.
+        let pairs: [(String, String)] = [("a", "a"), ("a", "b"), ("abc", "ab"), ("", ""), ("", "x"), ("token", "token")]
+        for (a, b) in pairs {
+            #expect(constantTimeEquals(Array(a.utf8), Array(b.utf8)) == (a == b))
+        }
+    }
+}
