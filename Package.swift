@@ -51,7 +51,7 @@ let package = Package(
             swiftSettings: hot),
         .target(
             name: "GatewayAdmin",
-            dependencies: ["GatewayConfig", "GatewayProxy", logging] + nioHTTP,
+            dependencies: ["GatewayConfig", "GatewayProxy", logging, .product(name: "Atomics", package: "swift-atomics")] + nioHTTP,
             swiftSettings: strict),
         .target(
             name: "GatewayDemo",

@@ -55,6 +55,14 @@ struct Runner {
             await server.shutdown()
             throw ExitStatus.cannotStart
         }
+        // Changes to the file are picked up by themselves (SPEC §6); SIGHUP and the admin API
+        // remain for when the file system does not report them (some network file systems).
+        var watcher: ConfigWatcher?
+        do {
+            watcher = try ConfigWatcher(path: configPath) { Task { _ = await reloader.reloadFromFile(trigger: "file change") } }
+        } catch {
+            logger.warning("not watching \(configPath) for changes: \(error); SIGHUP and POST /reload still reload it")
+        }
         var admin: AdminServer?
         if let a = snapshot.file.admin, let hp = HostPort(parsing: a.address) {
             do {
@@ -87,6 +95,7 @@ struct Runner {
             }
             logger.info("draining", metadata: ["timeout": "\(server.shared.snapshots.snapshot.file.server.drainTimeout)"])
             await server.drain(timeout: .nanoseconds(server.shared.snapshots.snapshot.server.drainTimeoutNanos))
+            watcher?.stop()
             // Everything else on the event loops stops before the loops themselves.
             await admin?.stop()
             await demoServices?.stop()

@@ -2,6 +2,7 @@ import Foundation
 import GatewayConfig
 import GatewayProxy
 import Logging
+import Synchronization
 import Testing
 
 @testable import GatewayAdmin
@@ -9,6 +10,19 @@ import Testing
 /// The config endpoints of the admin API (SPEC §5, §6) over real sockets: a gateway, its
 /// reloader and its admin server in this process, on a config file in a temp directory.
 @Suite struct AdminConfigTests {
+    /// A config of version `v`: two routes, each answering with its version in the body and
+    /// in a response header, so a response that mixed two versions would show it.
+    static func versioned(_ v: String) -> String {
+        """
+        { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
+          "admin": { "address": "127.0.0.1:0" },
+          "routes": [
+            { "match": { "path_prefix": "/a" }, "respond": { "status": 200, "body": "\(v)-a" }, "response_headers": { "set": { "x-version": "\(v)" } } },
+            { "match": { "path_prefix": "/" }, "respond": { "status": 200, "body": "\(v)-root" }, "response_headers": { "set": { "x-version": "\(v)" } } } ],
+          "access_log": { "enabled": false } }
+        """
+    }
+
     /// A config whose one route answers `text` itself: which config served a request is
     /// visible in the answer.
     static func file(_ text: String, extra: String = "") -> String {
@@ -36,12 +50,22 @@ import Testing
         var port: Int { server.boundAddresses.values.first?.port ?? 0 }
     }
 
-    func withAdmin(token: String? = nil, _ body: (Running) async throws -> Void) async throws {
+    /// `configMap`: lay the file out as Kubernetes mounts a ConfigMap — `gateway.json` is a
+    /// symlink to `..data/gateway.json`, and `..data` a symlink to a versioned directory.
+    func withAdmin(token: String? = nil, configMap: Bool = false, _ body: (Running) async throws -> Void) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("admin-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let path = dir.appendingPathComponent("gateway.json").path
         let bytes = Array(Self.file("one").utf8)
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        if configMap {
+            let v1 = dir.appendingPathComponent("..2026_v1")
+            try FileManager.default.createDirectory(at: v1, withIntermediateDirectories: true)
+            try Data(bytes).write(to: v1.appendingPathComponent("gateway.json"))
+            try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("..data").path, withDestinationPath: "..2026_v1")
+            try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: "..data/gateway.json")
+        } else {
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+        }
         let loaded = ConfigLoader.load(bytes: bytes, source: path)
         let snapshot = try #require(loaded.snapshot)
         let server = GatewayServer(snapshot: snapshot)
@@ -171,6 +195,140 @@ import Testing
             #expect(m.status == 405 && m.header("allow") == "GET, HEAD, PUT")
             #expect(try await httpRequestOffPool(port: r.admin.port, "GET", "/reload").status == 405)
             #expect(try await httpRequestOffPool(port: r.admin.port, "GET", "/nope").status == 404)
+        }
+    }
+
+    /// Runs `body` with a watcher on the config file that reloads through the reloader.
+    func watching(_ r: Running, _ body: () async throws -> Void) async throws {
+        let reloader = r.reloader
+        let watcher = try ConfigWatcher(path: r.path, debounce: 0.05) { Task { _ = await reloader.reloadFromFile(trigger: "file change") } }
+        defer { watcher.stop() }
+        try await body()
+    }
+
+    /// Waits (bounded) until the gateway answers `text`.
+    func eventuallyServes(_ r: Running, _ text: String) async throws -> Bool {
+        for _ in 0..<250 {
+            if try served(r) == text { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    @Test func fileChangesAreSeenWhateverTheWayTheFileIsWritten() async throws {
+        try await withAdmin { r in
+            try await watching(r) {
+                // an editor's rename-save: a new file renamed over the old one
+                let temp = r.dir.appendingPathComponent(".gateway.json.swp")
+                try Data(Self.file("renamed").utf8).write(to: temp)
+                #expect(rename(temp.path, r.path) == 0)
+                #expect(try await eventuallyServes(r, "renamed"))
+                // `cp` or `>`: the same inode written in place
+                let handle = try #require(FileHandle(forWritingAtPath: r.path))
+                try handle.truncate(atOffset: 0)
+                try handle.write(contentsOf: Data(Self.file("in-place").utf8))
+                try handle.close()
+                #expect(try await eventuallyServes(r, "in-place"))
+                // an invalid save keeps the old config serving, and shows as last_error
+                try Data("{ not json".utf8).write(to: URL(fileURLWithPath: r.path))
+                var sawError = false
+                for _ in 0..<250 where !sawError {
+                    sawError = (try await httpRequestOffPool(port: r.admin.port, "GET", "/config")).json?["last_error"] is [String: Any]
+                    if !sawError { try await Task.sleep(for: .milliseconds(20)) }
+                }
+                #expect(sawError)
+                #expect(try served(r) == "in-place")
+            }
+        }
+    }
+
+    @Test func configMapSymlinkSwapIsSeen() async throws {
+        try await withAdmin(configMap: true) { r in
+            #expect(try served(r) == "one")
+            try await watching(r) {
+                // what the kubelet does: a new versioned directory, then `..data` swapped by rename
+                let v2 = r.dir.appendingPathComponent("..2026_v2")
+                try FileManager.default.createDirectory(at: v2, withIntermediateDirectories: true)
+                try Data(Self.file("swapped").utf8).write(to: v2.appendingPathComponent("gateway.json"))
+                let tmp = r.dir.appendingPathComponent("..data_tmp").path
+                try FileManager.default.createSymbolicLink(atPath: tmp, withDestinationPath: "..2026_v2")
+                #expect(rename(tmp, r.dir.appendingPathComponent("..data").path) == 0)
+                #expect(try await eventuallyServes(r, "swapped"))
+            }
+        }
+    }
+
+    /// Issue 3's acceptance: 8 clients send requests without pause while the config is
+    /// reloaded 50 times, alternating two files by rename-save and by `PUT /config`. No
+    /// request may fail, and every answer belongs wholly to one version.
+    @Test func fiftyReloadsUnderLoadFailNothingAndMixNothing() async throws {
+        try await withAdmin { r in
+            // start from version A
+            #expect(try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array(Self.versioned("A").utf8)).status == 200)
+            let stop = Atomic<Bool>(false)
+            let tally = Mutex((ok: 0, failed: 0, mixed: 0, seen: Set<String>()))
+            let port = r.port
+            let done = Atomic<Int>(0)
+            for client in 0..<8 {
+                Thread.detachNewThread {
+                    var connection: RawHTTPClient?
+                    var i = 0
+                    while !stop.load(ordering: .relaxed) {
+                        i += 1
+                        let path = (client + i) % 2 == 0 ? "/a/x" : "/b"
+                        do {
+                            let c = try connection ?? RawHTTPClient(port: port)
+                            connection = c
+                            let resp = try c.request("GET", path)
+                            let body = String(decoding: resp.body, as: UTF8.self)
+                            let version = resp.header("x-version") ?? "?"
+                            let expected = version + (path == "/b" ? "-root" : "-a")
+                            tally.withLock { t in
+                                if resp.status != 200 {
+                                    t.failed += 1
+                                } else if body != expected {
+                                    t.mixed += 1
+                                } else {
+                                    t.ok += 1
+                                    t.seen.insert(version)
+                                }
+                            }
+                        } catch {
+                            connection = nil
+                            tally.withLock { $0.failed += 1 }
+                        }
+                    }
+                    done.add(1, ordering: .relaxed)
+                }
+            }
+            try await watching(r) {
+                for n in 0..<50 {
+                    let v = n % 2 == 0 ? "B" : "A"
+                    let text = Self.versioned(v)
+                    if n % 4 < 2 {
+                        let temp = r.dir.appendingPathComponent(".gateway.json.new")
+                        try Data(text.utf8).write(to: temp)
+                        #expect(rename(temp.path, r.path) == 0)
+                    } else {
+                        #expect(try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array(text.utf8)).status == 200)
+                    }
+                    // the reload has happened once the admin API reports this file's version
+                    let want = ConfigLoader.load(bytes: Array(text.utf8), source: "x").version
+                    var applied = false
+                    for _ in 0..<250 where !applied {
+                        applied = (try await httpRequestOffPool(port: r.admin.port, "GET", "/config")).json?["version"] as? String == want
+                        if !applied { try await Task.sleep(for: .milliseconds(10)) }
+                    }
+                    #expect(applied, "reload \(n) was not applied")
+                }
+            }
+            stop.store(true, ordering: .relaxed)
+            for _ in 0..<500 where done.load(ordering: .relaxed) < 8 { try await Task.sleep(for: .milliseconds(10)) }
+            let t = tally.withLock { $0 }
+            #expect(t.failed == 0)
+            #expect(t.mixed == 0)
+            #expect(t.ok > 100)
+            #expect(t.seen == ["A", "B"])
         }
     }
 
