@@ -61,6 +61,10 @@ final class AdminHandler: ChannelInboundHandler {
             head = h
             body = []
             tooLarge = false
+            // curl asks before sending a large body (`PUT /config`); without an answer it waits a second.
+            if h.version.minor >= 1, let expect = h.headers.first(name: "expect"), expect.lowercased() == "100-continue" {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .continue))), promise: nil)
+            }
         case .body(var b):
             if body.count + b.readableBytes > Self.maxBody {
                 tooLarge = true
@@ -125,7 +129,9 @@ final class AdminHandler: ChannelInboundHandler {
 
     private static func outcome(_ o: ConfigReloader.Outcome) -> (HTTPResponseStatus, [UInt8]) {
         switch o {
-        case .applied(let v): return (.ok, Array("{\"version\":\(jsonString(v)),\"changed\":true}".utf8))
+        case .applied(let v, let ms):
+            let took = (ms * 10).rounded() / 10
+            return (.ok, Array("{\"version\":\(jsonString(v)),\"changed\":true,\"took_ms\":\(took)}".utf8))
         case .unchanged(let v): return (.ok, Array("{\"version\":\(jsonString(v)),\"changed\":false}".utf8))
         case .invalid(let errors): return (.unprocessableEntity, Array("{\"errors\":\(ConfigReloader.errorsJSON(errors))}".utf8))
         }

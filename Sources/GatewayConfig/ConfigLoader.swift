@@ -25,8 +25,13 @@ public enum ConfigLoader {
         return load(bytes: Array(data), source: path, environment: environment)
     }
 
+    /// The version of a file: `sha256:` and the hex digest of its bytes.
+    public static func version(of bytes: [UInt8]) -> String {
+        "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
     public static func load(bytes: [UInt8], source: String, environment: [String: String] = [:]) -> LoadResult {
-        let version = "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        let version = version(of: bytes)
         var result = LoadResult(source: source, diagnostics: [], version: version)
         let locator: JSONLocator
         do {

@@ -58,13 +58,14 @@ extension Decoder {
     /// Records every key of this object that `Keys` does not name. Unknown keys are errors (SPEC §2).
     func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_: Keys.Type, reserved: Set<String> = []) throws {
         let c = try container(keyedBy: AnyKey.self)
-        let known = Set(Keys.allCases.map(\.stringValue))
-        for key in c.allKeys where !known.contains(key.stringValue) {
+        // `Keys(stringValue:)` answers without building a set (or a key path) per object:
+        // a file of 10,000 routes decodes some 40,000 objects.
+        for key in c.allKeys where Keys(stringValue: key.stringValue) == nil {
             let path = JSONPath.format((codingPath + [key]).jsonPath)
             if reserved.contains(key.stringValue) {
                 sink?.add(Diagnostic(path: path, message: "`\(key.stringValue)` \(notYetImplemented)"))
             } else {
-                let hint = Keys.allCases.map(\.stringValue).nearest(to: key.stringValue).map { "; did you mean `\($0)`?" } ?? ""
+                let hint = Keys.allCases.map { $0.stringValue }.nearest(to: key.stringValue).map { "; did you mean `\($0)`?" } ?? ""
                 sink?.add(Diagnostic(path: path, message: "unknown key `\(key.stringValue)`\(hint)"))
             }
         }

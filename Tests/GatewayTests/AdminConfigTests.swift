@@ -189,6 +189,27 @@ import Testing
         }
     }
 
+    @Test func putAnswersExpectContinueBeforeTheBody() async throws {
+        try await withAdmin { r in
+            let body = Array(Self.file("continued").utf8)
+            let port = r.admin.port
+            let status: Int = try await withCheckedThrowingContinuation { cont in
+                Thread.detachNewThread {
+                    cont.resume(
+                        with: Result {
+                            let c = try RawHTTPClient(port: port, timeout: 5)
+                            try c.send("PUT /config HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.count)\r\nExpect: 100-continue\r\n\r\n")
+                            guard try c.readHeadOnly() == 100 else { return -1 }
+                            try c.send(body)
+                            return try c.readResponse().status
+                        })
+                }
+            }
+            #expect(status == 200)
+            #expect(try served(r) == "continued")
+        }
+    }
+
     @Test func wrongMethodsAndUnknownPaths() async throws {
         try await withAdmin { r in
             let m = try await httpRequestOffPool(port: r.admin.port, "DELETE", "/config")

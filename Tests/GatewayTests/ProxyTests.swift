@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GatewayConfig
 import Testing
 
 /// Forwarding, headers, errors and streaming over real loopback sockets, with demo services as upstreams.
@@ -182,6 +183,34 @@ import Testing
                 #expect(try c.request("GET", "/users/\(i)").status == 200)
             }
             #expect(h.services[0].requestsReceived == 30)
+            #expect(h.services[0].connectionsAccepted == 1)
+        }
+    }
+
+    @Test func poolsSurviveAReloadThatKeepsTheirTarget() async throws {
+        let template = config(
+            server: #"{ "workers": 1 }"#,
+            upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
+            routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "echo" } ]"#)
+        // the same upstream, new routes in front of it and a second target beside it
+        let next = config(
+            server: #"{ "workers": 1 }"#,
+            upstreams: #"{ "echo": { "targets": ["@UP0@"] }, "other": { "targets": ["@UP1@"] } }"#,
+            routes:
+                #"[ { "match": { "path": "/hello" }, "respond": { "status": 200, "body": "hi" } }, { "match": { "path_prefix": "/other" }, "upstream": "other" }, { "match": { "path_prefix": "/" }, "upstream": "echo" } ]"#
+        )
+        try await withGateway(services: 2, template) { h in
+            for i in 0..<5 { #expect(try httpRequest(port: h.port, "GET", "/users/\(i)").status == 200) }
+            #expect(h.services[0].connectionsAccepted == 1)
+            var text = next
+            for (i, s) in h.services.enumerated() { text = text.replacingOccurrences(of: "@UP\(i)@", with: s.url) }
+            let snapshot = try #require(ConfigLoader.load(bytes: Array(text.utf8), source: "next.json").snapshot)
+            h.server.shared.snapshots.publish(snapshot)
+            #expect(try httpRequest(port: h.port, "GET", "/hello").body == Array("hi".utf8))
+            for i in 0..<5 { #expect(try httpRequest(port: h.port, "GET", "/users/\(i)").status == 200) }
+            #expect(try httpRequest(port: h.port, "GET", "/other/x").status == 200)
+            // the unchanged upstream kept its pooled connection through the reload
+            #expect(h.services[0].requestsReceived == 10)
             #expect(h.services[0].connectionsAccepted == 1)
         }
     }
