@@ -22,7 +22,7 @@ public actor ConfigReloader {
     }
 
     public let path: String
-    private let store: SnapshotStore
+    private let server: GatewayServer
     private let logger: Logger
     private let environment: [String: String]
     private(set) var version: String
@@ -32,11 +32,11 @@ public actor ConfigReloader {
 
     /// `initial` is the load the gateway started with, `bytes` the file it came from.
     public init(
-        path: String, initialBytes bytes: [UInt8], version: String, store: SnapshotStore, logger: Logger,
+        path: String, initialBytes bytes: [UInt8], version: String, server: GatewayServer, logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
         self.path = path
-        self.store = store
+        self.server = server
         self.logger = logger
         self.environment = environment
         self.version = version
@@ -45,11 +45,11 @@ public actor ConfigReloader {
     }
 
     /// Re-reads the file (SIGHUP, `POST /reload`, a change seen on disk).
-    public func reloadFromFile(trigger: String) -> Outcome {
+    public func reloadFromFile(trigger: String) async -> Outcome {
         guard let data = FileManager.default.contents(atPath: path) else {
             return fail([Diagnostic(path: "", message: "\(path) cannot be read")], trigger: trigger)
         }
-        return apply(Array(data), trigger: trigger)
+        return await apply(Array(data), trigger: trigger)
     }
 
     /// `POST /config/validate`: the errors `bytes` would give, nothing applied.
@@ -59,7 +59,7 @@ public actor ConfigReloader {
 
     /// `PUT /config`: validates; when valid, writes the file atomically (a temp file in the
     /// same directory, fsync, rename) and applies it. When invalid, nothing changes.
-    public func replace(with bytes: [UInt8]) -> Outcome {
+    public func replace(with bytes: [UInt8]) async -> Outcome {
         if ConfigLoader.version(of: bytes) == version { return .unchanged(version: version) }
         let started = DispatchTime.now().uptimeNanoseconds
         let result = ConfigLoader.load(bytes: bytes, source: path, environment: environment)
@@ -70,7 +70,7 @@ public actor ConfigReloader {
             let why = Diagnostic(path: "", message: "the file could not be written: \(error)")
             return .invalid([why])
         }
-        return publish(snapshot, bytes: bytes, version: result.version, trigger: "PUT /config", started: started)
+        return await publish(snapshot, bytes: bytes, version: result.version, trigger: "PUT /config", started: started)
     }
 
     /// What `GET /config` answers: version, load time, source, the config itself, last error.
@@ -92,7 +92,7 @@ public actor ConfigReloader {
 
     // MARK: internals
 
-    private func apply(_ bytes: [UInt8], trigger: String) -> Outcome {
+    private func apply(_ bytes: [UInt8], trigger: String) async -> Outcome {
         // Unchanged bytes are recognised by their hash, before any parsing.
         if ConfigLoader.version(of: bytes) == version {
             lastError = nil
@@ -102,17 +102,17 @@ public actor ConfigReloader {
         let result = ConfigLoader.load(bytes: bytes, source: path, environment: environment)
         guard let snapshot = result.snapshot else { return fail(result.errors, trigger: trigger) }
         for w in result.warnings { logger.warning("\(path):\(w)") }
-        return publish(snapshot, bytes: bytes, version: result.version, trigger: trigger, started: started)
+        return await publish(snapshot, bytes: bytes, version: result.version, trigger: trigger, started: started)
     }
 
-    private func publish(_ snapshot: Snapshot, bytes: [UInt8], version: String, trigger: String, started: UInt64) -> Outcome {
-        let current = store.snapshot.file
-        if snapshot.file.listeners != current.listeners || snapshot.file.admin != current.admin
-            || snapshot.file.server.workers != current.server.workers || snapshot.file.accessLog != current.accessLog
+    private func publish(_ snapshot: Snapshot, bytes: [UInt8], version: String, trigger: String, started: UInt64) async -> Outcome {
+        let current = server.shared.snapshots.snapshot.file
+        if snapshot.file.admin != current.admin || snapshot.file.server.workers != current.server.workers
+            || snapshot.file.accessLog != current.accessLog
         {
-            logger.warning("listeners, admin, server.workers and access_log take effect at the next start; the rest is applied now")
+            logger.warning("admin, server.workers and access_log take effect at the next start; the rest is applied now")
         }
-        store.publish(snapshot)
+        for failure in await server.apply(snapshot) { logger.error("\(failure)") }
         self.version = version
         self.loadedAt = Date()
         self.configText = bytes

@@ -11,7 +11,7 @@ public final class GatewayServer: Sendable {
     public let shared: SharedState
     private let ownsGroup: Bool
     private let contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>]
-    private let listeners = NIOLockedValueBox<[(name: String, channel: any Channel)]>([])
+    private let listeners = NIOLockedValueBox<[(name: String, address: String, channel: any Channel)]>([])
     private let logger: Logger
     /// Each loop's `ConnectionClock` tick, cancelled before the loops stop.
     private let ticks: [RepeatedTask]
@@ -54,7 +54,7 @@ public final class GatewayServer: Sendable {
     public var boundAddresses: [String: SocketAddress] {
         listeners.withLockedValue { l in
             var out: [String: SocketAddress] = [:]
-            for (name, ch) in l { if let a = ch.localAddress { out[name] = a } }
+            for (name, _, ch) in l { if let a = ch.localAddress { out[name] = a } }
             return out
         }
     }
@@ -66,7 +66,7 @@ public final class GatewayServer: Sendable {
             guard let hp = HostPort(parsing: listener.address) else { throw BindError(address: listener.address, reason: "not host:port") }
             do {
                 let channel = try await bind(listener.name, host: hp.host, port: hp.port)
-                listeners.withLockedValue { $0.append((listener.name, channel)) }
+                listeners.withLockedValue { $0.append((listener.name, listener.address, channel)) }
                 logger.info(
                     "listening",
                     metadata: ["listener": "\(listener.name)", "address": "\(channel.localAddress.map { "\($0)" } ?? listener.address)"])
@@ -107,6 +107,44 @@ public final class GatewayServer: Sendable {
         // Requests are parsed and responses serialized by the proxy itself (HTTP1/).
         let ops = channel.pipeline.syncOperations
         try ops.addHandler(ProxyHandler(loopContext: loopContext, server: server, listenerName: listener))
+    }
+
+    /// Publishes `snapshot` (SPEC §6) and opens or closes listeners to match its file. A
+    /// listener whose name or address is new is bound; one that left the file stops
+    /// accepting, and its connections finish the request they are on and close. Returns a
+    /// message for each listener that could not be bound (the rest of the snapshot applies).
+    public func apply(_ snapshot: Snapshot) async -> [String] {
+        shared.snapshots.publish(snapshot)
+        if shared.draining { return [] }
+        let wanted = snapshot.file.listeners.map { ($0.name, $0.address) }
+        let removed = listeners.withLockedValue { l -> [(name: String, address: String, channel: any Channel)] in
+            let gone = l.filter { entry in !wanted.contains { $0.0 == entry.name && $0.1 == entry.address } }
+            l.removeAll { entry in !wanted.contains { $0.0 == entry.name && $0.1 == entry.address } }
+            return gone
+        }
+        for entry in removed {
+            try? await entry.channel.close()
+            let name = entry.name
+            for (_, bound) in contexts {
+                try? await bound.eventLoop.submit { bound.value.clock.forEach { if $0.listenerName == name { $0.quiesce() } } }.get()
+            }
+            logger.info("listener closed", metadata: ["listener": "\(name)", "address": "\(entry.address)"])
+        }
+        let present = listeners.withLockedValue { l in l.map { ($0.name, $0.address) } }
+        var failures: [String] = []
+        for listener in snapshot.file.listeners where !present.contains(where: { $0.0 == listener.name && $0.1 == listener.address }) {
+            guard let hp = HostPort(parsing: listener.address) else { continue }
+            do {
+                let channel = try await bind(listener.name, host: hp.host, port: hp.port)
+                listeners.withLockedValue { $0.append((listener.name, listener.address, channel)) }
+                logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(listener.address)"])
+            } catch {
+                let message = "listener \(listener.name): could not bind \(listener.address): \(error)"
+                logger.error("\(message)")
+                failures.append(message)
+            }
+        }
+        return failures
     }
 
     /// Graceful drain (SPEC §9): stop accepting, close idle connections, let busy ones finish

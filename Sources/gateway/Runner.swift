@@ -35,7 +35,7 @@ struct Runner {
 
         let server = GatewayServer(snapshot: snapshot, logger: logger)
         let reloader = ConfigReloader(
-            path: configPath, initialBytes: fileBytes, version: loaded.version, store: server.shared.snapshots, logger: logger,
+            path: configPath, initialBytes: fileBytes, version: loaded.version, server: server, logger: logger,
             environment: environment)
         var demoServices: GatewayDemo.Demo.Services?
         if demo {

@@ -71,7 +71,7 @@ import Testing
         let server = GatewayServer(snapshot: snapshot)
         try await server.start()
         let reloader = ConfigReloader(
-            path: path, initialBytes: bytes, version: loaded.version, store: server.shared.snapshots, logger: Logger(label: "test"),
+            path: path, initialBytes: bytes, version: loaded.version, server: server, logger: Logger(label: "test"),
             environment: [:])
         let admin = try await AdminServer.start(
             address: HostPort(host: "127.0.0.1", port: 0), group: server.group, token: token, reloader: reloader, isReady: { true })
@@ -207,6 +207,26 @@ import Testing
             }
             #expect(status == 200)
             #expect(try served(r) == "continued")
+        }
+    }
+
+    @Test func listenersAreOpenedAndClosedByAReload() async throws {
+        try await withAdmin { r in
+            let port = freePort()
+            let two = Self.file("two").replacingOccurrences(
+                of: #"{ "name": "test", "address": "127.0.0.1:0" } ]"#,
+                with: #"{ "name": "test", "address": "127.0.0.1:0" }, { "name": "extra", "address": "127.0.0.1:\#(port)" } ]"#)
+            #expect(two.contains("extra"))
+            #expect(try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array(two.utf8)).status == 200)
+            // the new listener serves the new config
+            #expect(try httpRequest(port: port, "GET", "/").body == Array("two".utf8))
+            let kept = try RawHTTPClient(port: port)
+            #expect(try kept.request("GET", "/").status == 200)
+            // removed again: the idle keep-alive connection is closed, new connections are refused
+            #expect(try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array(Self.file("three").utf8)).status == 200)
+            #expect(kept.isClosedByPeer())
+            #expect(throws: (any Error).self) { _ = try httpRequest(port: port, "GET", "/") }
+            #expect(try served(r) == "three")
         }
     }
 
