@@ -14,14 +14,15 @@ public final class AdminServer: Sendable {
     /// `admin.token_env` names), nil when none is configured.
     public static func start(
         address: HostPort, group: any EventLoopGroup, token: String? = nil, reloader: ConfigReloader? = nil,
-        isReady: @escaping @Sendable () -> Bool
+        snapshot: (@Sendable () -> Snapshot)? = nil, isReady: @escaping @Sendable () -> Bool
     ) async throws -> AdminServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(token: token, reloader: reloader, isReady: isReady))
+                    try channel.pipeline.syncOperations.addHandler(
+                        AdminHandler(token: token, reloader: reloader, snapshot: snapshot, isReady: isReady))
                 }
             }
             .bind(host: address.host, port: address.port).get()
@@ -44,14 +45,16 @@ final class AdminHandler: ChannelInboundHandler {
 
     let token: [UInt8]?
     let reloader: ConfigReloader?
+    let snapshot: (@Sendable () -> Snapshot)?
     let isReady: @Sendable () -> Bool
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(token: String?, reloader: ConfigReloader?, isReady: @escaping @Sendable () -> Bool) {
+    init(token: String?, reloader: ConfigReloader?, snapshot: (@Sendable () -> Snapshot)?, isReady: @escaping @Sendable () -> Bool) {
         self.token = token.map { Array($0.utf8) }
         self.reloader = reloader
+        self.snapshot = snapshot
         self.isReady = isReady
     }
 
@@ -101,6 +104,19 @@ final class AdminHandler: ChannelInboundHandler {
         }
         if tooLarge {
             return write(context, head, .payloadTooLarge, GatewayError.payloadTooLarge(Self.maxBody).body(requestID: ""))
+        }
+        if let snapshot {
+            switch (head.method, path) {
+            case (.GET, "/routes"), (.HEAD, "/routes"):
+                return write(context, head, .ok, AdminViews.routes(snapshot()))
+            case (.GET, "/explain"), (.HEAD, "/explain"):
+                let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first
+                return write(context, head, .ok, AdminViews.explain(snapshot(), query: query))
+            case (_, "/routes"), (_, "/explain"):
+                return methodNotAllowed(context, head, allow: "GET, HEAD")
+            default:
+                break
+            }
         }
         guard let reloader else {
             return write(context, head, .notFound, GatewayError(.notFound, "no_route", "no admin endpoint at \(path)").body(requestID: ""))

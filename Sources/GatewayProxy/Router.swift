@@ -9,7 +9,7 @@ enum RouteDecision {
     case methodNotAllowed(allow: [String])
 }
 
-enum Router {
+public enum Router {
     /// `host`: the request's host (its `Host` header, or the authority of an absolute-form target).
     static func route(
         _ snapshot: Snapshot, method: String, path: String, query: Substring?, headers: HTTPHeaders, host: Substring?
@@ -60,7 +60,7 @@ enum Router {
     }
 
     /// `application/x-www-form-urlencoded` decoding of a query name or value (`+` is a space).
-    static func percentDecoded(_ s: Substring) -> String {
+    public static func percentDecoded(_ s: Substring) -> String {
         if !s.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) { return String(s) }
         var out: [UInt8] = []
         var it = Array(s.utf8)[...]
@@ -84,5 +84,71 @@ enum Router {
         case 97...102: return b - 87
         default: return nil
         }
+    }
+}
+
+/// What `GET /explain` shows (SPEC §5): the routes tried in order, why each one before the
+/// winner did not match, and the decision.
+public struct RouteExplanation: Sendable {
+    public struct Step: Sendable {
+        public var index: Int
+        public var name: String
+        /// nil when the route matched; else the first matcher that disagreed.
+        public var mismatch: String?
+    }
+    public var normalizedPath: String?
+    /// `matched`, `no_route`, `method_not_allowed`, or `bad_request` (a path the gateway refuses).
+    public var decision: String
+    public var route: CompiledRoute?
+    public var allow: [String]
+    public var steps: [Step]
+    public var error: String?
+}
+
+extension Router {
+    /// The same decision `route` makes, with the reason for every route passed over.
+    public static func explain(
+        _ snapshot: Snapshot, method: String, target: String, headers: [(String, String)], host: String?
+    ) -> RouteExplanation {
+        var out = RouteExplanation(decision: "no_route", allow: [], steps: [])
+        let normalized: (path: String, query: Substring?)
+        switch RequestPath.normalize(target) {
+        case .success(let n): normalized = n
+        case .failure(let why):
+            out.decision = "bad_request"
+            out.error = "\(why)"
+            return out
+        }
+        out.normalizedPath = normalized.path
+        var h = HTTPHeaders()
+        for (n, v) in headers { h.add(name: n, value: v) }
+        let hostValue = host.map { Substring($0) }
+        var pathCopy = normalized.path
+        pathCopy.withUTF8 { pathBytes in
+            let raw = UnsafeRawBufferPointer(pathBytes)
+            for route in snapshot.routes {
+                var reason: String?
+                if !route.matchesPath(raw) {
+                    reason = "path"
+                } else if !route.matchesHost(hostValue) {
+                    reason = "host"
+                } else if !route.headers.isEmpty && !matchesHeaders(route, h) {
+                    reason = "headers"
+                } else if !route.query.isEmpty && !matchesQuery(route, normalized.query) {
+                    reason = "query"
+                } else if !route.allowsMethod(method) {
+                    reason = "method"
+                    for m in route.methods ?? [] where !out.allow.contains(m) { out.allow.append(m) }
+                }
+                out.steps.append(.init(index: route.index, name: route.name, mismatch: reason))
+                if reason == nil {
+                    out.decision = "matched"
+                    out.route = route
+                    return
+                }
+            }
+            if !out.allow.isEmpty { out.decision = "method_not_allowed" }
+        }
+        return out
     }
 }

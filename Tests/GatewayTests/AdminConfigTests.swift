@@ -74,7 +74,8 @@ import Testing
             path: path, initialBytes: bytes, version: loaded.version, server: server, logger: Logger(label: "test"),
             environment: [:])
         let admin = try await AdminServer.start(
-            address: HostPort(host: "127.0.0.1", port: 0), group: server.group, token: token, reloader: reloader, isReady: { true })
+            address: HostPort(host: "127.0.0.1", port: 0), group: server.group, token: token, reloader: reloader,
+            snapshot: { [shared = server.shared] in shared.snapshots.snapshot }, isReady: { true })
         let running = Running(server: server, admin: admin, reloader: reloader, path: path, dir: dir)
         do {
             try await body(running)
@@ -227,6 +228,40 @@ import Testing
             #expect(kept.isClosedByPeer())
             #expect(throws: (any Error).self) { _ = try httpRequest(port: port, "GET", "/") }
             #expect(try served(r) == "three")
+        }
+    }
+
+    @Test func routesAndExplainShowTheRoutingDecision() async throws {
+        let text = """
+            { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
+              "routes": [
+                { "name": "only-post", "match": { "path": "/x", "methods": ["POST"] }, "respond": { "status": 201, "body": "p" } },
+                { "name": "mobile", "match": { "path_prefix": "/api", "headers": { "x-client": "mobile" } }, "respond": { "status": 200, "body": "m" } },
+                { "name": "api", "match": { "path_prefix": "/api" }, "respond": { "status": 200, "body": "a" } } ] }
+            """
+        try await withAdmin { r in
+            #expect(try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array(text.utf8)).status == 200)
+            let routes = (try await httpRequestOffPool(port: r.admin.port, "GET", "/routes")).json?["routes"] as? [[String: Any]]
+            #expect(routes?.map { $0["name"] as? String } == ["only-post", "mobile", "api"])
+            #expect(routes?.first?["respond"] as? Int == 201)
+            #expect((routes?.first?["match"] as? [String: Any])?["methods"] as? [String] == ["POST"])
+
+            func explain(_ q: String) async throws -> [String: Any] {
+                try #require(try await httpRequestOffPool(port: r.admin.port, "GET", "/explain?" + q).json)
+            }
+            let mobile = try await explain("method=GET&path=/api/x&header=x-client:mobile")
+            #expect(mobile["decision"] as? String == "matched")
+            #expect((mobile["route"] as? [String: Any])?["name"] as? String == "mobile")
+            let tried = (mobile["tried"] as? [[String: Any]])?.map { $0["result"] as? String }
+            #expect(tried == ["no match: path", "matched"])
+            let plain = try await explain("path=%2Fapi%2Fx")
+            #expect((plain["route"] as? [String: Any])?["name"] as? String == "api")
+            #expect((plain["tried"] as? [[String: Any]])?[1]["result"] as? String == "no match: headers")
+            let wrongMethod = try await explain("method=GET&path=/x")
+            #expect(wrongMethod["decision"] as? String == "method_not_allowed")
+            #expect(wrongMethod["allow"] as? [String] == ["POST"])
+            #expect(try await explain("path=/nothing")["decision"] as? String == "no_route")
+            #expect(try await explain("path=/../../etc")["decision"] as? String == "bad_request")
         }
     }
 
