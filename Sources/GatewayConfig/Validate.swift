@@ -33,7 +33,16 @@ extension GatewayFile {
                 error("admin.address", "\"\(admin.address)\" is not host:port")
             }
             if let env = admin.tokenEnv, !env.isEmpty, !environment.isEmpty, (environment[env] ?? "").isEmpty {
-                warn("admin.token_env", "environment variable \(env) is not set or empty")
+                // Without the variable there is no token: on a non-loopback address that would
+                // leave the admin API open, so it is an error there (`validate` run elsewhere,
+                // with an empty environment, does not check it).
+                if let hp = HostPort(parsing: admin.address), !hp.isLoopback {
+                    error(
+                        "admin.token_env",
+                        "environment variable \(env) is not set or empty: the admin API on \(admin.address) would have no token")
+                } else {
+                    warn("admin.token_env", "environment variable \(env) is not set or empty")
+                }
             }
         }
 

@@ -150,6 +150,15 @@ import Testing
         #expect(!load(base.replacingOccurrences(of: "%ADMIN%", with: "{ \"address\": \"0.0.0.0:9901\" }")).isValid)
         #expect(load(base.replacingOccurrences(of: "%ADMIN%", with: "{ \"address\": \"0.0.0.0:9901\", \"token_env\": \"T\" }")).isValid)
         #expect(load(base.replacingOccurrences(of: "%ADMIN%", with: "{ \"address\": \"[::1]:9901\" }")).isValid)
+        // at run time (a real environment), the variable must hold a token on a non-loopback address
+        let open = base.replacingOccurrences(of: "%ADMIN%", with: "{ \"address\": \"0.0.0.0:9901\", \"token_env\": \"T\" }")
+        let unset = ConfigLoader.load(bytes: Array(open.utf8), source: "t.json", environment: ["PATH": "/bin"])
+        #expect(unset.errors.contains { $0.path == "admin.token_env" })
+        let set = ConfigLoader.load(bytes: Array(open.utf8), source: "t.json", environment: ["T": "secret"])
+        #expect(set.isValid)
+        let loopback = base.replacingOccurrences(of: "%ADMIN%", with: "{ \"address\": \"127.0.0.1:9901\", \"token_env\": \"T\" }")
+        let warned = ConfigLoader.load(bytes: Array(loopback.utf8), source: "t.json", environment: ["PATH": "/bin"])
+        #expect(warned.isValid && warned.warnings.contains { $0.path == "admin.token_env" })
     }
 
     @Test func targetsAcceptStringOrObject() throws {
