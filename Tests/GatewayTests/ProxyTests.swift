@@ -389,6 +389,37 @@ import Testing
         }
     }
 
+    @Test func webSocketFrameSentWithTheUpgradeRequestIsNotLost() async throws {
+        try await withGateway(Self.echo) { h in
+            let c = try RawHTTPClient(port: h.port)
+            // the first frame rides in the same write as the upgrade request: the gateway holds
+            // it unparsed while the upstream answers, and hands it to the tunnel
+            let request = Array(
+                "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                    .utf8)
+            try c.send(request + maskedTextFrame("early"))
+            #expect(try c.readResponse().status == 101)
+            let frame = try readFrame(c)
+            #expect(String(decoding: frame.payload, as: UTF8.self) == "early")
+            try c.send(maskedTextFrame("later"))
+            #expect(String(decoding: try readFrame(c).payload, as: UTF8.self) == "later")
+        }
+    }
+
+    @Test func pipelinedRequestBehindAChunkedBodyIsServedInOrder() async throws {
+        try await withGateway(Self.echo) { h in
+            let c = try RawHTTPClient(port: h.port)
+            try c.send(
+                "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /users/9 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /users/9 HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            #expect(try c.readResponse().json?["bytes"] as? Int == 3)
+            #expect(try c.readResponse().json?["id"] as? String == "9")
+            let head = try c.readResponse(head: true)
+            #expect(head.status == 200 && head.body.isEmpty)
+            #expect(try c.request("GET", "/users/10").json?["id"] as? String == "10")
+        }
+    }
+
     @Test func streamsLargeBodiesIntact() async throws {
         let template = config(
             server: #"{ "max_body_bytes": "1GiB" }"#,

@@ -62,6 +62,18 @@ import Testing
         }
     }
 
+    @Test func bytesAnUpstreamSendsRightAfterItsSwitchingProtocolsReachTheClient() async throws {
+        let response =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nfirst-bytes-of-the-new-protocol"
+        try await through(response) { port in
+            let c = try RawHTTPClient(port: port)
+            try c.send("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            let raw = try c.readUntil("first-bytes-of-the-new-protocol")
+            #expect(raw.hasPrefix("HTTP/1.1 101 "))
+            #expect(raw.lowercased().contains("connection: upgrade"))
+        }
+    }
+
     @Test(arguments: [
         "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
