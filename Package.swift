@@ -35,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .target(
@@ -47,7 +49,10 @@ let package = Package(
             swiftSettings: hot),
         .target(
             name: "GatewayProxy",
-            dependencies: ["GatewayConfig", "GatewayPolicies", logging, .product(name: "Atomics", package: "swift-atomics")] + nioHTTP,
+            dependencies: [
+                "GatewayConfig", "GatewayPolicies", logging, .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
+            ] + nioHTTP,
             swiftSettings: hot),
         .target(
             name: "GatewayAdmin",

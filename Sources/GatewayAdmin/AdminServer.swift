@@ -14,7 +14,7 @@ public final class AdminServer: Sendable {
     /// `admin.token_env` names), nil when none is configured.
     public static func start(
         address: HostPort, group: any EventLoopGroup, token: String? = nil, reloader: ConfigReloader? = nil,
-        snapshot: (@Sendable () -> Snapshot)? = nil, isReady: @escaping @Sendable () -> Bool
+        snapshot: (@Sendable () -> Snapshot)? = nil, metrics: GatewayMetrics? = nil, isReady: @escaping @Sendable () -> Bool
     ) async throws -> AdminServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -22,7 +22,7 @@ public final class AdminServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(
-                        AdminHandler(token: token, reloader: reloader, snapshot: snapshot, isReady: isReady))
+                        AdminHandler(token: token, reloader: reloader, snapshot: snapshot, metrics: metrics, isReady: isReady))
                 }
             }
             .bind(host: address.host, port: address.port).get()
@@ -46,12 +46,17 @@ final class AdminHandler: ChannelInboundHandler {
     let token: [UInt8]?
     let reloader: ConfigReloader?
     let snapshot: (@Sendable () -> Snapshot)?
+    let metrics: GatewayMetrics?
     let isReady: @Sendable () -> Bool
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(token: String?, reloader: ConfigReloader?, snapshot: (@Sendable () -> Snapshot)?, isReady: @escaping @Sendable () -> Bool) {
+    init(
+        token: String?, reloader: ConfigReloader?, snapshot: (@Sendable () -> Snapshot)?, metrics: GatewayMetrics?,
+        isReady: @escaping @Sendable () -> Bool
+    ) {
+        self.metrics = metrics
         self.token = token.map { Array($0.utf8) }
         self.reloader = reloader
         self.snapshot = snapshot
@@ -104,6 +109,10 @@ final class AdminHandler: ChannelInboundHandler {
         }
         if tooLarge {
             return write(context, head, .payloadTooLarge, GatewayError.payloadTooLarge(Self.maxBody).body(requestID: ""))
+        }
+        if let metrics, path == "/metrics" {
+            guard head.method == .GET || head.method == .HEAD else { return methodNotAllowed(context, head, allow: "GET, HEAD") }
+            return write(context, head, .ok, metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         if let snapshot {
             switch (head.method, path) {
@@ -189,10 +198,10 @@ final class AdminHandler: ChannelInboundHandler {
 
     private func write(
         _ context: ChannelHandlerContext, _ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: [UInt8],
-        extra: [(String, String)] = []
+        extra: [(String, String)] = [], contentType: String = "application/json"
     ) {
         var h = HTTPHeaders()
-        h.add(name: "content-type", value: "application/json")
+        h.add(name: "content-type", value: contentType)
         h.add(name: "content-length", value: String(body.count))
         for (n, v) in extra { h.add(name: n, value: v) }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: h))), promise: nil)

@@ -113,6 +113,8 @@ public actor ConfigReloader {
             logger.warning("admin, server.workers and access_log take effect at the next start; the rest is applied now")
         }
         for failure in await server.apply(snapshot) { logger.error("\(failure)") }
+        server.shared.metrics.reloaded(result: "applied")
+        server.shared.metrics.configVersion(version)
         self.version = version
         self.loadedAt = Date()
         self.configText = bytes
@@ -125,6 +127,7 @@ public actor ConfigReloader {
 
     private func fail(_ errors: [Diagnostic], trigger: String) -> Outcome {
         lastError = Failure(at: Date(), errors: errors)
+        server.shared.metrics.reloaded(result: "invalid")
         for e in errors { logger.error("\(path):\(e)") }
         logger.error(
             "config not reloaded: \(errors.count) error(s); the old config keeps serving", metadata: ["trigger": "\(trigger)"])

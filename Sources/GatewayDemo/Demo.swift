@@ -40,6 +40,8 @@ public enum Demo {
             "# the running config, and a reload after editing gateway.json (SIGHUP works too)",
             "curl -s \(admin)/config | head -c 300; echo",
             "curl -s -X POST \(admin)/reload",
+            "# Prometheus metrics: requests per route, method and code, durations, reloads",
+            "curl -s \(admin)/metrics | grep -E '^gateway_(requests_total|config)'",
             "# which route a request would take, and why the routes before it did not match",
             "curl -s '\(admin)/explain?method=DELETE&path=/api/users/42'",
             "# check a file without applying it; PUT /config validates, writes and applies",

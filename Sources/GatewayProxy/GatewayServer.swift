@@ -26,6 +26,7 @@ public final class GatewayServer: Sendable {
         let writer = log.enabled ? AccessLogWriter(path: log.path) : nil
         if log.enabled && writer == nil { logger.error("cannot open access log \(log.path); access logging is off") }
         shared = SharedState(snapshots: SnapshotStore(snapshot), accessLog: writer)
+        shared.metrics.configVersion(snapshot.version)
         var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
         var ticks: [RepeatedTask] = []
         let loops = Array(self.group.makeIterator())

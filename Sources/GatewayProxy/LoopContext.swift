@@ -20,6 +20,7 @@ final class LoopContext {
     /// tick instead of one per request) or when they pass 64 KiB.
     var accessLogBuffer: [UInt8] = []
     var wallClock = WallClockCache()
+    let metrics: LoopMetrics
 
     func flushAccessLog() {
         guard !accessLogBuffer.isEmpty, let writer = shared.accessLog else { return }
@@ -28,6 +29,7 @@ final class LoopContext {
     }
 
     init(loop: any EventLoop, shared: SharedState, loopCount: Int, seed: UInt64) {
+        self.metrics = LoopMetrics(shared.metrics)
         self.loop = loop
         self.shared = shared
         self.loopCount = max(1, loopCount)
@@ -46,6 +48,7 @@ final class LoopContext {
             let (snap, gen) = shared.snapshots.current()
             snapshot = snap
             generation = gen
+            metrics.snapshotChanged()
             rebuild(previous: upstreams)
         }
         return snapshot

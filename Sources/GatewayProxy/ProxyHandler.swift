@@ -58,6 +58,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         loopContext.clock.register(self)
+        loopContext.metrics.connectionOpened(listener: listenerName)
         timeouts.connectionStarted(now: NIODeadline.now().uptimeNanoseconds)
         if let remote = context.channel.remoteAddress, let ip = remote.ipAddress {
             peerIP = ip
@@ -67,6 +68,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         loopContext.clock.unregister(self)
+        loopContext.metrics.connectionClosed(listener: listenerName)
         self.context = nil
         exchange = nil  // (it holds this handler strongly)
         // Bytes the client sent after an upgrade request belong to the tunnel that replaced us.
@@ -481,10 +483,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamHead(_ head: ResponseParser.Head, _ ex: Exchange) {
         guard let context, let route = ex.route else { return }
-        if loopContext.shared.accessLog != nil {  // only the access log reads it: no clock read without one
-            ex.upstreamNanos =
-                NIODeadline.now().uptimeNanoseconds.subtractingReportingOverflow(ex.upstreamStart?.uptimeNanoseconds ?? 0).partialValue
-                .asInt64
+        ex.upstreamNanos =
+            NIODeadline.now().uptimeNanoseconds.subtractingReportingOverflow(ex.upstreamStart?.uptimeNanoseconds ?? 0).partialValue
+            .asInt64
+        if let pool = ex.pool, let upstream = ex.upstream {
+            loopContext.metrics.upstream(upstream.spec.name, pool: pool, code: head.status, nanos: ex.upstreamNanos)
         }
         if head.status == 101 {
             guard ex.isUpgrade else {
@@ -727,7 +730,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// The exchange is over: metrics, and the access log when there is one.
     private func log(_ ex: Exchange) {
+        let nanos = Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds &- ex.start.uptimeNanoseconds)
+        loopContext.metrics.request(route: ex.route, method: ex.head.method, code: ex.status, nanos: nanos)
         guard loopContext.shared.accessLog != nil else { return }
         AccessLogLine.append(ex, listener: listenerName, to: &loopContext.accessLogBuffer, clock: &loopContext.wallClock)
         if loopContext.accessLogBuffer.count >= 64 * 1024 { loopContext.flushAccessLog() }

@@ -34,10 +34,12 @@ public final class SharedState: Sendable {
     public let snapshots: SnapshotStore
     let drainingFlag = ManagedAtomic<Bool>(false)
     public let accessLog: AccessLogWriter?
+    public let metrics: GatewayMetrics
 
-    public init(snapshots: SnapshotStore, accessLog: AccessLogWriter?) {
+    public init(snapshots: SnapshotStore, accessLog: AccessLogWriter?, metrics: GatewayMetrics = GatewayMetrics()) {
         self.snapshots = snapshots
         self.accessLog = accessLog
+        self.metrics = metrics
     }
 
     public var draining: Bool { drainingFlag.load(ordering: .relaxed) }

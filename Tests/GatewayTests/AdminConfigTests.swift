@@ -75,7 +75,7 @@ import Testing
             environment: [:])
         let admin = try await AdminServer.start(
             address: HostPort(host: "127.0.0.1", port: 0), group: server.group, token: token, reloader: reloader,
-            snapshot: { [shared = server.shared] in shared.snapshots.snapshot }, isReady: { true })
+            snapshot: { [shared = server.shared] in shared.snapshots.snapshot }, metrics: server.shared.metrics, isReady: { true })
         let running = Running(server: server, admin: admin, reloader: reloader, path: path, dir: dir)
         do {
             try await body(running)
@@ -198,7 +198,9 @@ import Testing
                 Thread.detachNewThread {
                     cont.resume(
                         with: Result {
-                            let c = try RawHTTPClient(port: port, timeout: 5)
+                            // generous: the admin API answers from Swift's cooperative pool, which
+                            // other tests' blocking socket calls can hold up for seconds
+                            let c = try RawHTTPClient(port: port, timeout: 30)
                             try c.send("PUT /config HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.count)\r\nExpect: 100-continue\r\n\r\n")
                             guard try c.readHeadOnly() == 100 else { return -1 }
                             try c.send(body)
@@ -262,6 +264,38 @@ import Testing
             #expect(wrongMethod["allow"] as? [String] == ["POST"])
             #expect(try await explain("path=/nothing")["decision"] as? String == "no_route")
             #expect(try await explain("path=/../../etc")["decision"] as? String == "bad_request")
+        }
+    }
+
+    @Test func metricsParseAndCountWhatWasSent() async throws {
+        try await withAdmin { r in
+            for _ in 0..<5 { #expect(try httpRequest(port: r.port, "GET", "/x").status == 200) }
+            for _ in 0..<2 { #expect(try httpRequest(port: r.port, "POST", "/y", body: [1]).status == 200) }
+            #expect(try httpRequest(port: r.port, "BREW", "/pot").status == 200)
+            #expect(try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array(Self.file("two").utf8)).status == 200)
+            _ = try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array("{".utf8))
+            // an exchange is counted when it ends, just after its last byte was written
+            var scrape = try await httpRequestOffPool(port: r.admin.port, "GET", "/metrics")
+            for _ in 0..<100 where !String(decoding: scrape.body, as: UTF8.self).contains(#"method="OTHER""#) {
+                try await Task.sleep(for: .milliseconds(20))
+                scrape = try await httpRequestOffPool(port: r.admin.port, "GET", "/metrics")
+            }
+            #expect(scrape.status == 200)
+            #expect(scrape.header("content-type")?.hasPrefix("text/plain") == true)
+            let m = try PrometheusText(String(decoding: scrape.body, as: UTF8.self))
+            #expect(m.value("gateway_requests_total", ["route": "route-0", "method": "GET", "code": "200"]) == 5)
+            #expect(m.value("gateway_requests_total", ["route": "route-0", "method": "POST", "code": "200"]) == 2)
+            #expect(m.value("gateway_requests_total", ["route": "route-0", "method": "OTHER", "code": "200"]) == 1)
+            #expect(m.value("gateway_request_duration_seconds_count", ["route": "route-0"]) == 8)
+            #expect(m.types["gateway_request_duration_seconds"] == "histogram")
+            #expect(m.value("gateway_config_reloads_total", ["result": "applied"]) == 1)
+            #expect(m.value("gateway_config_reloads_total", ["result": "invalid"]) == nil)  // PUT refusals are not reloads
+            let version = (try await httpRequestOffPool(port: r.admin.port, "GET", "/config")).json?["version"] as? String
+            #expect(m.value("gateway_config_info", ["version": version ?? "?"]) == 1)
+            #expect(m.samples.filter { $0.name == "gateway_config_info" }.count == 1)
+            #expect(m.value("gateway_active_connections", ["listener": "test"]) != nil)
+            // label values come from the file, never from request paths
+            #expect(!m.samples.contains { $0.labels.values.contains { $0.contains("/x") || $0.contains("/pot") } })
         }
     }
 

@@ -187,6 +187,24 @@ import Testing
         }
     }
 
+    @Test func upstreamMetricsCountPerTargetAndCode() async throws {
+        try await withGateway(Self.echo) { h in
+            for _ in 0..<3 { #expect(try httpRequest(port: h.port, "GET", "/users/1").status == 200) }
+            #expect(try httpRequest(port: h.port, "GET", "/status/503").status == 503)
+            // an exchange is counted when it ends, just after its last byte was written
+            func scrape() throws -> PrometheusText {
+                try PrometheusText(String(decoding: h.server.shared.metrics.exposition(), as: UTF8.self))
+            }
+            #expect(try waitUntil(timeout: 5) { try scrape().value("gateway_request_duration_seconds_count", ["route": "echo"]) == 4 })
+            let m = try scrape()
+            let target = h.services[0].url
+            #expect(m.value("gateway_upstream_requests_total", ["upstream": "echo", "target": target, "code": "200"]) == 3)
+            #expect(m.value("gateway_upstream_requests_total", ["upstream": "echo", "target": target, "code": "503"]) == 1)
+            #expect(m.value("gateway_upstream_duration_seconds_count", ["upstream": "echo"]) == 4)
+            #expect(m.value("gateway_requests_total", ["route": "echo", "method": "GET", "code": "503"]) == 1)
+        }
+    }
+
     @Test func poolsSurviveAReloadThatKeepsTheirTarget() async throws {
         let template = config(
             server: #"{ "workers": 1 }"#,

@@ -261,7 +261,10 @@ func httpRequestOffPool(
 ) async throws -> RawHTTPClient.Response {
     try await withCheckedThrowingContinuation { continuation in
         Thread.detachNewThread {
-            continuation.resume(with: Result { try httpRequest(port: port, method, path, headers: headers, body: body) })
+            // A generous timeout: the server side runs on Swift's cooperative pool, which other
+            // tests' blocking socket calls can hold up for seconds on a 2-core machine.
+            continuation.resume(
+                with: Result { try RawHTTPClient(port: port, timeout: 30).request(method, path, headers: headers, body: body) })
         }
     }
 }

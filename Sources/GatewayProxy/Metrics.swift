@@ -1,0 +1,172 @@
+import CoreMetrics
+import GatewayConfig
+import NIOConcurrencyHelpers
+import NIOHTTP1
+import Prometheus
+
+/// The gateway's metrics (SPEC §7), on swift-metrics with the swift-prometheus backend.
+///
+/// Each server has its own registry (no process-wide `MetricsSystem.bootstrap`, so several
+/// gateways can live in one process, as in the tests). Label values come from the file
+/// (route, upstream, target, listener names) and from bounded sets (methods, status codes),
+/// never from raw request paths. On the hot path each event loop looks its metric objects up
+/// in its own cache (`LoopMetrics`): no lock is taken to find them, and a counter increment
+/// is one atomic add.
+public final class GatewayMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let factory: PrometheusMetricsFactory
+
+    public init() {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Request durations: 1 ms to 60 s.
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5),
+            .seconds(10), .seconds(30), .seconds(60),
+        ]
+        self.registry = registry
+        self.factory = factory
+    }
+
+    /// The Prometheus text exposition of every metric.
+    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+
+    func counter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Counter {
+        CoreMetrics.Counter(label: name, dimensions: labels, factory: factory)
+    }
+
+    func timer(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Timer {
+        CoreMetrics.Timer(label: name, dimensions: labels, factory: factory)
+    }
+
+    /// A gauge that goes up and down (swift-metrics' `Gauge` can only be set).
+    func upDownGauge(_ name: String, _ labels: [(String, String)]) -> Prometheus.Gauge {
+        registry.makeGauge(
+            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: "Open client connections per listener"),
+            labels: labels)
+    }
+
+    /// `gateway_config_reloads_total{result}`.
+    public func reloaded(result: String) {
+        counter("gateway_config_reloads_total", [("result", result)]).increment()
+    }
+
+    private let info = NIOLockedValueBox<Prometheus.Gauge?>(nil)
+
+    /// `gateway_config_info{version} 1` for the version serving now (the previous one's series is removed).
+    public func configVersion(_ version: String) {
+        info.withLockedValue { current in
+            if let current { registry.unregisterGauge(current) }
+            let g = registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    metricName: "gateway_config_info", unitName: "", helpText: "The config version serving now"),
+                labels: [("version", version)])
+            g.set(to: 1)
+            current = g
+        }
+    }
+}
+
+/// One event loop's cache of metric objects, keyed by what the labels come from. Loop-confined.
+final class LoopMetrics {
+    private let metrics: GatewayMetrics
+    private struct RequestKey: Hashable {
+        var route: ObjectIdentifier?
+        var method: String
+        var code: Int
+    }
+    private struct UpstreamKey: Hashable {
+        var pool: ObjectIdentifier
+        var code: Int
+    }
+    /// The objects a key stands for are kept alive by the entries (`route`, `pool`), so an
+    /// identifier is never reused while its entry exists; the caches are emptied on reload.
+    private var requests: [RequestKey: (CompiledRoute?, CoreMetrics.Counter)] = [:]
+    private var durations: [ObjectIdentifier?: (CompiledRoute?, CoreMetrics.Timer)] = [:]
+    private var upstreamRequests: [UpstreamKey: (TargetPool, CoreMetrics.Counter)] = [:]
+    private var upstreamDurations: [String: CoreMetrics.Timer] = [:]
+    private var connections: [String: Prometheus.Gauge] = [:]
+
+    init(_ metrics: GatewayMetrics) { self.metrics = metrics }
+
+    /// A new snapshot: routes and pools may be gone; their entries go too.
+    func snapshotChanged() {
+        requests.removeAll()
+        durations.removeAll()
+        upstreamRequests.removeAll()
+    }
+
+    /// `gateway_requests_total{route,method,code}` and `gateway_request_duration_seconds{route}`.
+    /// Requests answered before a route was chosen (400, 404, 405, 408, 431) have `route=""`.
+    func request(route: CompiledRoute?, method: HTTPMethod, code: Int, nanos: Int64) {
+        let methodLabel = HTTPMethodName.label(method)
+        let id = route.map { ObjectIdentifier($0) }
+        let key = RequestKey(route: id, method: methodLabel, code: code)
+        if let entry = requests[key] {
+            entry.1.increment()
+        } else {
+            let c = metrics.counter(
+                "gateway_requests_total", [("route", route?.name ?? ""), ("method", methodLabel), ("code", String(code))])
+            requests[key] = (route, c)
+            c.increment()
+        }
+        if let entry = durations[id] {
+            entry.1.recordNanoseconds(nanos)
+        } else {
+            let t = metrics.timer("gateway_request_duration_seconds", [("route", route?.name ?? "")])
+            durations[id] = (route, t)
+            t.recordNanoseconds(nanos)
+        }
+    }
+
+    /// `gateway_upstream_requests_total{upstream,target,code}` and `gateway_upstream_duration_seconds{upstream}`.
+    func upstream(_ upstream: String, pool: TargetPool, code: Int, nanos: Int64) {
+        let key = UpstreamKey(pool: ObjectIdentifier(pool), code: code)
+        if let entry = upstreamRequests[key] {
+            entry.1.increment()
+        } else {
+            let c = metrics.counter(
+                "gateway_upstream_requests_total", [("upstream", upstream), ("target", pool.key), ("code", String(code))])
+            upstreamRequests[key] = (pool, c)
+            c.increment()
+        }
+        if let t = upstreamDurations[upstream] {
+            t.recordNanoseconds(nanos)
+        } else {
+            let t = metrics.timer("gateway_upstream_duration_seconds", [("upstream", upstream)])
+            upstreamDurations[upstream] = t
+            t.recordNanoseconds(nanos)
+        }
+    }
+
+    /// `gateway_active_connections{listener}`.
+    func connectionOpened(listener: String) { connectionGauge(listener).increment(by: 1) }
+    func connectionClosed(listener: String) { connectionGauge(listener).decrement(by: 1) }
+
+    private func connectionGauge(_ listener: String) -> Prometheus.Gauge {
+        if let g = connections[listener] { return g }
+        let g = metrics.upDownGauge("gateway_active_connections", [("listener", listener)])
+        connections[listener] = g
+        return g
+    }
+}
+
+/// Method labels: the common methods by name, anything else as `OTHER` (a client must not be
+/// able to create series at will).
+enum HTTPMethodName {
+    static func label(_ m: HTTPMethod) -> String {
+        switch m {
+        case .GET: return "GET"
+        case .HEAD: return "HEAD"
+        case .POST: return "POST"
+        case .PUT: return "PUT"
+        case .DELETE: return "DELETE"
+        case .PATCH: return "PATCH"
+        case .OPTIONS: return "OPTIONS"
+        case .CONNECT: return "CONNECT"
+        case .TRACE: return "TRACE"
+        default: return "OTHER"
+        }
+    }
+}
