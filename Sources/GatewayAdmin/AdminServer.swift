@@ -14,7 +14,8 @@ public final class AdminServer: Sendable {
     /// `admin.token_env` names), nil when none is configured.
     public static func start(
         address: HostPort, group: any EventLoopGroup, token: String? = nil, reloader: ConfigReloader? = nil,
-        snapshot: (@Sendable () -> Snapshot)? = nil, metrics: GatewayMetrics? = nil, isReady: @escaping @Sendable () -> Bool
+        snapshot: (@Sendable () -> Snapshot)? = nil, metrics: GatewayMetrics? = nil, server: GatewayServer? = nil,
+        isReady: @escaping @Sendable () -> Bool
     ) async throws -> AdminServer {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -22,7 +23,8 @@ public final class AdminServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(
-                        AdminHandler(token: token, reloader: reloader, snapshot: snapshot, metrics: metrics, isReady: isReady))
+                        AdminHandler(
+                            token: token, reloader: reloader, snapshot: snapshot, metrics: metrics, server: server, isReady: isReady))
                 }
             }
             .bind(host: address.host, port: address.port).get()
@@ -47,6 +49,7 @@ final class AdminHandler: ChannelInboundHandler {
     let reloader: ConfigReloader?
     let snapshot: (@Sendable () -> Snapshot)?
     let metrics: GatewayMetrics?
+    let server: GatewayServer?
     let isReady: @Sendable () -> Bool
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
@@ -54,9 +57,10 @@ final class AdminHandler: ChannelInboundHandler {
 
     init(
         token: String?, reloader: ConfigReloader?, snapshot: (@Sendable () -> Snapshot)?, metrics: GatewayMetrics?,
-        isReady: @escaping @Sendable () -> Bool
+        server: GatewayServer?, isReady: @escaping @Sendable () -> Bool
     ) {
         self.metrics = metrics
+        self.server = server
         self.token = token.map { Array($0.utf8) }
         self.reloader = reloader
         self.snapshot = snapshot
@@ -109,6 +113,10 @@ final class AdminHandler: ChannelInboundHandler {
         }
         if tooLarge {
             return write(context, head, .payloadTooLarge, GatewayError.payloadTooLarge(Self.maxBody).body(requestID: ""))
+        }
+        if let server, path == "/upstreams" {
+            guard head.method == .GET || head.method == .HEAD else { return methodNotAllowed(context, head, allow: "GET, HEAD") }
+            return answer(context, head) { (.ok, AdminViews.upstreams(await server.upstreamStatus())) }
         }
         if let metrics, path == "/metrics" {
             guard head.method == .GET || head.method == .HEAD else { return methodNotAllowed(context, head, allow: "GET, HEAD") }

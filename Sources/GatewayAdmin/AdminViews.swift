@@ -23,6 +23,16 @@ enum AdminViews {
         return s + "}"
     }
 
+    /// Per target: the connections and requests the event loops hold for it now.
+    static func upstreams(_ targets: [GatewayServer.TargetStatus]) -> [UInt8] {
+        let items = targets.map { t in
+            "{\"upstream\":\(jsonString(t.upstream)),\"url\":\(jsonString(t.url)),\"weight\":\(t.weight),"
+                + "\"active_requests\":\(t.activeRequests),\"open_connections\":\(t.openConnections),"
+                + "\"idle_connections\":\(t.idleConnections)}"
+        }
+        return Array("{\"targets\":[\(items.joined(separator: ","))]}".utf8)
+    }
+
     /// `GET /explain?method=GET&path=/api/x&header=x-client:mobile&host=…`
     static func explain(_ snapshot: Snapshot, query: Substring?) -> [UInt8] {
         var method = "GET"

@@ -148,6 +148,46 @@ public final class GatewayServer: Sendable {
         return failures
     }
 
+    /// One target of one upstream, summed over the event loops (`GET /upstreams`).
+    public struct TargetStatus: Sendable {
+        public var upstream: String
+        public var url: String
+        public var weight: Int
+        public var activeRequests: Int
+        public var openConnections: Int
+        public var idleConnections: Int
+    }
+
+    /// The upstreams of the current snapshot, in file order, each loop asked on its own thread.
+    public func upstreamStatus() async -> [TargetStatus] {
+        let snapshot = shared.snapshots.snapshot
+        var out: [TargetStatus] = []
+        for spec in snapshot.upstreams {
+            for t in spec.targets {
+                out.append(
+                    TargetStatus(
+                        upstream: spec.name, url: t.url, weight: t.weight, activeRequests: 0, openConnections: 0, idleConnections: 0))
+            }
+        }
+        for (_, bound) in contexts {
+            let counts: [(String, String, Int, Int, Int)] =
+                (try? await bound.eventLoop.submit {
+                    let ctx = bound.value
+                    _ = ctx.currentSnapshot()  // a loop that served nothing since a reload catches up first
+                    return ctx.upstreams.flatMap { u in
+                        u.pools.map { p in (u.spec.name, p.key, p.active, p.open, p.idleCount) }
+                    }
+                }.get()) ?? []
+            for (name, url, active, open, idle) in counts {
+                guard let i = out.firstIndex(where: { $0.upstream == name && $0.url == url }) else { continue }
+                out[i].activeRequests += active
+                out[i].openConnections += open
+                out[i].idleConnections += idle
+            }
+        }
+        return out
+    }
+
     /// Graceful drain (SPEC §9): stop accepting, close idle connections, let busy ones finish
     /// with `Connection: close`, and return when all are closed or `timeout` passed. The event
     /// loops keep running (other services on them stop next); `shutdown()` ends them.

@@ -36,6 +36,7 @@ final class TargetPool {
     var maxConnections: Int
     var connectTimeout: TimeAmount
     private var idle: [UpstreamConnection] = []
+    var idleCount: Int { idle.count }
     private var waiters = CircularBuffer<Waiter>()
     /// Connections open or being opened.
     private(set) var open = 0

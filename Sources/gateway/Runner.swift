@@ -69,7 +69,7 @@ struct Runner {
                 let token = a.tokenEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
                 admin = try await AdminServer.start(
                     address: hp, group: server.group, token: token, reloader: reloader,
-                    snapshot: { [shared = server.shared] in shared.snapshots.snapshot }, metrics: server.shared.metrics,
+                    snapshot: { [shared = server.shared] in shared.snapshots.snapshot }, metrics: server.shared.metrics, server: server,
                     isReady: { [shared = server.shared] in !shared.draining })
                 logger.info("admin API", metadata: ["address": "\(a.address)"])
             } catch {

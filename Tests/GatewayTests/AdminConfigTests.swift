@@ -75,7 +75,8 @@ import Testing
             environment: [:])
         let admin = try await AdminServer.start(
             address: HostPort(host: "127.0.0.1", port: 0), group: server.group, token: token, reloader: reloader,
-            snapshot: { [shared = server.shared] in shared.snapshots.snapshot }, metrics: server.shared.metrics, isReady: { true })
+            snapshot: { [shared = server.shared] in shared.snapshots.snapshot }, metrics: server.shared.metrics, server: server,
+            isReady: { true })
         let running = Running(server: server, admin: admin, reloader: reloader, path: path, dir: dir)
         do {
             try await body(running)
@@ -244,6 +245,8 @@ import Testing
         try await withAdmin { r in
             #expect(try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array(text.utf8)).status == 200)
             let routes = (try await httpRequestOffPool(port: r.admin.port, "GET", "/routes")).json?["routes"] as? [[String: Any]]
+            let targets = (try await httpRequestOffPool(port: r.admin.port, "GET", "/upstreams")).json?["targets"] as? [[String: Any]]
+            #expect(targets?.isEmpty == true)  // this config has no upstreams
             #expect(routes?.map { $0["name"] as? String } == ["only-post", "mobile", "api"])
             #expect(routes?.first?["respond"] as? Int == 201)
             #expect((routes?.first?["match"] as? [String: Any])?["methods"] as? [String] == ["POST"])

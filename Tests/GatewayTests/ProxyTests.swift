@@ -205,6 +205,21 @@ import Testing
         }
     }
 
+    @Test func upstreamStatusShowsPooledConnections() async throws {
+        let template = config(
+            server: #"{ "workers": 1 }"#,
+            upstreams: #"{ "echo": { "targets": ["@UP0@", { "url": "http://127.0.0.1:1", "weight": 3 }] } }"#,
+            routes: #"[ { "match": { "path_prefix": "/" }, "upstream": "echo", "timeout": "2s" } ]"#)
+        try await withGateway(template) { h in
+            for i in 0..<4 { _ = try httpRequest(port: h.port, "GET", "/users/\(i)") }
+            let status = await h.server.upstreamStatus()
+            #expect(status.map(\.url) == [h.services[0].url, "http://127.0.0.1:1"])
+            let live = try #require(status.first)
+            #expect(live.openConnections == 1 && live.idleConnections == 1 && live.activeRequests == 0)
+            #expect(status.last?.weight == 3 && status.last?.openConnections == 0)
+        }
+    }
+
     @Test func poolsSurviveAReloadThatKeepsTheirTarget() async throws {
         let template = config(
             server: #"{ "workers": 1 }"#,
