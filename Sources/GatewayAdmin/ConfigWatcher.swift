@@ -7,10 +7,11 @@ import Glibc
 ///
 /// The directory is watched, not the file: an editor's rename-save replaces the file's
 /// inode, `cp` writes it in place, and a Kubernetes ConfigMap update swaps a symlink next to
-/// it. Every event in the directory counts, and the reload that follows compares the file's
-/// bytes with what is applied, so events that do not change the config cost a read and a
-/// hash. The loop runs on a thread of its own (inotify is a blocking file descriptor) and
-/// never on an event loop.
+/// it. Only events that name the file, or the directory entry its symlink goes through
+/// (`..data` in a ConfigMap mount), count: an access log written in the same directory does
+/// not trigger reloads. The reload that follows compares the file's bytes with what is
+/// applied, so an event that changes nothing costs a read and a hash. The loop runs on a
+/// thread of its own (inotify is a blocking file descriptor) and never on an event loop.
 public final class ConfigWatcher: Sendable {
     private let fd: Int32
     private let stopFlag = ManagedAtomic<Bool>(false)
@@ -30,8 +31,9 @@ public final class ConfigWatcher: Sendable {
         self.fd = fd
         let stop = stopFlag
         let finished = finished
+        let names = Self.namesOfInterest(path)
         Thread.detachNewThread {
-            Self.run(fd: fd, debounce: debounce, stop: stop, onChange: onChange)
+            Self.run(fd: fd, names: names, debounce: debounce, stop: stop, onChange: onChange)
             finished.store(true, ordering: .releasing)
         }
     }
@@ -43,7 +45,41 @@ public final class ConfigWatcher: Sendable {
         close(fd)
     }
 
-    private static func run(fd: Int32, debounce: Double, stop: ManagedAtomic<Bool>, onChange: @Sendable () -> Void) {
+    /// The file's own name, and when it is a relative symlink, the first entry of its target
+    /// (`gateway.json -> ..data/gateway.json` gives `..data`).
+    static func namesOfInterest(_ path: String) -> Set<String> {
+        let url = URL(fileURLWithPath: path)
+        var names: Set<String> = [url.lastPathComponent]
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path), !target.hasPrefix("/"),
+            let first = target.split(separator: "/").first
+        {
+            names.insert(String(first))
+        }
+        return names
+    }
+
+    /// Whether the events in `bytes` (as read from inotify) name any of `names`.
+    static func mentions(_ bytes: UnsafeRawBufferPointer, _ names: Set<String>) -> Bool {
+        // struct inotify_event: wd (4), mask (4), cookie (4), len (4), then `len` bytes of name.
+        let header = 16
+        var offset = 0
+        while offset + header <= bytes.count {
+            let len = Int(bytes.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+            let nameStart = offset + header
+            let nameEnd = min(bytes.count, nameStart + len)
+            if len > 0, nameEnd > nameStart {
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
+                let name = String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                if names.contains(name) { return true }
+            }
+            offset = nameStart + len
+        }
+        return false
+    }
+
+    private static func run(
+        fd: Int32, names: Set<String>, debounce: Double, stop: ManagedAtomic<Bool>, onChange: @Sendable () -> Void
+    ) {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         var dueAt: Double?  // when the pending change is reported, once quiet
         while !stop.load(ordering: .acquiring) {
@@ -52,9 +88,14 @@ public final class ConfigWatcher: Sendable {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pfd, 1, Int32(min(wait, 0.5) * 1000))
             if ready > 0 {
-                // Drain every queued event: what matters is that something changed.
-                while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
-                dueAt = Date().timeIntervalSince1970 + debounce
+                // Drain every queued event; a change to the file (or its symlink) starts the debounce.
+                var relevant = false
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    guard n > 0 else { break }
+                    if !relevant { relevant = buffer.withUnsafeBytes { mentions(UnsafeRawBufferPointer(rebasing: $0[0..<n]), names) } }
+                }
+                if relevant { dueAt = Date().timeIntervalSince1970 + debounce }
             } else if ready < 0 && errno != EINTR {
                 return
             }

@@ -355,6 +355,30 @@ import Testing
         }
     }
 
+    @Test func otherFilesInTheDirectoryDoNotTriggerReloads() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("watch-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("gateway.json")
+        try Data("{}".utf8).write(to: config)
+        let calls = Atomic<Int>(0)
+        let watcher = try ConfigWatcher(path: config.path, debounce: 0.05) { calls.add(1, ordering: .relaxed) }
+        defer { watcher.stop() }
+        // a log file next to the config, written over and over: no reload is asked for
+        let log = dir.appendingPathComponent("access.log")
+        for i in 0..<20 {
+            try Data("line \(i)\n".utf8).write(to: log)
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(calls.load(ordering: .relaxed) == 0)
+        // the config file itself is seen
+        try Data("{ }".utf8).write(to: config)
+        for _ in 0..<250 where calls.load(ordering: .relaxed) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(calls.load(ordering: .relaxed) >= 1)
+        #expect(ConfigWatcher.namesOfInterest(config.path) == ["gateway.json"])
+    }
+
     @Test func configMapSymlinkSwapIsSeen() async throws {
         try await withAdmin(configMap: true) { r in
             #expect(try served(r) == "one")
