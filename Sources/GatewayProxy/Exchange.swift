@@ -39,7 +39,6 @@ final class Exchange {
     var responseEnded = false
     var status = 0
     var responseBytes = 0
-    var upstreamStart: NIODeadline?
     var upstreamNanos: Int64 = -1
     /// Uptime nanoseconds when the route timeout fires; 0 when none is running.
     var deadline: UInt64 = 0

@@ -9,26 +9,8 @@ struct IDGenerator {
     /// 32 lowercase hex digits.
     mutating func requestID() -> String { hex(rng.next(), rng.next()) }
 
-    /// A new `traceparent` starting a trace: `00-<trace-id>-<parent-id>-01`.
-    mutating func newTraceparent() -> String {
-        let trace = (rng.next() | 1, rng.next())
-        let span = rng.next() | 1
-        return String(unsafeUninitializedCapacity: 55) { buf in
-            buf[0] = UInt8(ascii: "0")
-            buf[1] = UInt8(ascii: "0")
-            buf[2] = UInt8(ascii: "-")
-            write(trace.0, into: buf, at: 3)
-            write(trace.1, into: buf, at: 19)
-            buf[35] = UInt8(ascii: "-")
-            write(span, into: buf, at: 36)
-            buf[52] = UInt8(ascii: "-")
-            buf[53] = UInt8(ascii: "0")
-            buf[54] = UInt8(ascii: "1")
-            return 55
-        }
-    }
-
-    /// A new `traceparent` written straight into a head (no `String` made).
+    /// A new `traceparent` starting a trace, `00-<trace-id>-<parent-id>-01`, written straight
+    /// into a head (no `String` made).
     mutating func writeTraceparent<Sink: HeadSink>(into out: inout Sink) {
         let trace = (rng.next() | 1, rng.next())
         let span = rng.next() | 1

@@ -156,12 +156,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .forwarding, .waitingForConnection, .routing:
                 if ex.phase != .forwarding { ex.bufferedBytes += buffer.readableBytes }
                 if ex.upstreamChunked {
-                    guard buffer.readableBytes > 0 else { return }
-                    var line = allocator.buffer(capacity: 18)
-                    line.writeChunkSize(buffer.readableBytes)
-                    toUpstream(ex, line)
-                    toUpstream(ex, buffer)
-                    toUpstream(ex, crlfBuffer)
+                    chunk(buffer) { toUpstream(ex, $0) }
                 } else {
                     toUpstream(ex, buffer)
                 }
@@ -180,6 +175,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if ex.responseEnded { finish(ex) }
         }
+    }
+
+    /// `buffer` as one chunk of a chunked body (size line, the bytes, CRLF), without copying
+    /// it; an empty buffer is no chunk (it would read as the last one).
+    @inline(__always)
+    private func chunk(_ buffer: ByteBuffer, _ emit: (ByteBuffer) -> Void) {
+        guard buffer.readableBytes > 0 else { return }
+        var line = allocator.buffer(capacity: 18)
+        line.writeChunkSize(buffer.readableBytes)
+        emit(line)
+        emit(buffer)
+        emit(crlfBuffer)
     }
 
     /// Request bytes for the upstream: written when its connection is in use, kept until then.
@@ -449,7 +456,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         ex.pendingHead = bytes
         ex.phase = .waitingForConnection
-        ex.upstreamStart = ex.start  // routing took microseconds: not worth a second clock read
         let acquired = pool.acquire(for: upstream, exchange: ex)
         switch acquired {
         case .ready(let c): connected(ex, c)
@@ -483,9 +489,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamHead(_ head: ResponseParser.Head, _ ex: Exchange) {
         guard let context, let route = ex.route else { return }
-        ex.upstreamNanos =
-            NIODeadline.now().uptimeNanoseconds.subtractingReportingOverflow(ex.upstreamStart?.uptimeNanoseconds ?? 0).partialValue
-            .asInt64
+        // Measured from the request's start: routing takes microseconds, not worth a clock read.
+        ex.upstreamNanos = Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds &- ex.start.uptimeNanoseconds)
         if let pool = ex.pool, let upstream = ex.upstream {
             loopContext.metrics.upstream(upstream.spec.name, pool: pool, code: head.status, nanos: ex.upstreamNanos)
         }
@@ -539,12 +544,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(out), promise: nil)
         }
         if ex.clientChunked {
-            guard buffer.readableBytes > 0 else { return }
-            var line = allocator.buffer(capacity: 18)
-            line.writeChunkSize(buffer.readableBytes)
-            context.write(wrapOutboundOut(line), promise: nil)
-            context.write(wrapOutboundOut(buffer), promise: nil)
-            context.write(wrapOutboundOut(crlfBuffer), promise: nil)
+            chunk(buffer) { context.write(wrapOutboundOut($0), promise: nil) }
         } else {
             context.write(wrapOutboundOut(buffer), promise: nil)
         }

@@ -125,6 +125,7 @@ import Testing
             let accepted = try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: Array(good.utf8))
             #expect(accepted.status == 200)
             #expect(accepted.json?["changed"] as? Bool == true)
+            #expect((accepted.json?["took_ms"] as? Double ?? -1) >= 0)
             #expect(try served(r) == "two")
             #expect(try String(contentsOfFile: r.path, encoding: .utf8) == good)
             let leftovers = try FileManager.default.contentsOfDirectory(atPath: r.dir.path).filter { $0 != "gateway.json" }
@@ -308,6 +309,10 @@ import Testing
             #expect(m.status == 405 && m.header("allow") == "GET, HEAD, PUT")
             #expect(try await httpRequestOffPool(port: r.admin.port, "GET", "/reload").status == 405)
             #expect(try await httpRequestOffPool(port: r.admin.port, "GET", "/nope").status == 404)
+            // a body over 8 MiB is refused, and the config stays
+            let huge = [UInt8](repeating: 32, count: 8 * 1024 * 1024 + 1)
+            #expect(try await httpRequestOffPool(port: r.admin.port, "PUT", "/config", body: huge).status == 413)
+            #expect(try served(r) == "one")
         }
     }
 

@@ -58,14 +58,20 @@ struct BodyDecoder {
         return false
     }
 
+    /// Up to `remaining` body bytes as a slice of `buffer`, and how many are still to come;
+    /// nil when `buffer` is empty.
+    private static func take(_ buffer: inout ByteBuffer, upTo remaining: Int) -> (ByteBuffer, Int)? {
+        let n = min(remaining, buffer.readableBytes)
+        guard n > 0, let slice = buffer.readSlice(length: n) else { return nil }
+        return (slice, remaining - n)
+    }
+
     mutating func next(_ buffer: inout ByteBuffer) throws(HTTP1ParseError) -> Step {
         while true {
             switch state {
             case .length(let remaining):
-                guard buffer.readableBytes > 0 else { return .needMore }
-                let n = min(remaining, buffer.readableBytes)
-                guard let slice = buffer.readSlice(length: n) else { return .needMore }
-                state = n == remaining ? .endPending : .length(remaining: remaining - n)
+                guard let (slice, left) = Self.take(&buffer, upTo: remaining) else { return .needMore }
+                state = left == 0 ? .endPending : .length(remaining: left)
                 return .body(slice)
             case .untilClose:
                 guard buffer.readableBytes > 0, let slice = buffer.readSlice(length: buffer.readableBytes) else { return .needMore }
@@ -81,10 +87,8 @@ struct BodyDecoder {
                 buffer.moveReaderIndex(forwardBy: lineEnd + 2)
                 state = size == 0 ? .trailers : .chunkData(remaining: size)
             case .chunkData(let remaining):
-                guard buffer.readableBytes > 0 else { return .needMore }
-                let n = min(remaining, buffer.readableBytes)
-                guard let slice = buffer.readSlice(length: n) else { return .needMore }
-                state = n == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - n)
+                guard let (slice, left) = Self.take(&buffer, upTo: remaining) else { return .needMore }
+                state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
                 return .body(slice)
             case .chunkDataEnd:
                 guard buffer.readableBytes >= 2 else { return .needMore }

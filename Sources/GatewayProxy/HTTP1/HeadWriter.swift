@@ -185,37 +185,3 @@ enum HeadWriter {
         }
     }
 }
-
-/// Hop-by-hop header names (RFC 9110 §7.6.1) on raw bytes; `upgrade` included.
-@inline(__always)
-func isHopByHop(_ a: UnsafeRawBufferPointer) -> Bool {
-    guard let f = a.first else { return false }
-    switch f | 0x20 {
-    case UInt8(ascii: "c"): return asciiCaseInsensitiveEquals(a, "connection")
-    case UInt8(ascii: "k"): return asciiCaseInsensitiveEquals(a, "keep-alive")
-    case UInt8(ascii: "p"): return a.count > 6 && asciiCaseInsensitiveEquals(UnsafeRawBufferPointer(rebasing: a[0..<6]), "proxy-")
-    case UInt8(ascii: "t"):
-        return asciiCaseInsensitiveEquals(a, "te") || asciiCaseInsensitiveEquals(a, "trailer")
-            || asciiCaseInsensitiveEquals(a, "transfer-encoding")
-    case UInt8(ascii: "u"): return asciiCaseInsensitiveEquals(a, "upgrade")
-    default: return false
-    }
-}
-
-/// ASCII case-insensitive equality of raw bytes and a `String`.
-@inline(__always)
-func asciiCaseInsensitiveEquals(_ a: UnsafeRawBufferPointer, _ other: String) -> Bool {
-    var other = other
-    return other.withUTF8 { b in
-        guard a.count == b.count else { return false }
-        guard let p = a.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return true }
-        for i in 0..<a.count {
-            var c = p[i]
-            if c >= 65 && c <= 90 { c |= 0x20 }
-            var d = b[i]
-            if d >= 65 && d <= 90 { d |= 0x20 }
-            if c != d { return false }
-        }
-        return true
-    }
-}

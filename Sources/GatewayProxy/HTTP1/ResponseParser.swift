@@ -34,20 +34,6 @@ struct ResponseParser {
         var framing: Framing
         /// A `Connection` header names other headers, which are then hop-by-hop too.
         var connectionNamesHeaders: Bool
-
-        func name(_ f: Field) -> ByteBufferView {
-            block.readableBytesView[Int(f.nameStart)..<Int(f.nameEnd)]
-        }
-        func value(_ f: Field) -> ByteBufferView {
-            block.readableBytesView[Int(f.valueStart)..<Int(f.valueEnd)]
-        }
-        func nameIs(_ f: Field, _ lower: StaticString) -> Bool {
-            let count = Int(f.nameEnd - f.nameStart)
-            guard count == lower.utf8CodeUnitCount else { return false }
-            return block.withUnsafeReadableBytes { raw in
-                asciiCaseInsensitiveEquals(UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameEnd)]), lower)
-            }
-        }
     }
 
     enum Event {
@@ -210,19 +196,6 @@ func isTokenChar(_ c: UInt8) -> Bool {
     if c < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> c & 1 == 1 }
     if c < 128 { return (0x57FF_FFFF_C7FF_FFFE as UInt64) >> (c - 64) & 1 == 1 }
     return false
-}
-
-@inline(__always)
-func asciiCaseInsensitiveEquals(_ a: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
-    guard a.count == lower.utf8CodeUnitCount else { return false }
-    guard let p = a.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return true }
-    let b = lower.utf8Start
-    for i in 0..<a.count {
-        var c = p[i]
-        if c >= 65 && c <= 90 { c |= 0x20 }
-        if c != b[i] { return false }
-    }
-    return true
 }
 
 /// Calls `body` with each comma-separated token of a header value, trimmed of whitespace.
