@@ -37,6 +37,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -48,15 +50,23 @@ let package = Package(
             dependencies: [],
             swiftSettings: hot),
         .target(
+            name: "GatewayAuth",
+            dependencies: [
+                "GatewayConfig", logging, crypto, .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ] + nioHTTP,
+            swiftSettings: strict),
+        .target(
             name: "GatewayProxy",
             dependencies: [
-                "GatewayConfig", "GatewayPolicies", logging, .product(name: "Atomics", package: "swift-atomics"),
+                "GatewayConfig", "GatewayPolicies", "GatewayAuth", logging, .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "CoreMetrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
             ] + nioHTTP,
             swiftSettings: hot),
         .target(
             name: "GatewayAdmin",
-            dependencies: ["GatewayConfig", "GatewayProxy", logging, .product(name: "Atomics", package: "swift-atomics")] + nioHTTP,
+            dependencies: ["GatewayConfig", "GatewayAuth", "GatewayProxy", logging, .product(name: "Atomics", package: "swift-atomics")] + nioHTTP,
             swiftSettings: strict),
         .target(
             name: "GatewayDemo",
@@ -72,7 +82,9 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "GatewayConfig", "GatewayPolicies", "GatewayProxy", "GatewayAdmin", "GatewayDemo", "gateway", webSocket, crypto,
+                "GatewayConfig", "GatewayPolicies", "GatewayAuth", "GatewayProxy", "GatewayAdmin", "GatewayDemo", "gateway", webSocket, crypto,
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
             ] + nioHTTP,
             swiftSettings: strict),
     ]

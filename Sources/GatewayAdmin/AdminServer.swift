@@ -1,3 +1,4 @@
+import GatewayAuth
 import GatewayConfig
 import GatewayProxy
 import NIOCore
@@ -98,7 +99,7 @@ final class AdminHandler: ChannelInboundHandler {
         case (.GET, "/healthz"), (.HEAD, "/healthz"):
             return write(context, head, .ok, "{\"status\":\"ok\"}")
         case (.GET, "/readyz"), (.HEAD, "/readyz"):
-            return isReady()
+            return isReady() && (server?.authReady ?? true)
                 ? write(context, head, .ok, "{\"status\":\"ready\"}")
                 : write(context, head, .serviceUnavailable, "{\"status\":\"not_ready\"}")
         case (_, "/healthz"), (_, "/readyz"):
@@ -117,6 +118,17 @@ final class AdminHandler: ChannelInboundHandler {
         if let server, path == "/upstreams" {
             guard head.method == .GET || head.method == .HEAD else { return methodNotAllowed(context, head, allow: "GET, HEAD") }
             return answer(context, head) { (.ok, AdminViews.upstreams(await server.upstreamStatus())) }
+        }
+        if let server, path == "/jwks" {
+            guard head.method == .GET || head.method == .HEAD else { return methodNotAllowed(context, head, allow: "GET, HEAD") }
+            return write(context, head, .ok, AdminViews.jwks(server.jwksStatus()))
+        }
+        if let server, path == "/jwks/refresh" {
+            guard head.method == .POST else { return methodNotAllowed(context, head, allow: "POST") }
+            return answer(context, head) {
+                await server.refreshJWKS()
+                return (.ok, AdminViews.jwks(server.jwksStatus()))
+            }
         }
         if let metrics, path == "/metrics" {
             guard head.method == .GET || head.method == .HEAD else { return methodNotAllowed(context, head, allow: "GET, HEAD") }
@@ -218,17 +230,4 @@ final class AdminHandler: ChannelInboundHandler {
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
-}
-
-/// Equality of two secrets in time that depends only on their lengths, not on where they differ.
-func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
-    if a.count != b.count { diff |= 1 }
-    let n = max(a.count, b.count)
-    for i in 0..<n {
-        let x = i < a.count ? a[i] : 0
-        let y = i < b.count ? b[i] : 0
-        diff |= x ^ y
-    }
-    return diff == 0
 }

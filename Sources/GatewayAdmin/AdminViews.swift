@@ -1,4 +1,5 @@
 import Foundation
+import GatewayAuth
 import GatewayConfig
 import GatewayProxy
 
@@ -20,7 +21,47 @@ enum AdminViews {
             s += ",\"respond\":\(status)"
         }
         if let t = r.timeoutNanos { s += ",\"timeout_ms\":\(t / 1_000_000)" }
+        if let a = r.auth { s += ",\"auth\":\(authJSON(snapshot, a))" }
+        if let c = r.config.cors { s += ",\"cors\":{\"origins\":[\(c.origins.map(jsonString).joined(separator: ","))]}" }
         return s + "}"
+    }
+
+    /// What a route asks of a request: each accepted credential with its scopes and claims.
+    static func authJSON(_ snapshot: Snapshot, _ a: AuthRequirement) -> String {
+        let alts = a.alternatives.map { alt -> String in
+            var s: String
+            switch alt.method {
+            case .jwt(let i):
+                let p = i < snapshot.jwtProviders.count ? snapshot.jwtProviders[i] : nil
+                s = "{\"jwt\":\(jsonString(p?.name ?? ""))"
+                if let iss = p?.config.issuer { s += ",\"issuer\":\(jsonString(iss))" }
+                if let aud = p?.config.audiences, !aud.isEmpty { s += ",\"audiences\":[\(aud.map(jsonString).joined(separator: ","))]" }
+                if let from = p?.config.from { s += ",\"from\":[\(from.map(jsonString).joined(separator: ","))]" }
+            case .apiKey:
+                s = "{\"api_key\":true"
+            }
+            if !alt.scopes.isEmpty { s += ",\"scopes\":[\(alt.scopes.map(jsonString).joined(separator: ","))]" }
+            if !alt.claims.isEmpty {
+                let c = alt.claims.map { "\(jsonString($0.name)):[\($0.values.map(jsonString).joined(separator: ","))]" }
+                s += ",\"claims\":{\(c.joined(separator: ","))}"
+            }
+            return s + "}"
+        }
+        return "{\"any_of\":[\(alts.joined(separator: ","))],\"summary\":\(jsonString(a.summary))}"
+    }
+
+    /// `GET /jwks`: per provider, the key ids held, the last fetch and the last error.
+    static func jwks(_ providers: [(provider: String, status: JWKSStore.Status)]) -> [UInt8] {
+        let fmt = ISO8601DateFormatter()
+        let items = providers.map { p in
+            var s = "{\"provider\":\(jsonString(p.provider)),\"source\":\(jsonString(p.status.source)),"
+            s += "\"key_ids\":[\(p.status.keyIDs.map(jsonString).joined(separator: ","))],\"ready\":\(p.status.ready),"
+            s += "\"fetches\":\(p.status.fetches),\"last_fetch\":\(p.status.lastFetch.map { jsonString(fmt.string(from: $0)) } ?? "null"),"
+            s += "\"last_error\":\(p.status.lastError.map(jsonString) ?? "null")"
+            if !p.status.skipped.isEmpty { s += ",\"skipped_keys\":[\(p.status.skipped.map(jsonString).joined(separator: ","))]" }
+            return s + "}"
+        }
+        return Array("{\"providers\":[\(items.joined(separator: ","))]}".utf8)
     }
 
     /// Per target: the connections and requests the event loops hold for it now.

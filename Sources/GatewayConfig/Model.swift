@@ -7,16 +7,19 @@ public struct GatewayFile: Sendable, Codable {
     public var upstreams: [String: Upstream]
     public var routes: [Route]
     public var accessLog: AccessLog
+    public var auth: AuthSection
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case listeners, admin, server, upstreams, routes
         case accessLog = "access_log"
+        case auth
     }
 
     public init(
         listeners: [Listener], admin: Admin? = nil, server: Server = Server(), upstreams: [String: Upstream], routes: [Route],
-        accessLog: AccessLog = AccessLog()
+        accessLog: AccessLog = AccessLog(), auth: AuthSection = AuthSection()
     ) {
+        self.auth = auth
         self.listeners = listeners
         self.admin = admin
         self.server = server
@@ -26,7 +29,7 @@ public struct GatewayFile: Sendable, Codable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["auth", "rate_limits"])
+        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["rate_limits"])
         let c = try decoder.container(keyedBy: CodingKeys.self)
         // Elements that failed to decode are left out, but the others keep their index in the
         // file so that later diagnostics name the right element.
@@ -46,6 +49,7 @@ public struct GatewayFile: Sendable, Codable {
                 }
             } ?? []
         accessLog = try c.decodeIfPresent(Collected<AccessLog>.self, forKey: .accessLog)?.value ?? AccessLog()
+        auth = try c.decodeIfPresent(Collected<AuthSection>.self, forKey: .auth)?.value ?? AuthSection()
     }
 }
 
@@ -217,15 +221,17 @@ public struct Route: Sendable, Codable, Hashable {
     public var requestHeaders: HeaderOps?
     public var responseHeaders: HeaderOps?
     public var respond: Respond?
+    public var auth: RouteAuth?
+    public var cors: RouteCORS?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, match, upstream, rewrite, timeout
         case requestHeaders = "request_headers"
         case responseHeaders = "response_headers"
-        case respond
+        case respond, auth, cors
     }
 
-    static let later: Set<String> = ["auth", "split", "mirror", "retry", "shape", "aggregate", "cors", "rate_limit", "fault"]
+    static let later: Set<String> = ["split", "mirror", "retry", "shape", "aggregate", "rate_limit", "fault"]
 
     public init(name: String? = nil, match: Match = Match(), upstream: String? = nil, respond: Respond? = nil) {
         self.name = name
@@ -245,6 +251,8 @@ public struct Route: Sendable, Codable, Hashable {
         requestHeaders = try c.decodeIfPresent(HeaderOps.self, forKey: .requestHeaders)
         responseHeaders = try c.decodeIfPresent(HeaderOps.self, forKey: .responseHeaders)
         respond = try c.decodeIfPresent(Respond.self, forKey: .respond)
+        auth = try c.decodeIfPresent(RouteAuth.self, forKey: .auth)
+        cors = try c.decodeIfPresent(RouteCORS.self, forKey: .cors)
     }
 
     public struct Match: Sendable, Codable, Hashable {

@@ -9,6 +9,8 @@ public final class Snapshot: Sendable {
     /// Upstreams in name order; `CompiledRoute.upstreamIndex` points into this array.
     public let upstreams: [UpstreamSpec]
     public let server: ServerSettings
+    /// JWT providers in name order; `AuthRequirement.Method.jwt` points into this array.
+    public let jwtProviders: [JWTProviderSpec]
 
     public init(file: GatewayFile, version: String) {
         self.file = file
@@ -17,8 +19,17 @@ public final class Snapshot: Sendable {
         var index: [String: Int] = [:]
         for (i, n) in names.enumerated() { index[n] = i }
         self.upstreams = names.enumerated().compactMap { i, n in file.upstreams[n].map { UpstreamSpec(name: n, index: i, config: $0) } }
+        let providerNames = file.auth.jwt.keys.sorted()
+        let providers = providerNames.enumerated().compactMap { i, n in
+            file.auth.jwt[n].map { JWTProviderSpec(name: n, index: i, config: $0) }
+        }
+        var providerIndex: [String: Int] = [:]
+        for p in providers { providerIndex[p.name] = p.index }
+        self.jwtProviders = providers
         self.routes = file.routes.enumerated().map { i, r in
-            CompiledRoute(index: i, config: r, upstreamIndex: r.upstream.flatMap { index[$0] })
+            CompiledRoute(
+                index: i, config: r, upstreamIndex: r.upstream.flatMap { index[$0] },
+                auth: r.auth.flatMap { AuthRequirement($0, providers: providerIndex, specs: providers) })
         }
         self.server = ServerSettings(file.server)
     }
@@ -126,9 +137,13 @@ public final class CompiledRoute: Sendable {
     public let requestHeaders: HeaderOps
     public let responseHeaders: HeaderOps
     public let config: Route
+    public let auth: AuthRequirement?
+    public let cors: CORSPolicy?
 
-    init(index: Int, config r: Route, upstreamIndex: Int?) {
+    init(index: Int, config r: Route, upstreamIndex: Int?, auth: AuthRequirement? = nil) {
         self.index = index
+        self.auth = auth
+        self.cors = r.cors.map(CORSPolicy.init)
         self.config = r
         name = r.name ?? "route-\(index)"
         pathPattern = r.match.path.flatMap { try? PathPattern.parse($0).get() }

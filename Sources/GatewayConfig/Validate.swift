@@ -72,8 +72,6 @@ extension GatewayFile {
             if let h = u.hashOn {
                 if HashOn(h) == nil {
                     error("\(p).hash_on", "\"\(h)\" is not one of header:NAME, cookie:NAME, claim:NAME, client_ip")
-                } else if h.hasPrefix("claim:") {
-                    error("\(p).hash_on", "hashing on a claim needs JWT authentication, which \(notYetImplemented)")
                 }
                 if u.balancer != "consistent_hash" { warn("\(p).hash_on", "hash_on is used only by the consistent_hash balancer") }
             }
@@ -152,6 +150,7 @@ extension GatewayFile {
             }
         }
         if routes.isEmpty { warn("routes", "no routes: every request will get 404") }
+        validateAuth(environment: environment, into: &out)
 
         if accessLog.format != "json" { error("access_log.format", "only \"json\" is supported") }
         if accessLog.path.isEmpty { error("access_log.path", "must be stdout, stderr or a file path") }

@@ -1,3 +1,4 @@
+import GatewayAuth
 import GatewayConfig
 import NIOCore
 import NIOHTTP1
@@ -5,7 +6,7 @@ import NIOHTTP1
 /// One request on a downstream connection, from its head to the end of its response.
 /// It is the upstream connection's delegate while it holds one.
 final class Exchange {
-    enum Phase { case routing, waitingForConnection, forwarding, responded }
+    enum Phase { case routing, authenticating, waitingForConnection, forwarding, responded }
 
     /// Strong: an unowned reference costs an extra check on every use. The cycle with
     /// `ProxyHandler.exchange` ends when the handler lets go of the exchange (at its end, or
@@ -21,6 +22,11 @@ final class Exchange {
     var connection: UpstreamConnection?
     var waiter: TargetPool.Waiter?
     var phase = Phase.routing
+    /// Who the route's `auth` admitted the request as.
+    var identity: Identity?
+    /// On a route with `cors`: the `Access-Control-Allow-Origin` for this request's `Origin`
+    /// ("" when it has none or it is not allowed: the response then only says `Vary: Origin`).
+    var corsOrigin: String?
     /// The serialized request head for the upstream, until a connection takes it.
     var pendingHead: ByteBuffer?
     /// Request body bytes (already framed for the upstream) that arrived before the upstream

@@ -1,3 +1,4 @@
+import GatewayAuth
 import GatewayConfig
 import NIOCore
 import NIOHTTP1
@@ -10,9 +11,11 @@ enum ForwardHeaders {
     static func requestHead<Sink: HeadSink>(
         _ head: HTTPRequestHead, route: CompiledRoute, path: String, query: Substring?,
         target: UpstreamSpec.TargetSpec, requestID: String, peerIP: String, trusted: Bool,
-        upgrade: String?, ids: inout IDGenerator, into out: inout Sink
+        upgrade: String?, identity: Identity? = nil, ids: inout IDGenerator, into out: inout Sink
     ) -> Bool {
         let incoming = head.headers
+        // Headers that carry verified claims are never taken from the client (SPEC §2.5).
+        let claimHeaders = route.auth?.forwardedHeaders ?? []
         let listed = incoming.contains(name: "connection") ? connectionTokens(incoming["connection"]) : []
         let ops = route.requestHeaders
         out.writeString(head.method.rawValue)
@@ -35,6 +38,7 @@ enum ForwardHeaders {
                 continue
             }
             if !listed.isEmpty && listed.contains(where: { nameEquals(name, lowercased: $0) }) { continue }
+            if !claimHeaders.isEmpty && claimHeaders.contains(where: { nameEquals(name, lowercased: $0) }) { continue }
             switch name.utf8.count {
             case 4 where nameEquals(name, "host"):
                 host = value
@@ -87,6 +91,9 @@ enum ForwardHeaders {
             out.writeHeaderLine("upgrade", upgrade)
             out.writeStaticString("connection: upgrade\r\n")
         }
+        if let identity {
+            for (name, value) in identity.forwarded where ops.isEmpty || !ops.replaces(name) { out.writeHeaderLine(name, value) }
+        }
         for (name, value) in ops.set { out.writeHeaderLine(name, value) }
         for (name, value) in ops.add { out.writeHeaderLine(name, value) }
         out.writeStaticString("\r\n")
@@ -104,7 +111,7 @@ enum ForwardHeaders {
     /// unknown length). Returns whether the body goes to the client chunked.
     static func responseHead<Sink: HeadSink>(
         _ head: ResponseParser.Head, request: HTTPRequestHead, route: CompiledRoute, requestID: String,
-        isHead: Bool, closeAfter: inout Bool, into out: inout Sink
+        isHead: Bool, corsOrigin: String? = nil, closeAfter: inout Bool, into out: inout Sink
     ) -> Bool {
         out.writeStaticString("HTTP/1.1 ")
         out.writeStatusCode(head.status)
@@ -119,6 +126,12 @@ enum ForwardHeaders {
             if isHopByHop(name) || asciiCaseInsensitiveEquals(name, "x-request-id") { return false }
             if !listed.isEmpty && listed.contains(where: { asciiCaseInsensitiveEquals(name, $0) }) { return false }
             if !ops.isEmpty && ops.replaces(name) { return false }
+            // On a route with `cors` the gateway alone answers for CORS.
+            if corsOrigin != nil && name.count > 15
+                && asciiCaseInsensitiveEquals(UnsafeRawBufferPointer(rebasing: name[0..<15]), "access-control-")
+            {
+                return false
+            }
             if !hasLength && asciiCaseInsensitiveEquals(name, "content-length") { hasLength = true }
             return true
         }
@@ -134,6 +147,7 @@ enum ForwardHeaders {
             }
         }
         out.writeHeaderLine("x-request-id", requestID)
+        if let origin = corsOrigin, let cors = route.cors { writeCORS(cors, origin: origin, into: &out) }
         for (name, value) in ops.set { out.writeHeaderLine(name, value) }
         for (name, value) in ops.add { out.writeHeaderLine(name, value) }
         if closeAfter {
@@ -143,6 +157,28 @@ enum ForwardHeaders {
         }
         out.writeStaticString("\r\n")
         return chunked
+    }
+
+    /// The CORS fields of an actual (not preflight) response: the allowed origin, credentials
+    /// and exposed headers when the origin is allowed, and `Vary: Origin` always, so a cache
+    /// never serves one origin's answer to another.
+    static func writeCORS<Sink: HeadSink>(_ cors: CORSPolicy, origin: String, into out: inout Sink) {
+        if !origin.isEmpty {
+            out.writeHeaderLine("access-control-allow-origin", origin)
+            if cors.credentials { out.writeStaticString("access-control-allow-credentials: true\r\n") }
+            if !cors.exposeHeaders.isEmpty { out.writeHeaderLine("access-control-expose-headers", cors.exposeHeaders) }
+        }
+        out.writeStaticString("vary: Origin\r\n")
+    }
+
+    /// The same fields for a response the gateway makes itself.
+    static func addCORS(_ cors: CORSPolicy, origin: String, to h: inout HTTPHeaders) {
+        if !origin.isEmpty {
+            h.add(name: "access-control-allow-origin", value: origin)
+            if cors.credentials { h.add(name: "access-control-allow-credentials", value: "true") }
+            if !cors.exposeHeaders.isEmpty { h.add(name: "access-control-expose-headers", value: cors.exposeHeaders) }
+        }
+        h.add(name: "vary", value: "Origin")
     }
 
     /// The client's `101` for a WebSocket upgrade: the upstream's fields but hop-by-hop ones

@@ -1,3 +1,5 @@
+import Foundation
+import GatewayAuth
 import GatewayConfig
 import Logging
 import NIOConcurrencyHelpers
@@ -17,7 +19,11 @@ public final class GatewayServer: Sendable {
     private let ticks: [RepeatedTask]
 
     /// `workers` event loops (0 = one per core) unless a group is given.
-    public init(snapshot: Snapshot, group: MultiThreadedEventLoopGroup? = nil, logger: Logger = Logger(label: "gateway")) {
+    /// `environment` holds the HMAC secrets JWT providers name.
+    public init(
+        snapshot: Snapshot, group: MultiThreadedEventLoopGroup? = nil, logger: Logger = Logger(label: "gateway"),
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) {
         let workers = snapshot.server.workers > 0 ? snapshot.server.workers : System.coreCount
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: workers)
         self.ownsGroup = group == nil
@@ -25,7 +31,8 @@ public final class GatewayServer: Sendable {
         let log = snapshot.file.accessLog
         let writer = log.enabled ? AccessLogWriter(path: log.path) : nil
         if log.enabled && writer == nil { logger.error("cannot open access log \(log.path); access logging is off") }
-        shared = SharedState(snapshots: SnapshotStore(snapshot), accessLog: writer)
+        shared = SharedState(
+            snapshots: SnapshotStore(snapshot), accessLog: writer, auth: AuthRegistry(environment: environment, logger: logger))
         shared.metrics.configVersion(snapshot.version)
         var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
         var ticks: [RepeatedTask] = []
@@ -115,7 +122,10 @@ public final class GatewayServer: Sendable {
     /// accepting, and its connections finish the request they are on and close. Returns a
     /// message for each listener that could not be bound (the rest of the snapshot applies).
     public func apply(_ snapshot: Snapshot) async -> [String] {
+        // Key stores of new providers start fetching before any request can need them.
+        _ = shared.auth.providers(for: snapshot)
         shared.snapshots.publish(snapshot)
+        shared.auth.retainOnly(snapshot)
         if shared.draining { return [] }
         let wanted = snapshot.file.listeners.map { ($0.name, $0.address) }
         let removed = listeners.withLockedValue { l -> [(name: String, address: String, channel: any Channel)] in
@@ -220,6 +230,23 @@ public final class GatewayServer: Sendable {
         for c in channels { try? await c.close() }
     }
 
+    /// Every JWKS a route needs has been fetched once (or failed for good): `/readyz`.
+    public var authReady: Bool { shared.auth.isReady(shared.snapshots.snapshot) }
+
+    /// Per JWT provider of the current snapshot: its key store's state (`GET /jwks`).
+    public func jwksStatus() -> [(provider: String, status: JWKSStore.Status)] {
+        let snapshot = shared.snapshots.snapshot
+        return shared.auth.providers(for: snapshot).map { ($0.spec.name, $0.store.status) }
+    }
+
+    /// Fetches every provider's keys now (`POST /jwks/refresh`).
+    public func refreshJWKS() async {
+        let providers = shared.auth.providers(for: shared.snapshots.snapshot)
+        await withTaskGroup(of: Void.self) { group in
+            for p in providers { group.addTask { await p.store.fetchAndWait() } }
+        }
+    }
+
     /// Closes listeners and pools and stops the event loops the server owns.
     public func shutdown() async {
         await closeListeners()
@@ -231,6 +258,7 @@ public final class GatewayServer: Sendable {
             try? await bound.eventLoop.submit { bound.value.flushAccessLog() }.get()
         }
         shared.accessLog?.flushSync()
+        shared.auth.stopAll()
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 }

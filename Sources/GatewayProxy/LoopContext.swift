@@ -1,3 +1,4 @@
+import GatewayAuth
 import GatewayConfig
 import GatewayPolicies
 import NIOCore
@@ -21,6 +22,10 @@ final class LoopContext {
     var accessLogBuffer: [UInt8] = []
     var wallClock = WallClockCache()
     let metrics: LoopMetrics
+    /// Indexed like `snapshot.jwtProviders`.
+    private(set) var jwtProviders: [JWTProviderRuntime] = []
+    private(set) var apiKeys = APIKeyTable(nil)
+    let tokenCache = VerifiedTokenCache()
 
     func flushAccessLog() {
         guard !accessLogBuffer.isEmpty, let writer = shared.accessLog else { return }
@@ -56,6 +61,8 @@ final class LoopContext {
 
     /// Reconciles runtime state with a new snapshot: pools of targets that stay keep their connections.
     private func rebuild(previous: [UpstreamRuntime]) {
+        jwtProviders = shared.auth.providers(for: snapshot)
+        apiKeys = APIKeyTable(snapshot.file.auth.apiKeys)
         var oldPools: [String: TargetPool] = [:]
         for u in previous {
             for p in u.pools { oldPools[u.spec.name + "\u{0}" + p.key] = p }

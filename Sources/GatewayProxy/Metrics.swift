@@ -87,6 +87,16 @@ final class LoopMetrics {
     private var upstreamRequests: [UpstreamKey: (TargetPool, CoreMetrics.Counter)] = [:]
     private var upstreamDurations: [String: CoreMetrics.Timer] = [:]
     private var connections: [String: Prometheus.Gauge] = [:]
+    private var authFailures: [String: CoreMetrics.Counter] = [:]
+
+    /// `gateway_auth_failures_total{provider,reason}`: one per refused request.
+    func authFailure(provider: String, reason: String) {
+        let key = provider + "\u{0}" + reason
+        if let c = authFailures[key] { return c.increment() }
+        let c = metrics.counter("gateway_auth_failures_total", [("provider", provider), ("reason", reason)])
+        authFailures[key] = c
+        c.increment()
+    }
 
     init(_ metrics: GatewayMetrics) { self.metrics = metrics }
 

@@ -118,7 +118,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard var buffer = pending else { return }
         pending = nil
         while !closed {
-            if let ex = exchange, ex.requestEnded { break }
+            // The rest waits while the request is over, or while its credentials are checked.
+            if let ex = exchange, ex.requestEnded || ex.phase == .authenticating { break }
             let part: HTTPServerRequestPart?
             do {
                 part = try parser.next(&buffer)
@@ -153,7 +154,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             switch ex.phase {
-            case .forwarding, .waitingForConnection, .routing:
+            case .forwarding, .waitingForConnection, .routing, .authenticating:
                 if ex.phase != .forwarding { ex.bufferedBytes += buffer.readableBytes }
                 if ex.upstreamChunked {
                     chunk(buffer) { toUpstream(ex, $0) }
@@ -204,11 +205,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A read that brought no complete head while idle started one: the header timeout runs.
         if !headSeenInRead && exchange == nil { timeouts.bytesWithoutHead(now: NIODeadline.now().uptimeNanoseconds) }
         headSeenInRead = false
+        flushUpstreamIfNeeded()
+        // Nothing follows this handler in the pipeline: the event stops here.
+    }
+
+    private func flushUpstreamIfNeeded() {
         if needsUpstreamFlush {
             needsUpstreamFlush = false
             exchange?.connection?.handler.flush()
         }
-        // Nothing follows this handler in the pipeline: the event stops here.
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -283,6 +288,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return !(ex.connection?.handler.isWritable ?? true)
         case .waitingForConnection, .routing:
             return ex.bufferedBytes >= Self.maxBufferedBody
+        case .authenticating:
+            return true
         case .responded:
             return false
         }
@@ -377,8 +384,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return sendError(.badRequest(message), ex)
         }
 
-        let method = head.method.rawValue
-        let route: CompiledRoute
+        var method = head.method.rawValue
+        // A CORS preflight is routed as the request it announces; a route with `cors` answers it
+        // before authentication (a preflight carries no credentials).
+        var preflight = false
+        if head.method == .OPTIONS, head.headers.contains(name: "origin"),
+            let announced = head.headers.first(name: "access-control-request-method"), !announced.isEmpty
+        {
+            preflight = true
+            method = announced
+        }
+        var route: CompiledRoute
         // The authority of an absolute-form target takes the place of `Host` (RFC 9112 §3.2.2).
         let authority = head.uri.utf8.first == UInt8(ascii: "/") ? nil : RequestPath.authority(of: head.uri)
         let host = authority ?? hostValue.map { Substring($0) }
@@ -388,9 +404,95 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .methodNotAllowed(let allow):
             return sendError(.methodNotAllowed(), ex, extraHeaders: [("allow", allow.joined(separator: ", "))])
         }
+        if preflight && route.cors == nil {
+            // Not a route with CORS: the OPTIONS request is routed as itself.
+            switch Router.route(
+                snapshot, method: "OPTIONS", path: normalized.path, query: normalized.query, headers: head.headers, host: host)
+            {
+            case .matched(let r): route = r
+            case .notFound: return sendError(.noRoute(), ex)
+            case .methodNotAllowed(let allow):
+                return sendError(.methodNotAllowed(), ex, extraHeaders: [("allow", allow.joined(separator: ", "))])
+            }
+            preflight = false
+        }
         ex.route = route
         ex.deadline = ex.start.uptimeNanoseconds &+ UInt64(max(1, route.timeoutNanos ?? server.requestTimeoutNanos))
+        if let cors = route.cors {
+            ex.corsOrigin = head.headers.first(name: "origin").flatMap(cors.allowedOrigin) ?? ""
+            if preflight { return answerPreflight(ex, cors) }
+        }
+        let admission = Admission(
+            snapshot: snapshot, path: normalized.path, query: normalized.query, trusted: trusted, expectsContinue: expectsContinue)
+        if let auth = route.auth {
+            authenticate(ex, auth, admission, allowFetch: true)
+        } else {
+            dispatch(ex, route: route, admission)
+        }
+    }
 
+    /// What the request path computed before authentication, for the steps after it.
+    struct Admission {
+        var snapshot: Snapshot
+        var path: String
+        var query: Substring?
+        var trusted: Bool
+        var expectsContinue: Bool
+    }
+
+    private func authenticate(_ ex: Exchange, _ auth: AuthRequirement, _ a: Admission, allowFetch: Bool) {
+        guard let route = ex.route else { return }
+        switch loopContext.authenticate(auth, headers: ex.head.headers, allowFetch: allowFetch) {
+        case .allow(let identity):
+            ex.identity = identity
+            if ex.phase == .authenticating {
+                ex.phase = .routing
+                dispatch(ex, route: route, a)
+                // What the client sent behind the head waited for the decision.
+                if let context, exchange === ex { parsePending(context) }
+                flushUpstreamIfNeeded()
+                resumeReadingIfPossible()
+            } else {
+                dispatch(ex, route: route, a)
+            }
+        case .deny(let status, let failure, let provider, let scopes):
+            loopContext.metrics.authFailure(provider: provider, reason: failure.rawValue)
+            if ex.phase == .authenticating { ex.phase = .routing }
+            let error: GatewayError =
+                status == .forbidden
+                ? .init(.forbidden, "forbidden", failure.description, source: .downstream)
+                : .init(.unauthorized, "unauthorized", failure.description, source: .downstream)
+            sendError(
+                error, ex, extraHeaders: [("www-authenticate", AuthDecision.challenge(status: status, failure: failure, scopes: scopes))])
+            if let context, exchange === ex { parsePending(context) }
+            resumeReadingIfPossible()
+        case .wait(let fetch):
+            // The provider is fetching its keys: the request (and what follows it on the
+            // connection) waits, on this loop, for that fetch.
+            ex.phase = .authenticating
+            // The fetch's promise belongs to this loop, so its callback runs here.
+            fetch.assumeIsolated().whenComplete { [self] _ in
+                guard exchange === ex, ex.phase == .authenticating else { return }
+                authenticate(ex, auth, a, allowFetch: false)
+            }
+        }
+    }
+
+    /// 204 with the route's CORS policy, or without `Access-Control-Allow-Origin` when the
+    /// origin is not allowed (the browser then refuses the request).
+    private func answerPreflight(_ ex: Exchange, _ cors: CORSPolicy) {
+        var headers: [(String, String)] = []
+        if let origin = ex.corsOrigin, !origin.isEmpty {
+            headers.append(("access-control-allow-methods", cors.allowMethods))
+            if !cors.allowHeaders.isEmpty { headers.append(("access-control-allow-headers", cors.allowHeaders)) }
+            if let m = cors.maxAge { headers.append(("access-control-max-age", m)) }
+        }
+        headers.append(("vary", "Access-Control-Request-Method, Access-Control-Request-Headers"))
+        respondLocally(ex, status: 204, headers: headers, body: [])
+    }
+
+    private func dispatch(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
+        guard let context else { return }
         switch route.action {
         case .respond(let status, let headers, let body):
             respondLocally(ex, status: status, headers: headers, body: body)
@@ -400,30 +502,30 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             let upstream = loopContext.upstreams[index]
             ex.upstream = upstream
-            let hashKey = upstream.spec.balancer == .consistentHash ? self.hashKey(upstream.spec.hashOn, head.headers, clientIP) : nil
+            let hashKey = upstream.spec.balancer == .consistentHash ? self.hashKey(upstream.spec.hashOn, ex) : nil
             guard let pool = upstream.pick(hashKey: hashKey, rng: &loopContext.rng) else {
                 return sendError(.unavailable("no target available"), ex)
             }
             ex.pool = pool
             // The client waits for a go-ahead before sending its body: the gateway gives it
             // (and strips `Expect`), as the upstream's own 100 would not come through.
-            if head.version.minor >= 1 && expectsContinue {
+            if ex.head.version.minor >= 1 && a.expectsContinue {
                 context.writeAndFlush(wrapOutboundOut(allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
             }
-            forward(ex, snapshot: snapshot, route: route, path: normalized.path, query: normalized.query, trusted: trusted)
+            forward(ex, snapshot: a.snapshot, route: route, path: a.path, query: a.query, trusted: a.trusted)
         }
     }
 
-    private func hashKey(_ on: HashOn, _ headers: HTTPHeaders, _ clientIP: String) -> UInt64? {
+    private func hashKey(_ on: HashOn, _ ex: Exchange) -> UInt64? {
         switch on {
-        case .clientIP: return StableHash.hash(clientIP)
-        case .header(let name): return headers.first(name: name).map(StableHash.hash)
-        case .cookie(let name): return cookie(named: name, in: headers).map(StableHash.hash)
-        case .claim: return nil
+        case .clientIP: return StableHash.hash(ex.clientIP)
+        case .header(let name): return ex.head.headers.first(name: name).map(StableHash.hash)
+        case .cookie(let name): return Self.cookie(named: name, in: ex.head.headers).map(StableHash.hash)
+        case .claim(let name): return ex.identity?.claimText(name).map(StableHash.hash)
         }
     }
 
-    private func cookie(named name: String, in headers: HTTPHeaders) -> String? {
+    static func cookie(named name: String, in headers: HTTPHeaders) -> String? {
         for line in headers["cookie"] {
             for pair in line.split(separator: ";") {
                 let p = pair.drop { $0 == " " }
@@ -452,7 +554,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.upstreamChunked = bytes.writeHead(capacity: room) { out in
             ForwardHeaders.requestHead(
                 ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
-                peerIP: peerIP, trusted: trusted, upgrade: upgrade, ids: &loopContext.ids, into: &out)
+                peerIP: peerIP, trusted: trusted, upgrade: upgrade, identity: ex.identity, ids: &loopContext.ids, into: &out)
         }
         ex.pendingHead = bytes
         ex.phase = .waitingForConnection
@@ -507,7 +609,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var out = allocator.buffer(capacity: head.block.readableBytes + 192 + 512)
         ex.clientChunked = out.writeHead(capacity: head.block.readableBytes + 192) { sink in
             ForwardHeaders.responseHead(
-                head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, closeAfter: &closeAfter, into: &sink)
+                head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, corsOrigin: ex.corsOrigin,
+                closeAfter: &closeAfter, into: &sink)
         }
         closeAfterResponse = closeAfter
         ex.status = head.status
@@ -641,7 +744,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let bodyless = status == 204 || status == 304
         if !bodyless { h.add(name: "content-length", value: String(body.count)) }
         h.add(name: "x-request-id", value: ex.requestID)
-        if let route = ex.route { ForwardHeaders.apply(route.responseHeaders, to: &h) }
+        if let route = ex.route {
+            if let cors = route.cors, let origin = ex.corsOrigin { ForwardHeaders.addCORS(cors, origin: origin, to: &h) }
+            ForwardHeaders.apply(route.responseHeaders, to: &h)
+        }
         let buffer = body.isEmpty || bodyless ? nil : allocator.buffer(bytes: body)
         writeLocal(ex, status: HTTPResponseStatus(statusCode: status), headers: h, body: buffer)
     }
@@ -655,6 +761,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         h.add(name: "content-length", value: String(body.utf8.count))
         h.add(name: "x-request-id", value: ex.requestID)
         for (n, v) in extraHeaders { h.add(name: n, value: v) }
+        // A browser reads a refusal only when it carries the CORS fields.
+        if let cors = ex.route?.cors, let origin = ex.corsOrigin { ForwardHeaders.addCORS(cors, origin: origin, to: &h) }
         writeLocal(ex, status: error.status, headers: h, body: allocator.buffer(string: body))
     }
 

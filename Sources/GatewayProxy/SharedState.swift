@@ -1,4 +1,5 @@
 import Atomics
+import GatewayAuth
 import GatewayConfig
 import NIOConcurrencyHelpers
 import NIOCore
@@ -35,9 +36,15 @@ public final class SharedState: Sendable {
     let drainingFlag = ManagedAtomic<Bool>(false)
     public let accessLog: AccessLogWriter?
     public let metrics: GatewayMetrics
+    /// JWT providers and their key stores, shared by every loop.
+    public let auth: AuthRegistry
 
-    public init(snapshots: SnapshotStore, accessLog: AccessLogWriter?, metrics: GatewayMetrics = GatewayMetrics()) {
+    public init(
+        snapshots: SnapshotStore, accessLog: AccessLogWriter?, metrics: GatewayMetrics = GatewayMetrics(),
+        auth: AuthRegistry = AuthRegistry()
+    ) {
         self.snapshots = snapshots
+        self.auth = auth
         self.accessLog = accessLog
         self.metrics = metrics
     }

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayAuth
 import GatewayConfig
 import GatewayProxy
 import Logging
@@ -476,7 +477,10 @@ import Testing
 
     @Test func secretsCompareInConstantTimeShape() {
         // Same answers as ==, including prefixes and different lengths.
-        let pairs: [(String, String)] = [("a", "a"), ("a", "b"), ("abc", "ab"), ("", ""), ("", "x"), ("token", "token")]
+        let pairs: [(String, String)] = [
+            ("a", "a"), ("a", "b"), ("abc", "ab"), ("", ""), ("", "x"), ("token", "token"),
+            (String(repeating: "a", count: 256), ""), ("x" + String(repeating: "a", count: 256), "x"),
+        ]
         for (a, b) in pairs {
             #expect(constantTimeEquals(Array(a.utf8), Array(b.utf8)) == (a == b))
         }

@@ -161,6 +161,48 @@ import Testing
         #expect(warned.isValid && warned.warnings.contains { $0.path == "admin.token_env" })
     }
 
+    @Test func authAndCORSAreValidated() throws {
+        let text = """
+            { "listeners": [ { "address": "127.0.0.1:8080" } ],
+              "auth": { "jwt": {
+                  "none": { "issuer": "i", "audiences": ["a"], "jwks_uri": "https://idp/jwks", "algorithms": ["none"] },
+                  "mixed": { "issuer": "i", "audiences": ["a"], "jwks_uri": "https://idp/jwks", "algorithms": ["RS256", "HS256"] },
+                  "hs": { "issuer": "i", "audiences": ["a"], "jwks_uri": "https://idp/jwks", "algorithms": ["HS256"] },
+                  "both": { "issuer": "i", "audiences": ["a"], "jwks_uri": "https://idp/jwks", "jwks_file": "/k.json" },
+                  "ok": { "issuer": "i", "audiences": ["a"], "jwks_uri": "ftp://idp/jwks", "from": ["query:t"],
+                          "forward_claims": { "sub": "content-length" } },
+                  "secret": { "issuer": "i", "audiences": ["a"], "hmac_secret_env": "HS", "algorithms": ["HS512"] } },
+                "api_keys": { "keys": [ { "id": "a", "sha256": "abc" }, { "id": "a", "sha256": "\(String(repeating: "0", count: 64))" } ] } },
+              "upstreams": {},
+              "routes": [
+                { "match": { "path": "/a" }, "respond": { "status": 200 }, "auth": { "jwt": "oj" } },
+                { "match": { "path": "/b" }, "respond": { "status": 200 }, "auth": { "jwt": "ok", "api_key": true } },
+                { "match": { "path": "/c" }, "respond": { "status": 200 }, "auth": { "any_of": [ { "any_of": [] } ] } },
+                { "match": { "path": "/d" }, "respond": { "status": 200 },
+                  "cors": { "origins": ["*"], "credentials": true } },
+                { "match": { "path": "/e" }, "respond": { "status": 200 }, "cors": { "origins": ["https://app.example.com/path"] } },
+                { "match": { "path": "/f" }, "respond": { "status": 200 }, "auth": { "login": "web" } } ] }
+            """
+        let r = ConfigLoader.load(bytes: Array(text.utf8), source: "t.json", environment: ["HS": String(repeating: "x", count: 40)])
+        func has(_ path: String, _ words: String) -> Bool { r.errors.contains { $0.path == path && $0.message.contains(words) } }
+        #expect(has("auth.jwt.none.algorithms[0]", "never accepted"))
+        #expect(has("auth.jwt.mixed.algorithms", "not both"))
+        #expect(has("auth.jwt.hs.hmac_secret_env", "need a secret"))
+        #expect(has("auth.jwt.both", "exactly one"))
+        #expect(has("auth.jwt.ok.jwks_uri", "http"))
+        #expect(has("auth.jwt.ok.from[0]", "header:NAME"))
+        #expect(has("auth.jwt.ok.forward_claims.sub", "managed by the gateway"))
+        #expect(has("auth.jwt.secret.hmac_secret_env", "at least 64 bytes"))
+        #expect(has("auth.api_keys.keys[0].sha256", "64 hex"))
+        #expect(has("auth.api_keys.keys[1].id", "used twice"))
+        #expect(has("routes[0].auth.jwt", "did you mean \"ok\""))
+        #expect(has("routes[1].auth", "exactly one"))
+        #expect(has("routes[2].auth.any_of[0].any_of", "cannot be nested"))
+        #expect(has("routes[3].cors.origins[0]", "credentials"))
+        #expect(has("routes[4].cors.origins[0]", "not an origin"))
+        #expect(has("routes[5].auth.login", "not implemented"))
+    }
+
     @Test func targetsAcceptStringOrObject() throws {
         let r = load(
             """

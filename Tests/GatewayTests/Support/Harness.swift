@@ -14,7 +14,9 @@ final class Harness: Sendable {
     let group: MultiThreadedEventLoopGroup
     let port: Int
 
-    static func start(services count: Int = 1, workers: Int = 1, _ template: String) async throws -> Harness {
+    static func start(
+        services count: Int = 1, workers: Int = 1, environment: [String: String] = [:], _ template: String
+    ) async throws -> Harness {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var services: [DemoService] = []
         for i in 0..<count {
@@ -26,7 +28,7 @@ final class Harness: Sendable {
         guard let snapshot = result.snapshot else {
             throw RawHTTPClient.Failure(description: "invalid test config: \(result.errors)")
         }
-        let server = GatewayServer(snapshot: snapshot)
+        let server = GatewayServer(snapshot: snapshot, environment: environment)
         try await server.start()
         guard let port = server.boundAddresses.values.first?.port else {
             throw RawHTTPClient.Failure(description: "no listener bound")
@@ -142,8 +144,10 @@ final class GatewayProcess {
 }
 
 /// Runs `body` against a gateway started from `template`, and always stops it.
-func withGateway(services: Int = 1, _ template: String, _ body: (Harness) async throws -> Void) async throws {
-    let h = try await Harness.start(services: services, template)
+func withGateway(
+    services: Int = 1, environment: [String: String] = [:], _ template: String, _ body: (Harness) async throws -> Void
+) async throws {
+    let h = try await Harness.start(services: services, environment: environment, template)
     do {
         try await body(h)
     } catch {

@@ -1,0 +1,191 @@
+/// SPEC §2.5: the `auth` section (JWT providers and API keys; `login` comes with browser login).
+public struct AuthSection: Sendable, Codable, Hashable {
+    public var jwt: [String: JWTProvider] = [:]
+    public var apiKeys: APIKeys?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case jwt
+        case apiKeys = "api_keys"
+    }
+
+    public init(jwt: [String: JWTProvider] = [:], apiKeys: APIKeys? = nil) {
+        self.jwt = jwt
+        self.apiKeys = apiKeys
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["login"])
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        jwt = try c.decodeIfPresent([String: Collected<JWTProvider>].self, forKey: .jwt)?.compactMapValues(\.value) ?? [:]
+        apiKeys = try c.decodeIfPresent(Collected<APIKeys>.self, forKey: .apiKeys)?.value
+    }
+
+    /// One identity provider whose tokens the gateway verifies.
+    public struct JWTProvider: Sendable, Codable, Hashable {
+        public var issuer: String?
+        public var audiences: [String] = []
+        public var jwksURI: String?
+        public var jwksFile: String?
+        public var jwksRefresh: ConfigDuration = .seconds(600)
+        public var algorithms: [String] = ["RS256", "PS256", "ES256", "EdDSA"]
+        public var hmacSecretEnv: String?
+        public var clockSkew: ConfigDuration = .seconds(60)
+        public var from: [String] = ["header:authorization"]
+        public var forwardClaims: [String: String] = [:]
+        /// How long a JWKS fetch may take.
+        public var jwksTimeout: ConfigDuration = .seconds(5)
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case issuer, audiences
+            case jwksURI = "jwks_uri"
+            case jwksFile = "jwks_file"
+            case jwksRefresh = "jwks_refresh"
+            case algorithms
+            case hmacSecretEnv = "hmac_secret_env"
+            case clockSkew = "clock_skew"
+            case from
+            case forwardClaims = "forward_claims"
+            case jwksTimeout = "jwks_timeout"
+        }
+
+        public init(
+            issuer: String? = nil, audiences: [String] = [], jwksURI: String? = nil, jwksFile: String? = nil,
+            algorithms: [String] = ["RS256", "PS256", "ES256", "EdDSA"], hmacSecretEnv: String? = nil,
+            from: [String] = ["header:authorization"],
+            forwardClaims: [String: String] = [:]
+        ) {
+            self.issuer = issuer
+            self.audiences = audiences
+            self.jwksURI = jwksURI
+            self.jwksFile = jwksFile
+            self.algorithms = algorithms
+            self.hmacSecretEnv = hmacSecretEnv
+            self.from = from
+            self.forwardClaims = forwardClaims
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            issuer = try c.decodeIfPresent(String.self, forKey: .issuer)
+            audiences = try c.decodeIfPresent([String].self, forKey: .audiences) ?? []
+            jwksURI = try c.decodeIfPresent(String.self, forKey: .jwksURI)
+            jwksFile = try c.decodeIfPresent(String.self, forKey: .jwksFile)
+            jwksRefresh = try c.decodeIfPresent(ConfigDuration.self, forKey: .jwksRefresh) ?? jwksRefresh
+            algorithms = try c.decodeIfPresent([String].self, forKey: .algorithms) ?? algorithms
+            hmacSecretEnv = try c.decodeIfPresent(String.self, forKey: .hmacSecretEnv)
+            clockSkew = try c.decodeIfPresent(ConfigDuration.self, forKey: .clockSkew) ?? clockSkew
+            from = try c.decodeIfPresent([String].self, forKey: .from) ?? from
+            forwardClaims = try c.decodeIfPresent([String: String].self, forKey: .forwardClaims) ?? [:]
+            jwksTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .jwksTimeout) ?? jwksTimeout
+        }
+    }
+
+    /// Static API keys, stored as the sha256 of the key.
+    public struct APIKeys: Sendable, Codable, Hashable {
+        public var header: String = "x-api-key"
+        public var keys: [Key] = []
+
+        public struct Key: Sendable, Codable, Hashable {
+            public var id: String
+            public var sha256: String
+            public var tier: String?
+            enum CodingKeys: String, CodingKey, CaseIterable { case id, sha256, tier }
+            public init(id: String, sha256: String, tier: String? = nil) {
+                self.id = id
+                self.sha256 = sha256
+                self.tier = tier
+            }
+            public init(from decoder: any Decoder) throws {
+                try decoder.rejectUnknownKeys(CodingKeys.self)
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                id = try c.decode(String.self, forKey: .id)
+                sha256 = try c.decode(String.self, forKey: .sha256)
+                tier = try c.decodeIfPresent(String.self, forKey: .tier)
+            }
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case header, keys }
+        public init(header: String = "x-api-key", keys: [Key]) {
+            self.header = header
+            self.keys = keys
+        }
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            header = try c.decodeIfPresent(String.self, forKey: .header) ?? header
+            keys = try c.decodeIfPresent([Key].self, forKey: .keys) ?? []
+        }
+    }
+}
+
+/// A route's `auth`: one JWT provider, the API keys, or `any_of` several of those; `scopes`
+/// and `claims` are required of whichever credential is accepted.
+public struct RouteAuth: Sendable, Codable, Hashable {
+    public var jwt: String?
+    public var apiKey: Bool?
+    public var anyOf: [RouteAuth]?
+    public var scopes: [String] = []
+    public var claims: [String: [String]] = [:]
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case jwt
+        case apiKey = "api_key"
+        case anyOf = "any_of"
+        case scopes, claims
+    }
+
+    public init(jwt: String? = nil, apiKey: Bool? = nil, anyOf: [RouteAuth]? = nil, scopes: [String] = [], claims: [String: [String]] = [:])
+    {
+        self.jwt = jwt
+        self.apiKey = apiKey
+        self.anyOf = anyOf
+        self.scopes = scopes
+        self.claims = claims
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["login"])
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        jwt = try c.decodeIfPresent(String.self, forKey: .jwt)
+        apiKey = try c.decodeIfPresent(Bool.self, forKey: .apiKey)
+        anyOf = try c.decodeIfPresent([RouteAuth].self, forKey: .anyOf)
+        scopes = try c.decodeIfPresent([String].self, forKey: .scopes) ?? []
+        claims = try c.decodeIfPresent([String: [String]].self, forKey: .claims) ?? [:]
+    }
+}
+
+/// A route's `cors` (SPEC §2.7).
+public struct RouteCORS: Sendable, Codable, Hashable {
+    public var origins: [String] = []
+    public var methods: [String] = ["GET", "HEAD", "POST"]
+    public var headers: [String] = []
+    public var exposeHeaders: [String] = []
+    public var credentials: Bool = false
+    public var maxAge: ConfigDuration?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case origins, methods, headers
+        case exposeHeaders = "expose_headers"
+        case credentials
+        case maxAge = "max_age"
+    }
+
+    public init(origins: [String], methods: [String] = ["GET", "HEAD", "POST"], headers: [String] = [], credentials: Bool = false) {
+        self.origins = origins
+        self.methods = methods
+        self.headers = headers
+        self.credentials = credentials
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        origins = try c.decodeIfPresent([String].self, forKey: .origins) ?? []
+        methods = try c.decodeIfPresent([String].self, forKey: .methods) ?? methods
+        headers = try c.decodeIfPresent([String].self, forKey: .headers) ?? []
+        exposeHeaders = try c.decodeIfPresent([String].self, forKey: .exposeHeaders) ?? []
+        credentials = try c.decodeIfPresent(Bool.self, forKey: .credentials) ?? false
+        maxAge = try c.decodeIfPresent(ConfigDuration.self, forKey: .maxAge)
+    }
+}
