@@ -79,6 +79,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + nioHTTP,
             swiftSettings: strict),
+        .executableTarget(
+            name: "auth-bench",
+            dependencies: ["GatewayAuth", "GatewayConfig", crypto, .product(name: "_CryptoExtras", package: "swift-crypto")],
+            path: "Benchmarks/AuthBench",
+            swiftSettings: strict),
         .testTarget(
             name: "GatewayTests",
             dependencies: [

@@ -5,18 +5,26 @@ import NIOCore
 public enum Demo {
     public struct Services: Sendable {
         public var services: [DemoService]
-        public func stop() async { for s in services { await s.stop() } }
+        public var idp: DemoIdP?
+        public func stop() async {
+            for s in services { await s.stop() }
+            await idp?.stop()
+        }
     }
 
-    /// users-1 on 9001, users-2 on 9002, echo on 9003.
+    /// users-1 on 9001, users-2 on 9002, echo on 9003; the stand-in identity provider on 9004.
     public static let layout: [(name: String, port: Int)] = [("users-1", 9001), ("users-2", 9002), ("echo", 9003)]
+    public static let idpPort = 9004
+    /// The API key `gateway.json` lists (as its sha256) for the demo partner.
+    public static let demoAPIKey = "demo-key-123"
 
     public static func start(group: any EventLoopGroup) async throws -> Services {
         var started: [DemoService] = []
         for (name, port) in layout {
             started.append(try await DemoService.start(name: name, port: port, group: group))
         }
-        return Services(services: started)
+        let idp = try await DemoIdP.start(port: idpPort, group: group)
+        return Services(services: started, idp: idp)
     }
 
     /// Lines a newcomer can paste, for a gateway listening on `base` with its admin API on `admin`.
@@ -35,6 +43,17 @@ public enum Demo {
             "# stream a 50 MiB download and upload through the gateway",
             "curl -s \(base)/files/bytes?n=52428800 | wc -c",
             "head -c 10485760 /dev/urandom | curl -s --data-binary @- \(base)/files/upload",
+            "# JWT auth: a token from the stand-in identity provider, then a protected route",
+            "TOKEN=$(curl -s 'http://127.0.0.1:\(idpPort)/token?sub=alice&tier=pro&scope=reports:read')",
+            "curl -s \(base)/api/me -H \"Authorization: Bearer $TOKEN\"",
+            "# no token: 401; a token without the scope the route asks for: 403",
+            "curl -si \(base)/api/me",
+            "curl -si \(base)/api/reports -H \"Authorization: Bearer $(curl -s 'http://127.0.0.1:\(idpPort)/token?sub=bob')\"",
+            "# an API key instead of a token; a browser's CORS preflight, answered before auth",
+            "curl -s \(base)/partner/orders -H 'x-api-key: \(demoAPIKey)'",
+            "curl -si -X OPTIONS \(base)/api/me -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: GET'",
+            "# the keys the gateway holds, and why a route would refuse a request",
+            "curl -s \(admin)/jwks",
             "# health of the gateway itself",
             "curl -s \(admin)/healthz; curl -s \(admin)/readyz",
             "# the running config, and a reload after editing gateway.json (SIGHUP works too)",

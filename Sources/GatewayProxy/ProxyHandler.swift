@@ -448,24 +448,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if ex.phase == .authenticating {
                 ex.phase = .routing
                 dispatch(ex, route: route, a)
-                // What the client sent behind the head waited for the decision.
-                if let context, exchange === ex { parsePending(context) }
-                flushUpstreamIfNeeded()
-                resumeReadingIfPossible()
+                resumeParsing(ex)
             } else {
                 dispatch(ex, route: route, a)
             }
         case .deny(let status, let failure, let provider, let scopes):
             loopContext.metrics.authFailure(provider: provider, reason: failure.rawValue)
-            if ex.phase == .authenticating { ex.phase = .routing }
+            let wasHeld = ex.phase == .authenticating
+            if wasHeld { ex.phase = .routing }
             let error: GatewayError =
                 status == .forbidden
                 ? .init(.forbidden, "forbidden", failure.description, source: .downstream)
                 : .init(.unauthorized, "unauthorized", failure.description, source: .downstream)
             sendError(
                 error, ex, extraHeaders: [("www-authenticate", AuthDecision.challenge(status: status, failure: failure, scopes: scopes))])
-            if let context, exchange === ex { parsePending(context) }
-            resumeReadingIfPossible()
+            if wasHeld { resumeParsing(ex) }
         case .wait(let fetch):
             // The provider is fetching its keys: the request (and what follows it on the
             // connection) waits, on this loop, for that fetch.
@@ -476,6 +473,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 authenticate(ex, auth, a, allowFetch: false)
             }
         }
+    }
+
+    /// After a request held for its credentials goes on (or is answered): what the client
+    /// sent behind the head was left unparsed, including the request's end, which the parser
+    /// reports without needing more bytes. Parse it now, then read again.
+    private func resumeParsing(_ ex: Exchange) {
+        guard let context, exchange === ex else { return }
+        if pending == nil { pending = allocator.buffer(capacity: 0) }
+        parsePending(context)
+        flushUpstreamIfNeeded()
+        resumeReadingIfPossible()
     }
 
     /// 204 with the route's CORS policy, or without `Access-Control-Allow-Origin` when the
@@ -706,16 +714,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func timedOut(_ ex: Exchange) {
         guard exchange === ex, !ex.responseEnded else { return }
         ex.deadline = 0
+        // A request held while its provider fetches keys has not been read to its end: the
+        // wait is the gateway's, not the client's.
+        let heldForKeys = ex.phase == .authenticating
         abortUpstream(ex)
         if ex.responseStarted {
             closeNow()
         } else {
             // Still waiting for the client's body: the client is the slow one (SPEC §4: 408).
-            if !ex.requestEnded {
+            if !ex.requestEnded && !heldForKeys {
                 closeAfterResponse = true
                 sendError(.requestTimeout(), ex)
             } else {
                 sendError(.upstreamTimeout(), ex)
+                if heldForKeys { resumeParsing(ex) }
             }
         }
     }

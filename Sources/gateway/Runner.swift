@@ -33,7 +33,7 @@ struct Runner {
         // Signals are taken before anything starts so that none is lost.
         let signals = SignalStream.make([SIGTERM, SIGINT, SIGHUP])
 
-        let server = GatewayServer(snapshot: snapshot, logger: logger)
+        let server = GatewayServer(snapshot: snapshot, logger: logger, environment: environment)
         let reloader = ConfigReloader(
             path: configPath, initialBytes: fileBytes, version: loaded.version, server: server, logger: logger,
             environment: environment)

@@ -185,15 +185,59 @@ import Testing
             let new = SigningKey.p256(.init())
             jwks.set(Mint.jwks([new.jwk(kid: "rotated-1")]))
             let token = Mint.token(alg: "ES256", kid: "rotated-1", key: new, claims: Mint.claims(sub: "after-rotation"))
-            let r = try await httpRequestOffPool(port: h.port, "GET", "/private/x", headers: Self.bearer(token))
+            let missing = Mint.token(alg: "ES256", kid: "never-published", key: new, claims: Mint.claims())
+            // One kept-alive connection: the request held for the fetch, then the next ones.
+            let port = h.port
+            let results = try await withCheckedThrowingContinuation { (c: CheckedContinuation<[RawHTTPClient.Response], any Error>) in
+                Thread.detachNewThread {
+                    c.resume(
+                        with: Result {
+                            let client = try RawHTTPClient(port: port, timeout: 20)
+                            return [
+                                try client.request("GET", "/private/x", headers: Self.bearer(token)),
+                                try client.request("GET", "/private/y", headers: Self.bearer(token)),
+                                try client.request("GET", "/private/z", headers: Self.bearer(missing)),
+                                try client.request("GET", "/private/w", headers: Self.bearer(token)),
+                            ]
+                        })
+                }
+            }
+            let r = results[0]
             #expect(r.status == 200, "\(r.text)")
             #expect(r.text.contains("after-rotation"))
+            #expect(results[1].status == 200, "the connection goes on after a request held for keys")
+            #expect(results[2].status == 401, "a kid still unknown within 30 s of the last fetch")
+            #expect(results[3].status == 200)
             #expect(jwks.requests.load(ordering: .relaxed) == before + 1)
             // The old key is gone from the set: a token it signs now names an unknown key. (The
             // refetch it triggers is within 30 s of the last one: no new fetch.)
             let stale = Mint.token(alg: "ES256", kid: "ES256", key: old, claims: Mint.claims(sub: "stale"))
             #expect(try await httpRequestOffPool(port: h.port, "GET", "/private/x", headers: Self.bearer(stale)).status == 401)
             #expect(jwks.requests.load(ordering: .relaxed) == before + 1)
+        }
+    }
+
+    @Test func aKidStillUnknownAfterTheFetchIs401AndTheConnectionGoesOn() async throws {
+        try await Self.withAuthGateway { h, jwks, keys in
+            let es = try #require(keys["ES256"])
+            let missing = Mint.token(alg: "ES256", kid: "never-published", key: es, claims: Mint.claims())
+            let good = Mint.token(alg: "ES256", kid: "ES256", key: es, claims: Mint.claims())
+            let before = jwks.requests.load(ordering: .relaxed)
+            let port = h.port
+            let statuses = try await withCheckedThrowingContinuation { (c: CheckedContinuation<[Int], any Error>) in
+                Thread.detachNewThread {
+                    c.resume(
+                        with: Result {
+                            let client = try RawHTTPClient(port: port, timeout: 20)
+                            return [
+                                try client.request("GET", "/private/a", headers: Self.bearer(missing)).status,
+                                try client.request("GET", "/private/b", headers: Self.bearer(good)).status,
+                            ]
+                        })
+                }
+            }
+            #expect(statuses == [401, 200])
+            #expect(jwks.requests.load(ordering: .relaxed) == before + 1, "the miss fetched once")
         }
     }
 
@@ -266,6 +310,31 @@ import Testing
             #expect(try await httpRequestOffPool(port: admin.port, "GET", "/readyz").status == 200)
         }
         try? await group.shutdownGracefully()
+    }
+
+    @Test func routeTimeoutWhileWaitingForKeysIs504AndTheConnectionGoesOn() async throws {
+        let slow =
+            #", { "name": "quick", "match": { "path_prefix": "/quick" }, "upstream": "svc", "timeout": "300ms", "auth": { "jwt": "idp" } }"#
+        try await Self.withAuthGateway(extraRoutes: slow) { h, jwks, keys in
+            jwks.delayMillis.store(2000, ordering: .relaxed)
+            let unknown = Mint.token(alg: "ES256", kid: "not-yet", key: SigningKey.p256(.init()), claims: Mint.claims())
+            let es = try #require(keys["ES256"])
+            let good = Mint.token(alg: "ES256", kid: "ES256", key: es, claims: Mint.claims(sub: "next"))
+            let port = h.port
+            let (first, second) = try await withCheckedThrowingContinuation { (c: CheckedContinuation<(Int, Int), any Error>) in
+                Thread.detachNewThread {
+                    c.resume(
+                        with: Result {
+                            let client = try RawHTTPClient(port: port, timeout: 10)
+                            let a = try client.request("GET", "/quick/x", headers: Self.bearer(unknown))
+                            let b = try client.request("GET", "/quick/x", headers: Self.bearer(good))
+                            return (a.status, b.status)
+                        })
+                }
+            }
+            #expect(first == 504)
+            #expect(second == 200, "the same connection serves the next request")
+        }
     }
 
     @Test func spoofedClaimHeadersNeverReachTheUpstream() async throws {
