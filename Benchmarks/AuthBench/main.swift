@@ -78,8 +78,11 @@ if let i = args.firstIndex(of: "--mint"), i + 1 < args.count {
 }
 
 let iterations = args.firstIndex(of: "--iterations").flatMap { Int(args[$0 + 1]) } ?? 2000
+let jwksPath = FileManager.default.temporaryDirectory.appendingPathComponent("auth-bench-\(getpid()).json")
+try jwks(keys).write(to: jwksPath)
+defer { try? FileManager.default.removeItem(at: jwksPath) }
 var provider = AuthSection.JWTProvider(
-    issuer: "https://idp.bench", audiences: ["api"], jwksFile: "unused", algorithms: keys.map(\.alg),
+    issuer: "https://idp.bench", audiences: ["api"], jwksFile: jwksPath.path, algorithms: keys.map(\.alg),
     forwardClaims: ["sub": "x-user-id", "tier": "x-user-tier"])
 provider.clockSkew = .seconds(60)
 let file = GatewayFile(listeners: [], upstreams: [:], routes: [], auth: AuthSection(jwt: ["bench": provider]))
