@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 
 /// The services `gateway demo` starts next to the gateway, on the ports the repository's
 /// `gateway.json` points to.
@@ -6,9 +7,13 @@ public enum Demo {
     public struct Services: Sendable {
         public var services: [DemoService]
         public var idp: DemoIdP?
+        /// Their own event loop: they run before the gateway exists, so that its first JWKS
+        /// fetch finds the identity provider up.
+        var group: MultiThreadedEventLoopGroup?
         public func stop() async {
             for s in services { await s.stop() }
             await idp?.stop()
+            try? await group?.shutdownGracefully()
         }
     }
 
@@ -18,13 +23,19 @@ public enum Demo {
     /// The API key `gateway.json` lists (as its sha256) for the demo partner.
     public static let demoAPIKey = "demo-key-123"
 
-    public static func start(group: any EventLoopGroup) async throws -> Services {
-        var started: [DemoService] = []
-        for (name, port) in layout {
-            started.append(try await DemoService.start(name: name, port: port, group: group))
+    public static func start() async throws -> Services {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var started = Services(services: [], idp: nil, group: group)
+        do {
+            for (name, port) in layout {
+                started.services.append(try await DemoService.start(name: name, port: port, group: group))
+            }
+            started.idp = try await DemoIdP.start(port: idpPort, group: group)
+        } catch {
+            await started.stop()
+            throw error
         }
-        let idp = try await DemoIdP.start(port: idpPort, group: group)
-        return Services(services: started, idp: idp)
+        return started
     }
 
     /// Lines a newcomer can paste, for a gateway listening on `base` with its admin API on `admin`.

@@ -33,20 +33,21 @@ struct Runner {
         // Signals are taken before anything starts so that none is lost.
         let signals = SignalStream.make([SIGTERM, SIGINT, SIGHUP])
 
+        // The demo services come first: the gateway fetches the demo identity provider's keys
+        // as soon as it exists.
+        var demoServices: GatewayDemo.Demo.Services?
+        if demo {
+            do {
+                demoServices = try await GatewayDemo.Demo.start()
+            } catch {
+                logger.error("could not start the demo services: \(error)")
+                throw ExitStatus.cannotStart
+            }
+        }
         let server = GatewayServer(snapshot: snapshot, logger: logger, environment: environment)
         let reloader = ConfigReloader(
             path: configPath, initialBytes: fileBytes, version: loaded.version, server: server, logger: logger,
             environment: environment)
-        var demoServices: GatewayDemo.Demo.Services?
-        if demo {
-            do {
-                demoServices = try await GatewayDemo.Demo.start(group: server.group)
-            } catch {
-                logger.error("could not start the demo services: \(error)")
-                await server.shutdown()
-                throw ExitStatus.cannotStart
-            }
-        }
         do {
             try await server.start()
         } catch {
@@ -80,6 +81,8 @@ struct Runner {
             }
         }
         if demo {
+            // The lines below include JWT routes: print them once the demo's keys are in.
+            for _ in 0..<100 where !server.authReady { try? await Task.sleep(nanoseconds: 50_000_000) }
             let addr = server.boundAddresses.values.first
             let base = "http://127.0.0.1:\(addr?.port ?? 8080)"
             let adminBase = "http://127.0.0.1:\(admin?.port ?? 9901)"

@@ -64,7 +64,14 @@ import Testing
         }
         #expect(servedBy == ["users-1", "users-2"])
         #expect(try httpRequest(port: 8080, "GET", "/nowhere").status == 404)
-        #expect(try httpRequest(port: 9901, "GET", "/readyz").status == 200)
+        // Ready once the demo identity provider's keys are fetched (asynchronous, SPEC §5).
+        #expect(waitUntil(timeout: 10) { (try? httpRequest(port: 9901, "GET", "/readyz"))?.status == 200 })
+        // A token from the demo identity provider opens the JWT route.
+        let token = try httpRequest(port: 9004, "GET", "/token?sub=carol").text
+        let me = try httpRequest(port: 8080, "GET", "/api/me", headers: [("authorization", "Bearer \(token)")])
+        #expect(me.status == 200)
+        #expect(me.text.contains("carol"))
+        #expect(try httpRequest(port: 8080, "GET", "/api/me").status == 401)
         kill(p.processIdentifier, SIGINT)
         #expect(waitUntil(timeout: 15) { !p.isRunning })
         #expect(p.terminationStatus == 0)
