@@ -1,0 +1,78 @@
+import GatewayPolicies
+import Testing
+
+/// The rate limiter's arithmetic with a manual clock (nanoseconds).
+@Suite struct GCRATests {
+    static let second: Int64 = 1_000_000_000
+
+    /// Sends `count` requests at `now` against `limits`, returns how many were admitted.
+    func burst(_ limits: [GCRALimit], _ tats: inout [Int64], count: Int, at now: Int64) -> Int {
+        (0..<count).reduce(0) { n, _ in n + (GCRA.decide(limits, tats: &tats, now: now).admitted ? 1 : 0) }
+    }
+
+    @Test func aBurstAdmitsExactlyTheBurst() {
+        let free = GCRALimit(limit: 5, periodNanos: Self.second, burst: 10)
+        var tats: [Int64] = []
+        #expect(burst([free], &tats, count: 15, at: 100 * Self.second) == 10)
+        // Nothing more in the same instant, one more after one emission interval (200 ms).
+        #expect(burst([free], &tats, count: 1, at: 100 * Self.second + 199_999_999) == 0)
+        #expect(burst([free], &tats, count: 2, at: 100 * Self.second + 200_000_000) == 1)
+    }
+
+    @Test func steadyRateAtTheBoundary() {
+        let l = GCRALimit(limit: 10, periodNanos: Self.second)  // burst = limit
+        var tats: [Int64] = []
+        let start = 50 * Self.second
+        #expect(burst([l], &tats, count: 10, at: start) == 10)
+        // Then exactly one every 100 ms: 20 attempts at 50 ms steps over 1 s admit 10.
+        var admitted = 0
+        for i in 1...20 {
+            admitted += GCRA.decide([l], tats: &tats, now: start + Int64(i) * 50_000_000).admitted ? 1 : 0
+        }
+        #expect(admitted == 10)
+        // After a quiet period the full burst is back, never more.
+        #expect(burst([l], &tats, count: 25, at: start + 10 * Self.second) == 10)
+    }
+
+    @Test func everyLimitMustAdmitAndARefusalChargesNone() {
+        let perSecond = GCRALimit(limit: 5, periodNanos: Self.second, burst: 10)
+        let perDay = GCRALimit(limit: 12, periodNanos: 86_400 * Self.second)
+        var tats: [Int64] = []
+        var t = 1_000 * Self.second
+        var total = 0
+        // Bursts of 10 every 2 s: the daily limit (12) stops them, the per-second one would not.
+        for _ in 0..<5 {
+            total += burst([perSecond, perDay], &tats, count: 10, at: t)
+            t += 2 * Self.second
+        }
+        #expect(total == 12)
+        // The refusals did not charge the per-second limit: it still has its whole burst.
+        var onlySecond = [tats[0]]
+        #expect(burst([perSecond], &onlySecond, count: 20, at: t) == 10)
+    }
+
+    @Test func headersValues() {
+        let l = GCRALimit(limit: 100, periodNanos: Self.second, burst: 200)
+        var tats: [Int64] = []
+        let now = 7 * Self.second
+        let first = GCRA.decide([l], tats: &tats, now: now)
+        #expect(first.admitted && first.remaining == 199)
+        #expect(first.resetNanos == 10_000_000)  // one emission interval to be full again
+        _ = burst([l], &tats, count: 199, at: now)
+        let refused = GCRA.decide([l], tats: &tats, now: now)
+        #expect(!refused.admitted && refused.remaining == 0)
+        #expect(refused.retryAfterNanos == 10_000_000)
+        #expect(refused.resetNanos == 2 * Self.second)
+    }
+
+    @Test func theTightestLimitIsReported() {
+        let wide = GCRALimit(limit: 100, periodNanos: Self.second)
+        let narrow = GCRALimit(limit: 3, periodNanos: Self.second)
+        var tats: [Int64] = []
+        let a = GCRA.decide([wide, narrow], tats: &tats, now: Self.second)
+        #expect(a.tightest == 1 && a.remaining == 2)
+        _ = burst([wide, narrow], &tats, count: 2, at: Self.second)
+        let r = GCRA.decide([wide, narrow], tats: &tats, now: Self.second)
+        #expect(!r.admitted && r.tightest == 1)
+    }
+}
