@@ -43,7 +43,7 @@ let package = Package(
     targets: [
         .target(
             name: "GatewayConfig",
-            dependencies: [crypto],
+            dependencies: ["GatewayPolicies", crypto],
             swiftSettings: strict),
         .target(
             name: "GatewayPolicies",

@@ -140,7 +140,7 @@ final class AdminHandler: ChannelInboundHandler {
                 return write(context, head, .ok, AdminViews.routes(snapshot()))
             case (.GET, "/explain"), (.HEAD, "/explain"):
                 let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first
-                return write(context, head, .ok, AdminViews.explain(snapshot(), query: query))
+                return write(context, head, .ok, AdminViews.explain(snapshot(), query: query, server: server))
             case (_, "/routes"), (_, "/explain"):
                 return methodNotAllowed(context, head, allow: "GET, HEAD")
             default:

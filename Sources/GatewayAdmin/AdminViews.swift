@@ -75,7 +75,8 @@ enum AdminViews {
     }
 
     /// `GET /explain?method=GET&path=/api/x&header=x-client:mobile&host=…`
-    static func explain(_ snapshot: Snapshot, query: Substring?) -> [UInt8] {
+    static func explain(_ snapshot: Snapshot, query: Substring?, server: GatewayServer? = nil) -> [UInt8] {
+        var clientIP = "127.0.0.1"
         var method = "GET"
         var path = "/"
         var host: String?
@@ -88,6 +89,7 @@ enum AdminViews {
             case "method": method = value.uppercased()
             case "path": path = value
             case "host": host = value
+            case "client_ip": clientIP = value
             case "header":
                 if let colon = value.firstIndex(of: ":") {
                     headers.append(
@@ -102,7 +104,18 @@ enum AdminViews {
         if let n = e.normalizedPath { s += ",\"normalized_path\":\(jsonString(n))" }
         s += ",\"decision\":\(jsonString(e.decision))"
         if let error = e.error { s += ",\"error\":\(jsonString(error))" }
-        if let r = e.route { s += ",\"route\":\(route(snapshot, r))" }
+        if let r = e.route {
+            s += ",\"route\":\(route(snapshot, r))"
+            if let server {
+                let l = server.explainLimits(snapshot, route: r, headers: headers, clientIP: clientIP)
+                if r.auth != nil {
+                    s += ",\"credential\":\(l.credential.map(jsonString) ?? "null")"
+                    if let f = l.authFailure { s += ",\"auth_failure\":\(jsonString(f))" }
+                }
+                s += ",\"rate_limit\":{\"limit\":\(jsonString(l.limit)),\"tier\":\(l.tier.map(jsonString) ?? "null"),"
+                s += "\"key\":\(l.key.map(jsonString) ?? "null"),\"per_ip\":\(l.perIP),\"shadow\":\(l.shadow)}"
+            }
+        }
         if !e.allow.isEmpty { s += ",\"allow\":[\(e.allow.map(jsonString).joined(separator: ","))]" }
         let steps = e.steps.map { step in
             let result = step.mismatch.map { "\"no match: \($0)\"" } ?? "\"matched\""

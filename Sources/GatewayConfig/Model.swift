@@ -8,11 +8,13 @@ public struct GatewayFile: Sendable, Codable {
     public var routes: [Route]
     public var accessLog: AccessLog
     public var auth: AuthSection
+    public var rateLimits: RateLimits?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case listeners, admin, server, upstreams, routes
         case accessLog = "access_log"
         case auth
+        case rateLimits = "rate_limits"
     }
 
     public init(
@@ -29,7 +31,7 @@ public struct GatewayFile: Sendable, Codable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["rate_limits"])
+        try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         // Elements that failed to decode are left out, but the others keep their index in the
         // file so that later diagnostics name the right element.
@@ -50,6 +52,7 @@ public struct GatewayFile: Sendable, Codable {
             } ?? []
         accessLog = try c.decodeIfPresent(Collected<AccessLog>.self, forKey: .accessLog)?.value ?? AccessLog()
         auth = try c.decodeIfPresent(Collected<AuthSection>.self, forKey: .auth)?.value ?? AuthSection()
+        rateLimits = try c.decodeIfPresent(Collected<RateLimits>.self, forKey: .rateLimits)?.value
     }
 }
 
@@ -223,15 +226,17 @@ public struct Route: Sendable, Codable, Hashable {
     public var respond: Respond?
     public var auth: RouteAuth?
     public var cors: RouteCORS?
+    public var rateLimit: RouteRateLimit?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, match, upstream, rewrite, timeout
         case requestHeaders = "request_headers"
         case responseHeaders = "response_headers"
         case respond, auth, cors
+        case rateLimit = "rate_limit"
     }
 
-    static let later: Set<String> = ["split", "mirror", "retry", "shape", "aggregate", "rate_limit", "fault"]
+    static let later: Set<String> = ["split", "mirror", "retry", "shape", "aggregate", "fault"]
 
     public init(name: String? = nil, match: Match = Match(), upstream: String? = nil, respond: Respond? = nil) {
         self.name = name
@@ -253,6 +258,7 @@ public struct Route: Sendable, Codable, Hashable {
         respond = try c.decodeIfPresent(Respond.self, forKey: .respond)
         auth = try c.decodeIfPresent(RouteAuth.self, forKey: .auth)
         cors = try c.decodeIfPresent(RouteCORS.self, forKey: .cors)
+        rateLimit = try c.decodeIfPresent(RouteRateLimit.self, forKey: .rateLimit)
     }
 
     public struct Match: Sendable, Codable, Hashable {

@@ -11,6 +11,8 @@ public final class Snapshot: Sendable {
     public let server: ServerSettings
     /// JWT providers in name order; `AuthRequirement.Method.jwt` points into this array.
     public let jwtProviders: [JWTProviderSpec]
+    /// `rate_limits`, compiled; nil when the file has none.
+    public let rateLimits: RateLimitPolicy?
 
     public init(file: GatewayFile, version: String) {
         self.file = file
@@ -26,6 +28,7 @@ public final class Snapshot: Sendable {
         var providerIndex: [String: Int] = [:]
         for p in providers { providerIndex[p.name] = p.index }
         self.jwtProviders = providers
+        self.rateLimits = file.rateLimits.map(RateLimitPolicy.init)
         self.routes = file.routes.enumerated().map { i, r in
             CompiledRoute(
                 index: i, config: r, upstreamIndex: r.upstream.flatMap { index[$0] },
@@ -139,11 +142,13 @@ public final class CompiledRoute: Sendable {
     public let config: Route
     public let auth: AuthRequirement?
     public let cors: CORSPolicy?
+    public let rateLimit: RouteLimitMode
 
     init(index: Int, config r: Route, upstreamIndex: Int?, auth: AuthRequirement? = nil) {
         self.index = index
         self.auth = auth
         self.cors = r.cors.map(CORSPolicy.init)
+        self.rateLimit = RouteLimitMode(r.rateLimit)
         self.config = r
         name = r.name ?? "route-\(index)"
         pathPattern = r.match.path.flatMap { try? PathPattern.parse($0).get() }

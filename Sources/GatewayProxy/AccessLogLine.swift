@@ -42,7 +42,9 @@ enum AccessLogLine {
         appendInt(ex.requestBytes, to: &out)
         out.append(contentsOf: #","bytes_out":"#.utf8)
         appendInt(ex.responseBytes, to: &out)
-        out.append(contentsOf: #","tier":null,"listener":"#.utf8)
+        out.append(contentsOf: #","tier":"#.utf8)
+        appendOptional(ex.tier, to: &out)
+        out.append(contentsOf: #","listener":"#.utf8)
         appendJSONString(listener, to: &out)
         out.append(contentsOf: "}\n".utf8)
     }

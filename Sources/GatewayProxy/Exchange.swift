@@ -27,6 +27,10 @@ final class Exchange {
     /// On a route with `cors`: the `Access-Control-Allow-Origin` for this request's `Origin`
     /// ("" when it has none or it is not allowed: the response then only says `Vary: Origin`).
     var corsOrigin: String?
+    /// The rate-limit tier the request was counted in (access log `tier`).
+    var tier: String?
+    /// `RateLimit-*` fields for the response, from the tightest limit of its decision.
+    var rateLimitHeaders: [(String, String)] = []
     /// The serialized request head for the upstream, until a connection takes it.
     var pendingHead: ByteBuffer?
     /// Request body bytes (already framed for the upstream) that arrived before the upstream

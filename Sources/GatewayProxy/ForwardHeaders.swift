@@ -111,7 +111,7 @@ enum ForwardHeaders {
     /// unknown length). Returns whether the body goes to the client chunked.
     static func responseHead<Sink: HeadSink>(
         _ head: ResponseParser.Head, request: HTTPRequestHead, route: CompiledRoute, requestID: String,
-        isHead: Bool, corsOrigin: String? = nil, closeAfter: inout Bool, into out: inout Sink
+        isHead: Bool, corsOrigin: String? = nil, extra: [(String, String)] = [], closeAfter: inout Bool, into out: inout Sink
     ) -> Bool {
         out.writeStaticString("HTTP/1.1 ")
         out.writeStatusCode(head.status)
@@ -148,6 +148,7 @@ enum ForwardHeaders {
         }
         out.writeHeaderLine("x-request-id", requestID)
         if let origin = corsOrigin, let cors = route.cors { writeCORS(cors, origin: origin, into: &out) }
+        for (name, value) in extra { out.writeHeaderLine(name, value) }
         for (name, value) in ops.set { out.writeHeaderLine(name, value) }
         for (name, value) in ops.add { out.writeHeaderLine(name, value) }
         if closeAfter {

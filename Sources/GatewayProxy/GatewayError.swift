@@ -37,6 +37,9 @@ public struct GatewayError: Error, Sendable, Hashable {
         .init(.badGateway, "bad_gateway", m, source: .upstream, retryable: retryable)
     }
     public static func unavailable(_ m: String) -> GatewayError { .init(.serviceUnavailable, "unavailable", m, source: .internalError) }
+    public static func rateLimited() -> GatewayError {
+        .init(.tooManyRequests, "rate_limited", "too many requests; retry after the time in Retry-After", source: .downstream)
+    }
     public static func upstreamTimeout() -> GatewayError {
         .init(.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time", source: .upstream, retryable: true)
     }

@@ -87,15 +87,27 @@ final class LoopMetrics {
     private var upstreamRequests: [UpstreamKey: (TargetPool, CoreMetrics.Counter)] = [:]
     private var upstreamDurations: [String: CoreMetrics.Timer] = [:]
     private var connections: [String: Prometheus.Gauge] = [:]
-    private var authFailures: [String: CoreMetrics.Counter] = [:]
+    /// Counters with two labels whose values come from the file or small fixed sets, by
+    /// metric name and label values.
+    private var labeledCounters: [String: CoreMetrics.Counter] = [:]
+
+    private func increment(_ name: String, _ a: (String, String), _ b: (String, String)) {
+        let key = name + "\u{0}" + a.1 + "\u{0}" + b.1
+        if let c = labeledCounters[key] { return c.increment() }
+        let c = metrics.counter(name, [a, b])
+        labeledCounters[key] = c
+        c.increment()
+    }
+
+    /// `gateway_ratelimit_decisions_total{tier,decision}`: `allowed`, `rejected`, or
+    /// `shadow_rejected` (would have been refused; `shadow` let it through).
+    func rateLimitDecision(tier: String, decision: String) {
+        increment("gateway_ratelimit_decisions_total", ("tier", tier), ("decision", decision))
+    }
 
     /// `gateway_auth_failures_total{provider,reason}`: one per refused request.
     func authFailure(provider: String, reason: String) {
-        let key = provider + "\u{0}" + reason
-        if let c = authFailures[key] { return c.increment() }
-        let c = metrics.counter("gateway_auth_failures_total", [("provider", provider), ("reason", reason)])
-        authFailures[key] = c
-        c.increment()
+        increment("gateway_auth_failures_total", ("provider", provider), ("reason", reason))
     }
 
     init(_ metrics: GatewayMetrics) { self.metrics = metrics }

@@ -422,6 +422,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.corsOrigin = head.headers.first(name: "origin").flatMap(cors.allowedOrigin) ?? ""
             if preflight { return answerPreflight(ex, cors) }
         }
+        // `per_ip` is checked before authentication, so credential guessing is throttled too.
+        if let policy = snapshot.rateLimits, let perIP = policy.perIP, !route.rateLimit.isDisabled {
+            guard admitByLimit(ex, tier: perIP, key: "ip\u{0}" + ex.clientIP, shadow: route.rateLimit.shadow ?? policy.shadow) else {
+                return
+            }
+        }
         let admission = Admission(
             snapshot: snapshot, path: normalized.path, query: normalized.query, trusted: trusted, expectsContinue: expectsContinue)
         if let auth = route.auth {
@@ -501,6 +507,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func dispatch(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
         guard let context else { return }
+        if let policy = a.snapshot.rateLimits, !route.rateLimit.isDisabled,
+            let tier = RateLimitKeys.tier(policy, route: route, identity: ex.identity, headers: ex.head.headers)
+        {
+            ex.tier = tier.name
+            if !tier.isUnlimited {
+                let key = RateLimitKeys.key(policy, identity: ex.identity, clientIP: ex.clientIP, headers: ex.head.headers)
+                // A route with its own tiers counts on its own; the others share the tier's budget.
+                let scope: String
+                if case .override = route.rateLimit { scope = "r\u{0}" + route.name } else { scope = "t" }
+                let scoped = scope + "\u{0}" + tier.name + "\u{0}" + key
+                guard admitByLimit(ex, tier: tier, key: scoped, shadow: route.rateLimit.shadow ?? policy.shadow) else { return }
+            }
+        }
         switch route.action {
         case .respond(let status, let headers, let body):
             respondLocally(ex, status: status, headers: headers, body: body)
@@ -522,6 +541,29 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             forward(ex, snapshot: a.snapshot, route: route, path: a.path, query: a.query, trusted: a.trusted)
         }
+    }
+
+    /// One rate-limit decision: sets the `RateLimit-*` fields of the response and counts it;
+    /// answers 429 and returns false when the request is refused (unless `shadow`).
+    private func admitByLimit(_ ex: Exchange, tier: CompiledTier, key: String, shadow: Bool) -> Bool {
+        let now = Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds)
+        let o = loopContext.shared.limiter.decide(key: key, limits: tier.limits, now: now)
+        let i = min(o.tightest, tier.limits.count - 1)
+        ex.rateLimitHeaders = [
+            ("ratelimit-limit", String(tier.limits[i].burst)), ("ratelimit-remaining", String(o.remaining)),
+            ("ratelimit-reset", String(RateLimitKeys.seconds(o.resetNanos))), ("ratelimit-policy", tier.policies[i]),
+        ]
+        if o.admitted {
+            loopContext.metrics.rateLimitDecision(tier: tier.name, decision: "allowed")
+            return true
+        }
+        if shadow {
+            loopContext.metrics.rateLimitDecision(tier: tier.name, decision: "shadow_rejected")
+            return true
+        }
+        loopContext.metrics.rateLimitDecision(tier: tier.name, decision: "rejected")
+        sendError(.rateLimited(), ex, extraHeaders: [("retry-after", String(max(1, RateLimitKeys.seconds(o.retryAfterNanos))))])
+        return false
     }
 
     private func hashKey(_ on: HashOn, _ ex: Exchange) -> UInt64? {
@@ -618,6 +660,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.clientChunked = out.writeHead(capacity: head.block.readableBytes + 192) { sink in
             ForwardHeaders.responseHead(
                 head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, corsOrigin: ex.corsOrigin,
+                extra: ex.rateLimitHeaders,
                 closeAfter: &closeAfter, into: &sink)
         }
         closeAfterResponse = closeAfter
@@ -756,6 +799,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let bodyless = status == 204 || status == 304
         if !bodyless { h.add(name: "content-length", value: String(body.count)) }
         h.add(name: "x-request-id", value: ex.requestID)
+        for (n, v) in ex.rateLimitHeaders { h.add(name: n, value: v) }
         if let route = ex.route {
             if let cors = route.cors, let origin = ex.corsOrigin { ForwardHeaders.addCORS(cors, origin: origin, to: &h) }
             ForwardHeaders.apply(route.responseHeaders, to: &h)
@@ -773,6 +817,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         h.add(name: "content-length", value: String(body.utf8.count))
         h.add(name: "x-request-id", value: ex.requestID)
         for (n, v) in extraHeaders { h.add(name: n, value: v) }
+        for (n, v) in ex.rateLimitHeaders { h.add(name: n, value: v) }
         // A browser reads a refusal only when it carries the CORS fields.
         if let cors = ex.route?.cors, let origin = ex.corsOrigin { ForwardHeaders.addCORS(cors, origin: origin, to: &h) }
         writeLocal(ex, status: error.status, headers: h, body: allocator.buffer(string: body))

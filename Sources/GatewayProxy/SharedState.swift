@@ -38,6 +38,8 @@ public final class SharedState: Sendable {
     public let metrics: GatewayMetrics
     /// JWT providers and their key stores, shared by every loop.
     public let auth: AuthRegistry
+    /// Rate-limit counters (the memory store), kept across reloads.
+    public let limiter = MemoryLimiter()
 
     public init(
         snapshots: SnapshotStore, accessLog: AccessLogWriter?, metrics: GatewayMetrics = GatewayMetrics(),

@@ -203,6 +203,40 @@ import Testing
         #expect(has("routes[5].auth.login", "not implemented"))
     }
 
+    @Test func rateLimitsAreValidated() throws {
+        let r = load(
+            """
+            { "listeners": [ { "address": "127.0.0.1:8080" } ], "upstreams": {},
+              "rate_limits": { "store": { "kind": "etcd", "on_error": "maybe" }, "tier_from": ["client_ip", "claim:tier"],
+                               "key_from": ["cookie:x"], "default_tier": "nobody",
+                               "tiers": { "free": [ { "limit": 0, "per": "1s", "burst": 0 } ], "empty": [], "gold": "unlimited" } },
+              "routes": [ { "match": { "path": "/" }, "respond": { "status": 200 },
+                            "rate_limit": { "tiers": { "free": [ { "limit": 5, "per": "0s" } ] } } } ] }
+            """)
+        func has(_ path: String, _ words: String) -> Bool { r.errors.contains { $0.path == path && $0.message.contains(words) } }
+        #expect(has("rate_limits.store.kind", "not one of"))
+        #expect(has("rate_limits.store.on_error", "allow"))
+        #expect(has("rate_limits.tier_from[0]", "claim:NAME"))
+        #expect(has("rate_limits.key_from[0]", "client_ip"))
+        #expect(has("rate_limits.default_tier", "not one of the tiers"))
+        #expect(has("rate_limits.tiers.free[0].limit", "between 1"))
+        #expect(has("rate_limits.tiers.free[0].burst", "between 1"))
+        #expect(has("rate_limits.tiers.empty", "at least one limit"))
+        #expect(has("routes[0].rate_limit.tiers.free[0].per", "at least 1ms"))
+        let noTop = load(
+            """
+            { "listeners": [ { "address": "127.0.0.1:8080" } ], "upstreams": {},
+              "routes": [ { "match": { "path": "/" }, "respond": { "status": 200 }, "rate_limit": false } ] }
+            """)
+        #expect(noTop.errors.contains { $0.path == "routes[0].rate_limit" && $0.message.contains("no top-level") })
+        let redis = load(
+            """
+            { "listeners": [ { "address": "127.0.0.1:8080" } ], "upstreams": {}, "routes": [],
+              "rate_limits": { "store": { "kind": "redis", "url": "redis://127.0.0.1:6379/0" }, "tiers": { "anonymous": "unlimited" } } }
+            """)
+        #expect(redis.errors.contains { $0.path == "rate_limits.store.kind" && $0.message.contains("not implemented") })
+    }
+
     @Test func targetsAcceptStringOrObject() throws {
         let r = load(
             """

@@ -1,4 +1,5 @@
 import GatewayPolicies
+import GatewayProxy
 import Testing
 
 /// The rate limiter's arithmetic with a manual clock (nanoseconds).
@@ -74,5 +75,33 @@ import Testing
         _ = burst([wide, narrow], &tats, count: 2, at: Self.second)
         let r = GCRA.decide([wide, narrow], tats: &tats, now: Self.second)
         #expect(!r.admitted && r.tightest == 1)
+    }
+}
+
+/// The memory store: shared counters, bounded, refilled keys forgotten first.
+@Suite struct MemoryLimiterTests {
+    @Test func boundedAndRefilledKeysGoFirst() {
+        let limiter = MemoryLimiter(maxEntries: 64 * 16)  // 16 per shard
+        let l = GCRALimit(limit: 1, periodNanos: 1_000_000_000)
+        // 5,000 keys seen once, long ago: every one has refilled by t = 10 s.
+        for i in 0..<5_000 { _ = limiter.decide(key: "old-\(i)", limits: [l], now: 1_000) }
+        #expect(limiter.count <= 64 * 16)
+        // Keys in use now: still bounded, and a key just charged is refused again at once
+        // unless the store had to forget it (never stricter than configured).
+        let now: Int64 = 10_000_000_000
+        for i in 0..<5_000 { _ = limiter.decide(key: "new-\(i)", limits: [l], now: now) }
+        #expect(limiter.count <= 64 * 16)
+        #expect(limiter.count >= 64 * 16 / 2, "refilled keys went first; the active ones fill the store")
+    }
+
+    @Test func sameKeyDifferentLimitsKeepTheirOwnState() {
+        let limiter = MemoryLimiter()
+        let a = GCRALimit(limit: 2, periodNanos: 60_000_000_000)
+        let b = GCRALimit(limit: 5, periodNanos: 60_000_000_000)
+        #expect(limiter.decide(key: "k", limits: [a], now: 1).admitted)
+        #expect(limiter.decide(key: "k", limits: [a], now: 1).admitted)
+        #expect(!limiter.decide(key: "k", limits: [a], now: 1).admitted)
+        // A reload that changes the tier's limit starts that limit afresh.
+        #expect(limiter.decide(key: "k", limits: [b], now: 1).admitted)
     }
 }
