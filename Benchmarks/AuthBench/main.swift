@@ -3,7 +3,7 @@
 //   cached — what a repeated token costs instead: its sha256 and a cache lookup
 // Run: swift run -c release auth-bench [--iterations N]
 //      swift run -c release auth-bench --mint DIR   (writes DIR/jwks.json and DIR/token for
-//                                                  Benchmarks/jwt-route.sh)
+//                                                  Benchmarks/route-cost.sh jwt)
 import Crypto
 import Foundation
 import GatewayAuth

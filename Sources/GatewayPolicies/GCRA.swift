@@ -61,6 +61,14 @@ public enum GCRA {
         public var remaining: Int
         public var resetNanos: Int64
         public var retryAfterNanos: Int64
+
+        public init(admitted: Bool, tightest: Int, remaining: Int, resetNanos: Int64, retryAfterNanos: Int64) {
+            self.admitted = admitted
+            self.tightest = tightest
+            self.remaining = remaining
+            self.resetNanos = resetNanos
+            self.retryAfterNanos = retryAfterNanos
+        }
     }
 
     /// `tats` holds each limit's stored TAT and is updated when the request is admitted.

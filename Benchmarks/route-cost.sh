@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The cost of JWT auth on the data path (issue 4): the gateway on a plain route and on the
-# same route with ES256 JWT auth (one token reused, as a real client does), each beside
-# NGINX, in interleaved rounds. Run from the project's root:
-#   Benchmarks/jwt-route.sh [rounds, default 3] [compare.sh options, e.g. -c 64,256 -d 10]
+# What a feature costs on the data path: the gateway on a plain route and on the same route
+# with the feature, each beside NGINX, in interleaved rounds. Run from the project's root:
+#   Benchmarks/route-cost.sh FEATURE [rounds, default 3] [compare.sh options, e.g. -c 64,256]
+# FEATURE:
+#   jwt        ES256 JWT auth, one token reused as a real client does (issue 4)
+#   ratelimit  the memory rate limiter, every request counted and admitted (issue 5): one
+#              tier with a limit no run reaches, keyed by client IP (all of wrk's
+#              connections share one key, the most contended case)
 # Each round is two ../shared/bench/compare.sh runs (plain, then JWT). wrk sends the same
 # `Authorization: Bearer <token>` in both passes, to every target (NGINX passes it on), so
 # the two passes differ only in the route's `auth`: the ratio is the cost of verifying,
@@ -12,6 +16,9 @@
 # wrk's requests (keep-alive) all take the JWT route.
 set -euo pipefail
 [[ -f Package.swift ]] || { echo "run this from the project's root" >&2; exit 1; }
+feature=${1:?usage: route-cost.sh jwt|ratelimit [rounds] [compare.sh options]}
+shift
+case $feature in jwt|ratelimit) ;; *) echo "unknown feature $feature" >&2; exit 1 ;; esac
 rounds=${1:-3}
 shift || true
 here=$(pwd)
@@ -19,7 +26,7 @@ bench=$(cd ../shared/bench && pwd)
 swift build -c release --product gateway >&2
 swift build -c release --product auth-bench >&2
 bin="$(swift build -c release --show-bin-path)"
-work=$(mktemp -d /tmp/jwt-route.XXXXXX)
+work=$(mktemp -d /tmp/route-cost.XXXXXX)
 "$bin/auth-bench" --mint "$work" >&2
 
 # wrk with the token: compare.sh finds it first on PATH.
@@ -32,13 +39,16 @@ exec wrk -H "Authorization: Bearer \$(cat $work/token)" "\$@"
 SH
 chmod +x "$work/shim/wrk"
 
-for kind in plain jwt; do
-  auth=""
+for kind in plain "$feature"; do
+  auth="" limits=""
   [[ $kind == jwt ]] && auth=', "auth": { "jwt": "idp" }'
+  [[ $kind == ratelimit ]] && limits='"rate_limits": { "default_tier": "all", "key_from": ["client_ip"],
+                   "tiers": { "all": [ { "limit": 1000000000, "per": "1s" } ] } },'
   cat > "$work/$kind.tmpl.json" <<JSON
 { "listeners": [ { "name": "bench", "address": "127.0.0.1:@PORT@" } ],
   "admin": { "address": "127.0.0.1:@ADMIN@" },
   "server": { "workers": @WORKERS@ },
+  $limits
   "auth": { "jwt": { "idp": { "issuer": "https://idp.bench", "audiences": ["api"], "jwks_file": "$work/jwks.json",
                               "algorithms": ["ES256"], "forward_claims": { "sub": "x-user-id", "tier": "x-user-tier" } } } },
   "upstreams": { "up": { "targets": [ "http://127.0.0.1:@UPSTREAM_PORT@" ] } },
@@ -58,23 +68,23 @@ run() { # kind round
 
 for r in $(seq 1 "$rounds"); do
   run plain "$r" "$@"
-  run jwt "$r" "$@"
+  run "$feature" "$r" "$@"
 done
 
-python3 - "$work" "$rounds" <<'PY'
+python3 - "$work" "$rounds" "$feature" <<'PY'
 import json, statistics, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
+work, rounds, feature = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def medians(path):
     d = json.load(open(path))
     return {(row["target"].split("-")[0], row["conns"]): row["rps"]
             for row in d["summary"] if row["protocol"] == "http1.1"}
 rows = {}
 for r in range(1, rounds + 1):
-    p, j = medians(f"{work}/plain-{r}.json"), medians(f"{work}/jwt-{r}.json")
+    p, j = medians(f"{work}/plain-{r}.json"), medians(f"{work}/{feature}-{r}.json")
     for (t, c), v in j.items():
         if t != "gateway": continue
         rows.setdefault(c, []).append((p[("gateway", c)], v, p[("nginx", c)], j[("nginx", c)]))
-print("| connections | plain gw req/s | JWT gw req/s | JWT ÷ plain | plain ÷ NGINX | JWT ÷ NGINX |")
+print(f"| connections | plain gw req/s | {feature} gw req/s | {feature} ÷ plain | plain ÷ NGINX | {feature} ÷ NGINX |")
 print("|---:|---:|---:|---:|---:|---:|")
 for c in sorted(rows):
     rs = rows[c]

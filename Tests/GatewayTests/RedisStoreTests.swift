@@ -1,0 +1,112 @@
+import Foundation
+import GatewayPolicies
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import GatewayProxy
+
+/// The RESP client and the Redis rate-limit script against a real redis-server.
+@Suite struct RedisStoreTests {
+    @Test func respParsesEveryTypeAndWaitsForWholeReplies() throws {
+        let text = "+OK\r\n-ERR bad\r\n:42\r\n$5\r\nhello\r\n$-1\r\n*2\r\n:1\r\n$1\r\nx\r\n_\r\n#t\r\n,1.5\r\n%1\r\n+k\r\n:2\r\n"
+        var buffer = ByteBuffer(string: text)
+        var values: [RESPValue] = []
+        while let v = try RESPParser.parse(&buffer) { values.append(v) }
+        #expect(
+            values == [
+                .simple("OK"), .error("ERR bad"), .integer(42), .bulk(Array("hello".utf8)), .bulk(nil),
+                .array([.integer(1), .bulk([UInt8(ascii: "x")])]), .null, .boolean(true), .double(1.5),
+                .array([.simple("k"), .integer(2)]),
+            ])
+        // Split anywhere, a reply is only taken once it is whole, and nothing is lost.
+        let bytes = Array(text.utf8)
+        for cut in 1..<bytes.count {
+            var first = ByteBuffer(bytes: bytes[..<cut])
+            var got: [RESPValue] = []
+            while let v = try RESPParser.parse(&first) { got.append(v) }
+            var rest = first
+            rest.writeBytes(bytes[cut...])
+            while let v = try RESPParser.parse(&rest) { got.append(v) }
+            #expect(got == values, "cut at \(cut)")
+        }
+        var bad = ByteBuffer(string: "?what\r\n")
+        #expect(throws: RESPError.self) { try RESPParser.parse(&bad) }
+        var deep = ByteBuffer(string: String(repeating: "*1\r\n", count: 20) + ":1\r\n")
+        #expect(throws: RESPError.self) { try RESPParser.parse(&deep) }
+    }
+
+    /// A limiter on one loop of `group`, and a way to run its decisions there.
+    struct OnLoop: Sendable {
+        let loop: any EventLoop
+        let limiter: NIOLoopBound<RedisLimiter>
+
+        init(group: any EventLoopGroup, port: Int, timeout: TimeAmount = .milliseconds(500)) async throws {
+            let loop = group.next()
+            self.loop = loop
+            limiter = try await loop.submit {
+                let c = RedisConnection(loop: loop, host: "127.0.0.1", port: port, database: 0, connectTimeout: .milliseconds(500))
+                return NIOLoopBound(RedisLimiter(connection: c, prefix: "test", timeout: timeout), eventLoop: loop)
+            }.get()
+        }
+
+        func decide(_ key: String, _ limits: [GCRALimit]) async throws -> GCRA.Outcome {
+            let bound = limiter
+            return try await loop.flatSubmit { bound.value.decide(key: key, limits: limits) }.get()
+        }
+    }
+
+    @Test func burstAndSeveralLimitsAtomicallyInRedis() async throws {
+        let redis = RedisServer()
+        try redis.start()
+        defer { redis.stop() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let r = try await OnLoop(group: group, port: redis.port)
+        // 5 a minute, bursts of 10: slow enough that a loaded machine cannot refill it mid-test.
+        let free = GCRALimit(limit: 5, periodNanos: 60_000_000_000, burst: 10)
+        var admitted = 0
+        for _ in 0..<15 where try await r.decide("user-1", [free]).admitted { admitted += 1 }
+        #expect(admitted == 10)
+        let refused = try await r.decide("user-1", [free])
+        #expect(!refused.admitted && refused.remaining == 0 && refused.retryAfterNanos > 0 && refused.retryAfterNanos <= 12_000_000_000)
+        // Two limits: the daily one (3) stops the burst; refused requests charge neither.
+        let daily = GCRALimit(limit: 3, periodNanos: 86_400_000_000_000)
+        var both = 0
+        for _ in 0..<8 where try await r.decide("user-2", [free, daily]).admitted { both += 1 }
+        #expect(both == 3)
+        let first = try await r.decide("user-3", [free, daily])
+        #expect(first.admitted && first.tightest == 1 && first.remaining == 2)
+        // Keys expire by themselves once the limit has refilled.
+        let ttl = redis.command("PTTL test:user-1:5/60000000000/10") ?? ""
+        #expect(ttl.hasPrefix(":") && (Int(ttl.dropFirst()) ?? 0) > 0 && (Int(ttl.dropFirst()) ?? 0) <= 120_001, "\(ttl)")
+        // A server that forgot the script (restart, SCRIPT FLUSH) gets it again.
+        #expect(redis.command("SCRIPT FLUSH") == "+OK")
+        #expect(try await r.decide("user-4", [free]).admitted)
+        try await group.shutdownGracefully()
+    }
+
+    @Test func downFailsFastAndRecovers() async throws {
+        let redis = RedisServer()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let r = try await OnLoop(group: group, port: redis.port)
+        let l = GCRALimit(limit: 100, periodNanos: 1_000_000_000)
+        // Nothing listens yet: the decision fails at once, not after a long wait.
+        let start = Date()
+        await #expect(throws: (any Error).self) { try await r.decide("k", [l]) }
+        #expect(Date().timeIntervalSince(start) < 5)
+        try redis.start()
+        defer { redis.stop() }
+        // After the backoff the next decision reconnects.
+        var recovered = false
+        let deadline = Date().addingTimeInterval(10)
+        while !recovered && Date() < deadline {
+            recovered = (try? await r.decide("k", [l]))?.admitted == true
+            if !recovered { try await Task.sleep(nanoseconds: 100_000_000) }
+        }
+        #expect(recovered)
+        // Killed while connected: in-flight and new decisions fail, none hangs.
+        redis.stop()
+        await #expect(throws: (any Error).self) { try await r.decide("k", [l]) }
+        try await group.shutdownGracefully()
+    }
+}
