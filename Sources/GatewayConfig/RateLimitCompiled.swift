@@ -106,3 +106,40 @@ public enum RouteLimitMode: Sendable {
         }
     }
 }
+
+/// `redis://[user:password@]host[:port][/db]`.
+public struct RedisURL: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    public var database: Int
+    public var password: String?
+
+    public init?(_ text: String) {
+        guard text.hasPrefix("redis://") else { return nil }
+        var rest = Substring(text.dropFirst(8))
+        if let at = rest.lastIndex(of: "@") {
+            let user = rest[..<at]
+            password = user.split(separator: ":", maxSplits: 1).last.map(String.init)
+            rest = rest[rest.index(after: at)...]
+        }
+        var db = 0
+        if let slash = rest.firstIndex(of: "/") {
+            let d = rest[rest.index(after: slash)...]
+            if !d.isEmpty {
+                guard let n = Int(d), n >= 0, n < 10_000 else { return nil }
+                db = n
+            }
+            rest = rest[..<slash]
+        }
+        database = db
+        if let colon = rest.lastIndex(of: ":") {
+            guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else { return nil }
+            port = p
+            host = String(rest[..<colon])
+        } else {
+            port = 6379
+            host = String(rest)
+        }
+        guard !host.isEmpty else { return nil }
+    }
+}

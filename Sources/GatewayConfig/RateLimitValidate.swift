@@ -9,7 +9,14 @@ extension GatewayFile {
             if !Self.storeKinds.contains(r.store.kind) {
                 error("\(p).store.kind", "\"\(r.store.kind)\" is not one of memory, redis")
             } else if r.store.kind == "redis" {
-                error("\(p).store.kind", "the redis store \(notYetImplemented); use \"memory\"")
+                if let url = r.store.url {
+                    if RedisURL(url) == nil { error("\(p).store.url", "\"\(url)\" is not redis://host:port/db") }
+                } else {
+                    error("\(p).store.url", "the redis store needs a url, like redis://127.0.0.1:6379/0")
+                }
+            }
+            if r.store.prefix.isEmpty || r.store.prefix.contains(where: { $0 == " " || $0 == "\r" || $0 == "\n" }) {
+                error("\(p).store.prefix", "must be a non-empty word")
             }
             if !["allow", "deny"].contains(r.store.onError) { error("\(p).store.on_error", "must be \"allow\" or \"deny\"") }
             if r.store.timeout.nanoseconds <= 0 { error("\(p).store.timeout", "must be more than 0") }

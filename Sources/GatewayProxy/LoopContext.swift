@@ -1,6 +1,7 @@
 import GatewayAuth
 import GatewayConfig
 import GatewayPolicies
+import Logging
 import NIOCore
 
 /// Everything one event loop keeps for itself: its view of the current snapshot, its
@@ -26,6 +27,12 @@ final class LoopContext {
     private(set) var jwtProviders: [JWTProviderRuntime] = []
     private(set) var apiKeys = APIKeyTable(nil)
     let tokenCache = VerifiedTokenCache()
+    /// The Redis rate-limit store's connection of this loop, when the file asks for Redis.
+    private(set) var redisLimiter: RedisLimiter?
+    private var redisSettings: RateLimits.Store?
+    /// Redis is failing: logged once when it starts and once when it ends.
+    private var limitStoreDown = false
+    private static let limitLogger = Logger(label: "gateway.ratelimit")
 
     func flushAccessLog() {
         guard !accessLogBuffer.isEmpty, let writer = shared.accessLog else { return }
@@ -62,6 +69,22 @@ final class LoopContext {
     /// Reconciles runtime state with a new snapshot: pools of targets that stay keep their connections.
     private func rebuild(previous: [UpstreamRuntime]) {
         jwtProviders = shared.auth.providers(for: snapshot)
+        // The Redis connection stays across reloads that keep the store's settings.
+        let store = snapshot.rateLimits?.store
+        if store?.kind == "redis", let store, let url = store.url.flatMap(RedisURL.init) {
+            if store != redisSettings {
+                redisLimiter?.connection.close()
+                let c = RedisConnection(
+                    loop: loop, host: url.host, port: url.port, database: url.database, password: url.password,
+                    connectTimeout: .nanoseconds(max(store.timeout.nanoseconds, 100_000_000)))
+                redisLimiter = RedisLimiter(connection: c, prefix: store.prefix, timeout: .nanoseconds(store.timeout.nanoseconds))
+                redisSettings = store
+            }
+        } else if redisLimiter != nil {
+            redisLimiter?.connection.close()
+            redisLimiter = nil
+            redisSettings = nil
+        }
         apiKeys = APIKeyTable(snapshot.file.auth.apiKeys)
         var oldPools: [String: TargetPool] = [:]
         for u in previous {
@@ -86,7 +109,21 @@ final class LoopContext {
         for p in oldPools.values { p.shutdown() }
     }
 
+    func limitStoreFailed(_ error: any Error) {
+        guard !limitStoreDown else { return }
+        limitStoreDown = true
+        Self.limitLogger.warning(
+            "the redis rate-limit store is failing; decisions follow on_error until it answers", metadata: ["error": "\(error)"])
+    }
+
+    func limitStoreRecovered() {
+        guard limitStoreDown else { return }
+        limitStoreDown = false
+        Self.limitLogger.info("the redis rate-limit store answers again")
+    }
+
     func shutdownPools() {
+        redisLimiter?.connection.close()
         for u in upstreams { for p in u.pools { p.shutdown() } }
     }
 }

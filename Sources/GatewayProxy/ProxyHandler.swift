@@ -422,18 +422,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ex.corsOrigin = head.headers.first(name: "origin").flatMap(cors.allowedOrigin) ?? ""
             if preflight { return answerPreflight(ex, cors) }
         }
-        // `per_ip` is checked before authentication, so credential guessing is throttled too.
-        if let policy = snapshot.rateLimits, let perIP = policy.perIP, !route.rateLimit.isDisabled {
-            guard admitByLimit(ex, tier: perIP, key: "ip\u{0}" + ex.clientIP, shadow: route.rateLimit.shadow ?? policy.shadow) else {
-                return
-            }
-        }
         let admission = Admission(
             snapshot: snapshot, path: normalized.path, query: normalized.query, trusted: trusted, expectsContinue: expectsContinue)
-        if let auth = route.auth {
-            authenticate(ex, auth, admission, allowFetch: true)
+        // `per_ip` is checked before authentication, so credential guessing is throttled too.
+        if let policy = snapshot.rateLimits, let perIP = policy.perIP, !route.rateLimit.isDisabled {
+            checkLimit(ex, policy, tier: perIP, key: "ip|" + ex.clientIP, shadow: route.rateLimit.shadow ?? policy.shadow) {
+                self.afterPerIP(ex, route: route, admission)
+            }
         } else {
-            dispatch(ex, route: route, admission)
+            afterPerIP(ex, route: route, admission)
+        }
+    }
+
+    private func afterPerIP(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
+        if let auth = route.auth {
+            authenticate(ex, auth, a, allowFetch: true)
+        } else {
+            dispatch(ex, route: route, a)
         }
     }
 
@@ -506,7 +511,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func dispatch(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
-        guard let context else { return }
         if let policy = a.snapshot.rateLimits, !route.rateLimit.isDisabled,
             let tier = RateLimitKeys.tier(policy, route: route, identity: ex.identity, headers: ex.head.headers)
         {
@@ -515,11 +519,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 let key = RateLimitKeys.key(policy, identity: ex.identity, clientIP: ex.clientIP, headers: ex.head.headers)
                 // A route with its own tiers counts on its own; the others share the tier's budget.
                 let scope: String
-                if case .override = route.rateLimit { scope = "r\u{0}" + route.name } else { scope = "t" }
-                let scoped = scope + "\u{0}" + tier.name + "\u{0}" + key
-                guard admitByLimit(ex, tier: tier, key: scoped, shadow: route.rateLimit.shadow ?? policy.shadow) else { return }
+                if case .override = route.rateLimit { scope = "r|" + route.name } else { scope = "t" }
+                let scoped = scope + "|" + tier.name + "|" + key
+                return checkLimit(ex, policy, tier: tier, key: scoped, shadow: route.rateLimit.shadow ?? policy.shadow) {
+                    self.perform(ex, route: route, a)
+                }
             }
         }
+        perform(ex, route: route, a)
+    }
+
+    /// Where the route sends the admitted request.
+    private func perform(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
+        guard let context else { return }
         switch route.action {
         case .respond(let status, let headers, let body):
             respondLocally(ex, status: status, headers: headers, body: body)
@@ -543,11 +555,45 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// One rate-limit decision: sets the `RateLimit-*` fields of the response and counts it;
-    /// answers 429 and returns false when the request is refused (unless `shadow`).
-    private func admitByLimit(_ ex: Exchange, tier: CompiledTier, key: String, shadow: Bool) -> Bool {
+    /// One rate-limit decision, then `next` when the request is admitted. With the memory
+    /// store it is made here; with Redis the request (and what follows it on the
+    /// connection) is held on this loop until Redis answers. When Redis cannot answer,
+    /// `on_error: allow` decides with the memory store and `deny` answers 503.
+    private func checkLimit(
+        _ ex: Exchange, _ policy: RateLimitPolicy, tier: CompiledTier, key: String, shadow: Bool, next: @escaping () -> Void
+    ) {
+        guard let redis = loopContext.redisLimiter else {
+            if admit(ex, localDecision(tier, key: key), tier: tier, shadow: shadow) { next() }
+            return
+        }
+        ex.phase = .authenticating
+        redis.decide(key: key, limits: tier.limits).assumeIsolated().whenComplete { [self] result in
+            guard exchange === ex, ex.phase == .authenticating else { return }
+            ex.phase = .routing
+            switch result {
+            case .success(let o):
+                loopContext.limitStoreRecovered()
+                if admit(ex, o, tier: tier, shadow: shadow) { next() }
+            case .failure(let error):
+                loopContext.limitStoreFailed(error)
+                if policy.store.onError == "deny" {
+                    sendError(.unavailable("the rate-limit store is unreachable"), ex)
+                } else if admit(ex, localDecision(tier, key: key), tier: tier, shadow: shadow) {
+                    next()
+                }
+            }
+            resumeParsing(ex)
+        }
+    }
+
+    private func localDecision(_ tier: CompiledTier, key: String) -> GCRA.Outcome {
         let now = Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds)
-        let o = loopContext.shared.limiter.decide(key: key, limits: tier.limits, now: now)
+        return loopContext.shared.limiter.decide(key: key, limits: tier.limits, now: now)
+    }
+
+    /// Applies a decision: sets the `RateLimit-*` fields of the response and counts it;
+    /// answers 429 and returns false when the request is refused (unless `shadow`).
+    private func admit(_ ex: Exchange, _ o: GCRA.Outcome, tier: CompiledTier, shadow: Bool) -> Bool {
         let i = min(o.tightest, tier.limits.count - 1)
         ex.rateLimitHeaders = [
             ("ratelimit-limit", String(tier.limits[i].burst)), ("ratelimit-remaining", String(o.remaining)),

@@ -232,9 +232,12 @@ import Testing
         let redis = load(
             """
             { "listeners": [ { "address": "127.0.0.1:8080" } ], "upstreams": {}, "routes": [],
-              "rate_limits": { "store": { "kind": "redis", "url": "redis://127.0.0.1:6379/0" }, "tiers": { "anonymous": "unlimited" } } }
+              "rate_limits": { "store": { "kind": "redis", "url": "http://127.0.0.1:6379" }, "tiers": { "anonymous": "unlimited" } } }
             """)
-        #expect(redis.errors.contains { $0.path == "rate_limits.store.kind" && $0.message.contains("not implemented") })
+        #expect(redis.errors.contains { $0.path == "rate_limits.store.url" && $0.message.contains("redis://host:port/db") })
+        let url = try #require(RedisURL("redis://:secret@cache.internal:6380/2"))
+        #expect(url.host == "cache.internal" && url.port == 6380 && url.database == 2 && url.password == "secret")
+        #expect(RedisURL("redis://127.0.0.1")?.port == 6379)
     }
 
     @Test func targetsAcceptStringOrObject() throws {

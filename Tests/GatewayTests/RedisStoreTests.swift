@@ -62,13 +62,13 @@ import Testing
         defer { redis.stop() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let r = try await OnLoop(group: group, port: redis.port)
-        // 5 a minute, bursts of 10: slow enough that a loaded machine cannot refill it mid-test.
-        let free = GCRALimit(limit: 5, periodNanos: 60_000_000_000, burst: 10)
+        // 5 an hour, bursts of 10: slow enough that a loaded machine cannot refill it mid-test.
+        let free = GCRALimit(limit: 5, periodNanos: 3_600_000_000_000, burst: 10)
         var admitted = 0
         for _ in 0..<15 where try await r.decide("user-1", [free]).admitted { admitted += 1 }
         #expect(admitted == 10)
         let refused = try await r.decide("user-1", [free])
-        #expect(!refused.admitted && refused.remaining == 0 && refused.retryAfterNanos > 0 && refused.retryAfterNanos <= 12_000_000_000)
+        #expect(!refused.admitted && refused.remaining == 0 && refused.retryAfterNanos > 0 && refused.retryAfterNanos <= 720_000_000_000)
         // Two limits: the daily one (3) stops the burst; refused requests charge neither.
         let daily = GCRALimit(limit: 3, periodNanos: 86_400_000_000_000)
         var both = 0
@@ -77,8 +77,8 @@ import Testing
         let first = try await r.decide("user-3", [free, daily])
         #expect(first.admitted && first.tightest == 1 && first.remaining == 2)
         // Keys expire by themselves once the limit has refilled.
-        let ttl = redis.command("PTTL test:user-1:5/60000000000/10") ?? ""
-        #expect(ttl.hasPrefix(":") && (Int(ttl.dropFirst()) ?? 0) > 0 && (Int(ttl.dropFirst()) ?? 0) <= 120_001, "\(ttl)")
+        let ttl = redis.command("PTTL test:user-1:5/3600000000000/10") ?? ""
+        #expect(ttl.hasPrefix(":") && (Int(ttl.dropFirst()) ?? 0) > 0 && (Int(ttl.dropFirst()) ?? 0) <= 7_200_001, "\(ttl)")
         // A server that forgot the script (restart, SCRIPT FLUSH) gets it again.
         #expect(redis.command("SCRIPT FLUSH") == "+OK")
         #expect(try await r.decide("user-4", [free]).admitted)
@@ -108,5 +108,85 @@ import Testing
         redis.stop()
         await #expect(throws: (any Error).self) { try await r.decide("k", [l]) }
         try await group.shutdownGracefully()
+    }
+}
+
+/// The Redis store on the request path: gateways sharing one redis-server.
+@Suite struct RedisRateLimitTests {
+    static func template(redisPort: Int, onError: String = "allow", limit: Int = 5, burst: Int = 10) -> String {
+        """
+        { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
+          "access_log": { "enabled": false },
+          "rate_limits": { "store": { "kind": "redis", "url": "redis://127.0.0.1:\(redisPort)/0", "prefix": "gwtest",
+                                      "on_error": "\(onError)", "timeout": "500ms" },
+                           "key_from": ["client_ip"], "default_tier": "anonymous",
+                           "tiers": { "anonymous": [ { "limit": \(limit), "per": "1h", "burst": \(burst) } ] } },
+          "upstreams": { "svc": { "targets": ["@UP0@"] } },
+          "routes": [ { "match": { "path_prefix": "/" }, "upstream": "svc" } ] }
+        """
+    }
+
+    @Test func aBurstThroughTheGatewayAndHeaders() async throws {
+        let redis = RedisServer()
+        try redis.start()
+        defer { redis.stop() }
+        try await withGateway(Self.template(redisPort: redis.port)) { h in
+            let rs = try await RateLimitTests.send(h.port, "/x", count: 15)
+            #expect(rs.filter { $0.status == 200 }.count == 10, "\(rs.map(\.status))")
+            #expect(rs.first?.header("ratelimit-remaining") == "9")
+            #expect(rs.last?.status == 429)
+            #expect(rs.last?.header("retry-after") == "720")  // one request in 1h / 5
+        }
+    }
+
+    @Test func twoGatewaysShareOneLimit() async throws {
+        let redis = RedisServer()
+        try redis.start()
+        defer { redis.stop() }
+        try await withGateway(Self.template(redisPort: redis.port, limit: 50, burst: 50)) { a in
+            try await withGateway(Self.template(redisPort: redis.port, limit: 50, burst: 50)) { b in
+                // 200 requests, alternating between the two gateways, four clients at a time.
+                let admitted = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for client in 0..<4 {
+                        group.addTask {
+                            let rsA = try await RateLimitTests.send(client % 2 == 0 ? a.port : b.port, "/x", count: 50)
+                            return rsA.filter { $0.status == 200 }.count
+                        }
+                    }
+                    return try await group.reduce(0, +)
+                }
+                #expect((48...52).contains(admitted), "\(admitted) admitted of 200 against a burst of 50")
+            }
+        }
+    }
+
+    @Test func redisDownAllowFallsBackDenyAnswers503AndBothRecover() async throws {
+        let redis = RedisServer()
+        try redis.start()
+        try await withGateway(Self.template(redisPort: redis.port, onError: "allow", limit: 1000, burst: 1000)) { allow in
+            try await withGateway(Self.template(redisPort: redis.port, onError: "deny", limit: 1000, burst: 1000)) { deny in
+                #expect(try await RateLimitTests.send(allow.port, "/x", count: 1).first?.status == 200)
+                #expect(try await RateLimitTests.send(deny.port, "/x", count: 1).first?.status == 200)
+                redis.stop()
+                // Redis gone: allow keeps serving (the local limiter decides), deny answers 503.
+                let a = try await RateLimitTests.send(allow.port, "/x", count: 5)
+                #expect(a.allSatisfy { $0.status == 200 }, "\(a.map(\.status))")
+                #expect(a.first?.header("ratelimit-limit") == "1000")
+                let d = try await RateLimitTests.send(deny.port, "/x", count: 3)
+                #expect(d.allSatisfy { $0.status == 503 }, "\(d.map(\.status))")
+                #expect(d.first?.text.contains("\"error\":\"unavailable\"") == true)
+                // Redis back on the same port: both recover (after the reconnect backoff).
+                try redis.start()
+                defer { redis.stop() }
+                var recovered = false
+                let deadline = Date().addingTimeInterval(15)
+                while !recovered && Date() < deadline {
+                    recovered = try await RateLimitTests.send(deny.port, "/x", count: 1).first?.status == 200
+                    if !recovered { try await Task.sleep(nanoseconds: 200_000_000) }
+                }
+                #expect(recovered, "deny serves again once Redis answers")
+                #expect(try await RateLimitTests.send(allow.port, "/x", count: 1).first?.status == 200)
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ final class RedisConnection {
     let host: String
     let port: Int
     let database: Int
+    let password: String?
     let connectTimeout: TimeAmount
     private var channel: (any Channel)?
     private var connecting: EventLoopFuture<any Channel>?
@@ -27,8 +28,9 @@ final class RedisConnection {
     /// Called on the loop when a connection is established (after SELECT).
     var onConnect: (() -> Void)?
 
-    init(loop: any EventLoop, host: String, port: Int, database: Int, connectTimeout: TimeAmount) {
+    init(loop: any EventLoop, host: String, port: Int, database: Int, password: String? = nil, connectTimeout: TimeAmount) {
         self.loop = loop
+        self.password = password
         self.host = host
         self.port = port
         self.database = database
@@ -72,6 +74,9 @@ final class RedisConnection {
             self.connecting = nil
             self.backoff = .milliseconds(100)
             channel.closeFuture.assumeIsolated().whenComplete { _ in self.closed(channel) }
+            if let password = self.password {
+                _ = self.write(["AUTH", password], on: channel, timeout: self.connectTimeout)
+            }
             if self.database != 0 {
                 _ = self.write(["SELECT", String(self.database)], on: channel, timeout: self.connectTimeout)
             }

@@ -15,6 +15,7 @@ final class RedisServer: @unchecked Sendable {
 
     /// Starts it and waits until it answers PING.
     func start() throws {
+        if let p = process, p.isRunning, ping() { return }
         guard let bin = Self.binary else {
             throw RawHTTPClient.Failure(description: "redis-server is not installed (apt-get install redis-server)")
         }
