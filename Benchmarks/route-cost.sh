@@ -7,6 +7,8 @@
 #   ratelimit  the memory rate limiter, every request counted and admitted (issue 5): one
 #              tier with a limit no run reaches, keyed by client IP (all of wrk's
 #              connections share one key, the most contended case)
+#   redis      the same limit in the Redis store (a redis-server this script starts on
+#              127.0.0.1:16379, persistence off): one EVALSHA per request
 # Each round is two ../shared/bench/compare.sh runs (plain, then JWT). wrk sends the same
 # `Authorization: Bearer <token>` in both passes, to every target (NGINX passes it on), so
 # the two passes differ only in the route's `auth`: the ratio is the cost of verifying,
@@ -18,7 +20,13 @@ set -euo pipefail
 [[ -f Package.swift ]] || { echo "run this from the project's root" >&2; exit 1; }
 feature=${1:?usage: route-cost.sh jwt|ratelimit [rounds] [compare.sh options]}
 shift
-case $feature in jwt|ratelimit) ;; *) echo "unknown feature $feature" >&2; exit 1 ;; esac
+case $feature in jwt|ratelimit|redis) ;; *) echo "unknown feature $feature" >&2; exit 1 ;; esac
+if [[ $feature == redis ]]; then
+  command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
+  redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --logfile "" --protected-mode no \
+    --pidfile /tmp/route-cost-redis.pid >&2
+  trap 'kill "$(cat /tmp/route-cost-redis.pid)" 2>/dev/null || true' EXIT
+fi
 rounds=${1:-3}
 shift || true
 here=$(pwd)
@@ -43,6 +51,9 @@ for kind in plain "$feature"; do
   auth="" limits=""
   [[ $kind == jwt ]] && auth=', "auth": { "jwt": "idp" }'
   [[ $kind == ratelimit ]] && limits='"rate_limits": { "default_tier": "all", "key_from": ["client_ip"],
+                   "tiers": { "all": [ { "limit": 1000000000, "per": "1s" } ] } },'
+  [[ $kind == redis ]] && limits='"rate_limits": { "default_tier": "all", "key_from": ["client_ip"],
+                   "store": { "kind": "redis", "url": "redis://127.0.0.1:16379/0", "on_error": "deny" },
                    "tiers": { "all": [ { "limit": 1000000000, "per": "1s" } ] } },'
   cat > "$work/$kind.tmpl.json" <<JSON
 { "listeners": [ { "name": "bench", "address": "127.0.0.1:@PORT@" } ],
@@ -74,23 +85,26 @@ done
 python3 - "$work" "$rounds" "$feature" <<'PY'
 import json, statistics, sys
 work, rounds, feature = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-def medians(path):
+def rows(path):
     d = json.load(open(path))
-    return {(row["target"].split("-")[0], row["conns"]): row["rps"]
-            for row in d["summary"] if row["protocol"] == "http1.1"}
-rows = {}
+    return {(row["target"].split("-")[0], row["conns"]): row for row in d["summary"] if row["protocol"] == "http1.1"}
+table = {}
 for r in range(1, rounds + 1):
-    p, j = medians(f"{work}/plain-{r}.json"), medians(f"{work}/{feature}-{r}.json")
-    for (t, c), v in j.items():
+    p, f = rows(f"{work}/plain-{r}.json"), rows(f"{work}/{feature}-{r}.json")
+    for (t, c), row in f.items():
         if t != "gateway": continue
-        rows.setdefault(c, []).append((p[("gateway", c)], v, p[("nginx", c)], j[("nginx", c)]))
-print(f"| connections | plain gw req/s | {feature} gw req/s | {feature} ÷ plain | plain ÷ NGINX | {feature} ÷ NGINX |")
-print("|---:|---:|---:|---:|---:|---:|")
-for c in sorted(rows):
-    rs = rows[c]
-    med = lambda xs: statistics.median(xs)
-    print(f"| {c} | {med([a for a,_,_,_ in rs]):.0f} | {med([b for _,b,_,_ in rs]):.0f} | "
-          f"{med([b/a for a,b,_,_ in rs]):.2f} (rounds: {', '.join(f'{b/a:.2f}' for a,b,_,_ in rs)}) | "
-          f"{med([a/n for a,_,n,_ in rs]):.2f} | {med([b/n for _,b,_,n in rs]):.2f} |")
+        table.setdefault(c, []).append((p[("gateway", c)], row, p[("nginx", c)], f[("nginx", c)]))
+med = statistics.median
+print(f"| connections | plain gw req/s | {feature} gw req/s | {feature} ÷ plain | plain ÷ NGINX | {feature} ÷ NGINX "
+      f"| p50 ms plain → {feature} | p99 ms plain → {feature} |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+for c in sorted(table):
+    rs = table[c]
+    ratios = [f["rps"] / p["rps"] for p, f, _, _ in rs]
+    print(f"| {c} | {med([p['rps'] for p, _, _, _ in rs]):.0f} | {med([f['rps'] for _, f, _, _ in rs]):.0f} | "
+          f"{med(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)}) | "
+          f"{med([p['rps'] / n['rps'] for p, _, n, _ in rs]):.2f} | {med([f['rps'] / n['rps'] for _, f, _, n in rs]):.2f} | "
+          f"{med([p['p50_ms'] for p, _, _, _ in rs]):.2f} → {med([f['p50_ms'] for _, f, _, _ in rs]):.2f} | "
+          f"{med([p['p99_ms'] for p, _, _, _ in rs]):.2f} → {med([f['p99_ms'] for _, f, _, _ in rs]):.2f} |")
 print(f"\nraw results: {work}")
 PY

@@ -78,7 +78,9 @@ public actor ConfigReloader {
         var out = "{\"version\":\(jsonString(version)),\"loaded_at\":\(jsonString(Self.timestamp(loadedAt))),"
         out += "\"source\":\(jsonString((path as NSString).lastPathComponent)),\"config\":"
         var bytes = Array(out.utf8)
-        bytes += configText  // the file as applied: valid JSON, and it holds no secrets (tokens are named by env var)
+        // The file as applied: valid JSON. Tokens and secrets are named by environment
+        // variable; the one secret a file may hold, a password in a redis:// URL, is masked.
+        bytes += Self.redacted(configText)
         var tail = ",\"last_error\":"
         if let e = lastError {
             tail += "{\"at\":\(jsonString(Self.timestamp(e.at))),\"errors\":\(Self.errorsJSON(e.errors))}"
@@ -88,6 +90,30 @@ public actor ConfigReloader {
         tail += "}"
         bytes += Array(tail.utf8)
         return bytes
+    }
+
+    /// `redis://user:password@host` → `redis://user:***@host`, wherever it appears.
+    static func redacted(_ text: [UInt8]) -> [UInt8] {
+        let s = String(decoding: text, as: UTF8.self)
+        guard s.contains("redis://") else { return text }
+        var out = ""
+        var rest = Substring(s)
+        while let r = rest.range(of: "redis://") {
+            out += rest[..<r.upperBound]
+            rest = rest[r.upperBound...]
+            let end = rest.firstIndex { $0 == "\"" || $0 == "/" || $0 == " " } ?? rest.endIndex
+            if let at = rest[..<end].lastIndex(of: "@") {
+                let userinfo = rest[..<at]
+                if let colon = userinfo.firstIndex(of: ":") {
+                    out += userinfo[...colon] + "***"
+                } else {
+                    out += "***"
+                }
+                rest = rest[at...]
+            }
+        }
+        out += rest
+        return Array(out.utf8)
     }
 
     // MARK: internals

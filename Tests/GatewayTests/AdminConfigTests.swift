@@ -475,6 +475,13 @@ import Testing
         }
     }
 
+    @Test func redisPasswordsAreMaskedInGetConfig() {
+        let text = #"{"rate_limits": {"store": {"kind": "redis", "url": "redis://:s3cret@cache:6379/0"}}, "x": "redis://u:p@h"}"#
+        let masked = String(decoding: ConfigReloader.redacted(Array(text.utf8)), as: UTF8.self)
+        #expect(!masked.contains("s3cret") && masked.contains("redis://:***@cache:6379/0") && masked.contains("redis://u:***@h"))
+        #expect(ConfigReloader.redacted(Array("redis://cache:6379".utf8)) == Array("redis://cache:6379".utf8))
+    }
+
     @Test func secretsCompareInConstantTimeShape() {
         // Same answers as ==, including prefixes and different lengths.
         let pairs: [(String, String)] = [

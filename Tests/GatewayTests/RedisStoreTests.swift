@@ -160,6 +160,30 @@ import Testing
         }
     }
 
+    @Test func twoGatewayProcessesShareOneLimit() throws {
+        let redis = RedisServer()
+        try redis.start()
+        defer { redis.stop() }
+        let template = """
+            { "listeners": [ { "name": "p", "address": "127.0.0.1:@PORT@" } ], "access_log": { "enabled": false },
+              "rate_limits": { "store": { "kind": "redis", "url": "redis://127.0.0.1:\(redis.port)/0", "prefix": "gwproc", "timeout": "500ms" },
+                               "key_from": ["client_ip"], "default_tier": "anonymous",
+                               "tiers": { "anonymous": [ { "limit": 50, "per": "1h", "burst": 50 } ] } },
+              "upstreams": {}, "routes": [ { "match": { "path_prefix": "/" }, "respond": { "status": 200, "body": "ok" } } ] }
+            """
+        let a = try GatewayProcess(configTemplate: template)
+        let b = try GatewayProcess(configTemplate: template)
+        let clients = [try RawHTTPClient(port: a.port), try RawHTTPClient(port: b.port)]
+        var admitted = 0
+        var perProcess = [0, 0]
+        for i in 0..<200 where try clients[i % 2].request("GET", "/x").status == 200 {
+            admitted += 1
+            perProcess[i % 2] += 1
+        }
+        #expect((48...52).contains(admitted), "\(admitted) of 200 admitted against a burst of 50")
+        #expect(perProcess[0] > 10 && perProcess[1] > 10, "both processes admitted some: \(perProcess)")
+    }
+
     @Test func redisDownAllowFallsBackDenyAnswers503AndBothRecover() async throws {
         let redis = RedisServer()
         try redis.start()
