@@ -66,7 +66,9 @@ public struct CompiledTier: Sendable {
 /// `rate_limits` compiled: sources parsed, tiers ready.
 public struct RateLimitPolicy: Sendable {
     public let tierFrom: [LimitSource]
-    public let keyFrom: [LimitSource]
+    /// Each source with the prefix of the keys it makes (`claim:sub=`), built once here
+    /// rather than per request.
+    public let keyFrom: [(source: LimitSource, prefix: String)]
     public let defaultTier: String
     public let tiers: [String: CompiledTier]
     public let perIP: CompiledTier?
@@ -75,7 +77,7 @@ public struct RateLimitPolicy: Sendable {
 
     init(_ r: RateLimits) {
         tierFrom = r.tierFrom.compactMap { LimitSource($0, allowClientIP: false) }
-        keyFrom = r.keyFrom.compactMap { LimitSource($0, allowClientIP: true) }
+        keyFrom = r.keyFrom.compactMap { LimitSource($0, allowClientIP: true) }.map { ($0, $0.description + "=") }
         defaultTier = r.defaultTier
         var t: [String: CompiledTier] = [:]
         for (name, tier) in r.tiers { t[name] = CompiledTier(name: name, tier) }

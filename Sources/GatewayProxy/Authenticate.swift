@@ -28,50 +28,17 @@ extension LoopContext {
         }
         for alt in requirement.alternatives {
             let identity: Identity
-            let providerName: String
-            switch alt.method {
-            case .jwt(let index):
-                guard index < jwtProviders.count else { continue }
-                let provider = jwtProviders[index]
-                providerName = provider.spec.name
-                guard let token = Self.token(in: headers, from: provider.spec.sources) else {
-                    note(.unauthorized, .missing, providerName)
-                    continue
-                }
-                if token.utf8.count > TokenVerifier.maxTokenBytes {
-                    note(.unauthorized, .tooLarge, providerName)
-                    continue
-                }
-                let digest = TokenDigest(token)
-                if let cached = tokenCache.lookup(provider: provider, digest: digest, now: now) {
-                    identity = cached
-                } else {
-                    let generation = provider.store.generation
-                    switch provider.verifier.verify(token, keys: provider.store.keys, now: now) {
-                    case .valid(let id):
-                        tokenCache.insert(id, provider: provider, digest: digest, keyGeneration: generation, now: now)
-                        identity = id
-                    case .invalid(let f):
-                        note(.unauthorized, f, providerName)
-                        continue
-                    case .unknownKid:
-                        if allowFetch, let fetch = provider.store.fetchForUnknownKid(on: loop) { return .wait(fetch) }
-                        note(.unauthorized, .unknownKid, providerName)
-                        continue
-                    }
-                }
-            case .apiKey:
-                providerName = "api_key"
-                let table = apiKeys
-                guard let key = headers.first(name: table.header), !key.isEmpty else {
-                    note(.unauthorized, .missing, providerName)
-                    continue
-                }
-                guard let entry = table.lookup(key) else {
-                    note(.unauthorized, .unknownKey, providerName)
-                    continue
-                }
-                identity = table.identity(entry)
+            let providerName = Self.providerName(alt.method, providers: jwtProviders)
+            switch Self.check(alt.method, headers: headers, providers: jwtProviders, apiKeys: apiKeys, now: now, cache: tokenCache) {
+            case .valid(let id):
+                identity = id
+            case .invalid(let f):
+                note(.unauthorized, f, providerName)
+                continue
+            case .unknownKid(let store):
+                if allowFetch, let fetch = store.fetchForUnknownKid(on: loop) { return .wait(fetch) }
+                note(.unauthorized, .unknownKid, providerName)
+                continue
             }
             if alt.scopes.contains(where: { !identity.scopes.contains($0) }) {
                 note(.forbidden, .scope, providerName, alt.scopes)
@@ -85,6 +52,52 @@ extension LoopContext {
         }
         let d = denied ?? (.unauthorized, .missing, "none", [])
         return .deny(status: d.status, failure: d.failure, provider: d.provider, scopes: d.scopes)
+    }
+
+    /// What one way of authenticating makes of a request's credential.
+    enum CredentialCheck {
+        case valid(Identity)
+        /// Absent (`missing`) or refused.
+        case invalid(AuthFailure)
+        /// A token whose `kid` the provider's keys do not hold.
+        case unknownKid(JWKSStore)
+    }
+
+    static func providerName(_ method: AuthRequirement.Method, providers: [JWTProviderRuntime]) -> String {
+        switch method {
+        case .jwt(let i): return i < providers.count ? providers[i].spec.name : "none"
+        case .apiKey: return "api_key"
+        }
+    }
+
+    /// Checks the credential `method` reads. With a `cache` (the request path), a token
+    /// verified before costs a lookup, and a new verification is remembered; `/explain`
+    /// passes none.
+    static func check(
+        _ method: AuthRequirement.Method, headers: HTTPHeaders, providers: [JWTProviderRuntime], apiKeys: APIKeyTable, now: Double,
+        cache: VerifiedTokenCache?
+    ) -> CredentialCheck {
+        switch method {
+        case .jwt(let index):
+            guard index < providers.count else { return .invalid(.noKeys) }
+            let provider = providers[index]
+            guard let token = token(in: headers, from: provider.spec.sources) else { return .invalid(.missing) }
+            if token.utf8.count > TokenVerifier.maxTokenBytes { return .invalid(.tooLarge) }
+            let digest = cache.map { _ in TokenDigest(token) }
+            if let cache, let digest, let cached = cache.lookup(provider: provider, digest: digest, now: now) { return .valid(cached) }
+            let generation = provider.store.generation
+            switch provider.verifier.verify(token, keys: provider.store.keys, now: now) {
+            case .valid(let id):
+                if let cache, let digest { cache.insert(id, provider: provider, digest: digest, keyGeneration: generation, now: now) }
+                return .valid(id)
+            case .invalid(let f): return .invalid(f)
+            case .unknownKid: return .unknownKid(provider.store)
+            }
+        case .apiKey:
+            guard let key = headers.first(name: apiKeys.header), !key.isEmpty else { return .invalid(.missing) }
+            guard let entry = apiKeys.lookup(key) else { return .invalid(.unknownKey) }
+            return .valid(apiKeys.identity(entry))
+        }
     }
 
     /// The token a provider reads: from `Authorization: Bearer …` (another scheme is no

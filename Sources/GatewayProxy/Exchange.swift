@@ -6,7 +6,9 @@ import NIOHTTP1
 /// One request on a downstream connection, from its head to the end of its response.
 /// It is the upstream connection's delegate while it holds one.
 final class Exchange {
-    enum Phase { case routing, authenticating, waitingForConnection, forwarding, responded }
+    /// `held`: waiting, before it is dispatched, for a JWKS fetch or a Redis rate-limit
+    /// decision; what the client sent behind the head stays unparsed meanwhile.
+    enum Phase { case routing, held, waitingForConnection, forwarding, responded }
 
     /// Strong: an unowned reference costs an extra check on every use. The cycle with
     /// `ProxyHandler.exchange` ends when the handler lets go of the exchange (at its end, or

@@ -31,18 +31,12 @@ extension GatewayServer {
             let providers = shared.auth.providers(for: snapshot)
             let keys = APIKeyTable(snapshot.file.auth.apiKeys)
             var failure: AuthFailure?
+            let now = Date().timeIntervalSince1970
             for alt in auth.alternatives where identity == nil {
-                switch alt.method {
-                case .jwt(let i):
-                    guard i < providers.count, let token = LoopContext.token(in: headers, from: providers[i].spec.sources) else { continue }
-                    switch providers[i].verifier.verify(token, keys: providers[i].store.keys, now: Date().timeIntervalSince1970) {
-                    case .valid(let id): identity = id
-                    case .invalid(let f): failure = f
-                    case .unknownKid: failure = .unknownKid
-                    }
-                case .apiKey:
-                    guard let given = headers.first(name: keys.header) else { continue }
-                    if let e = keys.lookup(given) { identity = keys.identity(e) } else { failure = .unknownKey }
+                switch LoopContext.check(alt.method, headers: headers, providers: providers, apiKeys: keys, now: now, cache: nil) {
+                case .valid(let id): identity = id
+                case .invalid(let f): if f != .missing || failure == nil { failure = f }
+                case .unknownKid: failure = .unknownKid
                 }
             }
             if let id = identity {

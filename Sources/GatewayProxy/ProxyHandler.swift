@@ -118,8 +118,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard var buffer = pending else { return }
         pending = nil
         while !closed {
-            // The rest waits while the request is over, or while its credentials are checked.
-            if let ex = exchange, ex.requestEnded || ex.phase == .authenticating { break }
+            // The rest waits while the request is over, or while it is held (keys, Redis).
+            if let ex = exchange, ex.requestEnded || ex.phase == .held { break }
             let part: HTTPServerRequestPart?
             do {
                 part = try parser.next(&buffer)
@@ -154,7 +154,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             switch ex.phase {
-            case .forwarding, .waitingForConnection, .routing, .authenticating:
+            case .forwarding, .waitingForConnection, .routing, .held:
                 if ex.phase != .forwarding { ex.bufferedBytes += buffer.readableBytes }
                 if ex.upstreamChunked {
                     chunk(buffer) { toUpstream(ex, $0) }
@@ -288,7 +288,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return !(ex.connection?.handler.isWritable ?? true)
         case .waitingForConnection, .routing:
             return ex.bufferedBytes >= Self.maxBufferedBody
-        case .authenticating:
+        case .held:
             return true
         case .responded:
             return false
@@ -456,7 +456,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch loopContext.authenticate(auth, headers: ex.head.headers, allowFetch: allowFetch) {
         case .allow(let identity):
             ex.identity = identity
-            if ex.phase == .authenticating {
+            if ex.phase == .held {
                 ex.phase = .routing
                 dispatch(ex, route: route, a)
                 resumeParsing(ex)
@@ -465,7 +465,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         case .deny(let status, let failure, let provider, let scopes):
             loopContext.metrics.authFailure(provider: provider, reason: failure.rawValue)
-            let wasHeld = ex.phase == .authenticating
+            let wasHeld = ex.phase == .held
             if wasHeld { ex.phase = .routing }
             let error: GatewayError =
                 status == .forbidden
@@ -477,10 +477,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .wait(let fetch):
             // The provider is fetching its keys: the request (and what follows it on the
             // connection) waits, on this loop, for that fetch.
-            ex.phase = .authenticating
+            ex.phase = .held
             // The fetch's promise belongs to this loop, so its callback runs here.
             fetch.assumeIsolated().whenComplete { [self] _ in
-                guard exchange === ex, ex.phase == .authenticating else { return }
+                guard exchange === ex, ex.phase == .held else { return }
                 authenticate(ex, auth, a, allowFetch: false)
             }
         }
@@ -566,9 +566,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if admit(ex, localDecision(tier, key: key), tier: tier, shadow: shadow) { next() }
             return
         }
-        ex.phase = .authenticating
+        ex.phase = .held
         redis.decide(key: key, limits: tier.limits).assumeIsolated().whenComplete { [self] result in
-            guard exchange === ex, ex.phase == .authenticating else { return }
+            guard exchange === ex, ex.phase == .held else { return }
             ex.phase = .routing
             switch result {
             case .success(let o):
@@ -803,20 +803,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func timedOut(_ ex: Exchange) {
         guard exchange === ex, !ex.responseEnded else { return }
         ex.deadline = 0
-        // A request held while its provider fetches keys has not been read to its end: the
-        // wait is the gateway's, not the client's.
-        let heldForKeys = ex.phase == .authenticating
+        // A held request (keys being fetched, Redis deciding) has not been read to its end:
+        // the wait is the gateway's, not the client's.
+        let wasHeld = ex.phase == .held
         abortUpstream(ex)
         if ex.responseStarted {
             closeNow()
         } else {
             // Still waiting for the client's body: the client is the slow one (SPEC §4: 408).
-            if !ex.requestEnded && !heldForKeys {
+            if !ex.requestEnded && !wasHeld {
                 closeAfterResponse = true
                 sendError(.requestTimeout(), ex)
             } else {
                 sendError(.upstreamTimeout(), ex)
-                if heldForKeys { resumeParsing(ex) }
+                if wasHeld { resumeParsing(ex) }
             }
         }
     }

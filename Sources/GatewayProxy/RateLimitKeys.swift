@@ -21,9 +21,9 @@ enum RateLimitKeys {
 
     /// The first source of `key_from` that has a value; the client IP when none has.
     static func key(_ p: RateLimitPolicy, identity: Identity?, clientIP: String, headers: HTTPHeaders) -> String {
-        for source in p.keyFrom {
+        for (source, prefix) in p.keyFrom {
             if let v = value(source, identity: identity, clientIP: clientIP, headers: headers, forTier: false), !v.isEmpty {
-                return source.description + "=" + v
+                return prefix + v
             }
         }
         return "client_ip=" + clientIP

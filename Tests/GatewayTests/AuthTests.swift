@@ -356,6 +356,30 @@ import Testing
         }
     }
 
+    @Test func consistentHashOnAVerifiedClaim() async throws {
+        let template = """
+            { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ], "access_log": { "enabled": false },
+              "auth": { "jwt": { "hs": { "issuer": "\(Mint.issuer)", "audiences": ["\(Mint.audience)"], "hmac_secret_env": "TEST_HS_SECRET",
+                                         "algorithms": ["HS256"] } } },
+              "upstreams": { "users": { "targets": ["@UP0@", "@UP1@"], "balancer": "consistent_hash", "hash_on": "claim:sub" } },
+              "routes": [ { "match": { "path_prefix": "/" }, "upstream": "users", "auth": { "jwt": "hs" } } ] }
+            """
+        try await withGateway(services: 2, environment: ["TEST_HS_SECRET": Self.hsSecret], template) { h in
+            #expect(await waitUntilAsync { h.server.authReady })
+            var servedBy: [String: Set<String>] = [:]
+            for user in (0..<12).map({ "user-\($0)" }) {
+                let token = Mint.token(alg: "HS256", kid: nil, key: .hmac(Array(Self.hsSecret.utf8)), claims: Mint.claims(sub: user))
+                for _ in 0..<3 {
+                    let r = try await httpRequestOffPool(port: h.port, "GET", "/x", headers: Self.bearer(token))
+                    servedBy[user, default: []].insert(r.json?["served_by"] as? String ?? "?")
+                }
+            }
+            // Each user always lands on one target; the users spread over both.
+            #expect(servedBy.values.allSatisfy { $0.count == 1 }, "\(servedBy)")
+            #expect(Set(servedBy.values.compactMap(\.first)) == ["svc-0", "svc-1"])
+        }
+    }
+
     @Test func tokenFromACookie() async throws {
         try await Self.withAuthGateway { h, _, keys in
             let es = try #require(keys["ES256"])
