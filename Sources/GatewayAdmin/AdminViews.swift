@@ -67,7 +67,11 @@ enum AdminViews {
     /// Per target: the connections and requests the event loops hold for it now.
     static func upstreams(_ targets: [GatewayServer.TargetStatus]) -> [UInt8] {
         let items = targets.map { t in
-            "{\"upstream\":\(jsonString(t.upstream)),\"url\":\(jsonString(t.url)),\"weight\":\(t.weight),"
+            let until = t.ejectedUntil.map { jsonString(ConfigReloader.timestamp($0)) } ?? "null"
+            let rate = t.successRate.map { String(format: "%.4f", $0) } ?? "null"
+            return "{\"upstream\":\(jsonString(t.upstream)),\"url\":\(jsonString(t.url)),\"weight\":\(t.weight),"
+                + "\"available\":\(t.available),\"health\":\(jsonString(t.health)),\"ejected_until\":\(until),"
+                + "\"times_ejected\":\(t.timesEjected),\"total_ejections\":\(t.totalEjections),\"success_rate\":\(rate),"
                 + "\"active_requests\":\(t.activeRequests),\"open_connections\":\(t.openConnections),"
                 + "\"idle_connections\":\(t.idleConnections)}"
         }

@@ -158,7 +158,7 @@ public struct Server: Sendable, Codable, Hashable {
     }
 }
 
-/// SPEC §2.4. Health checks, outlier detection and upstream TLS come with later parts.
+/// SPEC §2.4. Upstream TLS comes with a later part.
 public struct Upstream: Sendable, Codable, Hashable {
     public var targets: [Target]
     public var balancer: String = "round_robin"
@@ -166,6 +166,8 @@ public struct Upstream: Sendable, Codable, Hashable {
     public var connectTimeout: ConfigDuration = .seconds(1)
     public var maxConnectionsPerTarget: Int = 256
     public var maxPendingRequests: Int = 1024
+    public var healthCheck: HealthCheck?
+    public var outlierDetection: OutlierDetection?
 
     public struct Target: Sendable, Codable, Hashable {
         public var url: String
@@ -193,6 +195,8 @@ public struct Upstream: Sendable, Codable, Hashable {
         case connectTimeout = "connect_timeout"
         case maxConnectionsPerTarget = "max_connections_per_target"
         case maxPendingRequests = "max_pending_requests"
+        case healthCheck = "health_check"
+        case outlierDetection = "outlier_detection"
     }
 
     public init(targets: [Target], balancer: String = "round_robin") {
@@ -201,7 +205,7 @@ public struct Upstream: Sendable, Codable, Hashable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["tls", "health_check", "outlier_detection"])
+        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["tls"])
         let c = try decoder.container(keyedBy: CodingKeys.self)
         targets = try c.decode([Target].self, forKey: .targets)
         balancer = try c.decodeIfPresent(String.self, forKey: .balancer) ?? balancer
@@ -209,6 +213,8 @@ public struct Upstream: Sendable, Codable, Hashable {
         connectTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .connectTimeout) ?? connectTimeout
         maxConnectionsPerTarget = try c.decodeIfPresent(Int.self, forKey: .maxConnectionsPerTarget) ?? maxConnectionsPerTarget
         maxPendingRequests = try c.decodeIfPresent(Int.self, forKey: .maxPendingRequests) ?? maxPendingRequests
+        healthCheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthCheck)
+        outlierDetection = try c.decodeIfPresent(OutlierDetection.self, forKey: .outlierDetection)
     }
 }
 
@@ -227,6 +233,8 @@ public struct Route: Sendable, Codable, Hashable {
     public var auth: RouteAuth?
     public var cors: RouteCORS?
     public var rateLimit: RouteRateLimit?
+    public var retry: RetryConfig?
+    public var fault: FaultConfig?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, match, upstream, rewrite, timeout
@@ -234,9 +242,10 @@ public struct Route: Sendable, Codable, Hashable {
         case responseHeaders = "response_headers"
         case respond, auth, cors
         case rateLimit = "rate_limit"
+        case retry, fault
     }
 
-    static let later: Set<String> = ["split", "mirror", "retry", "shape", "aggregate", "fault"]
+    static let later: Set<String> = ["split", "mirror", "shape", "aggregate"]
 
     public init(name: String? = nil, match: Match = Match(), upstream: String? = nil, respond: Respond? = nil) {
         self.name = name
@@ -259,6 +268,8 @@ public struct Route: Sendable, Codable, Hashable {
         auth = try c.decodeIfPresent(RouteAuth.self, forKey: .auth)
         cors = try c.decodeIfPresent(RouteCORS.self, forKey: .cors)
         rateLimit = try c.decodeIfPresent(RouteRateLimit.self, forKey: .rateLimit)
+        retry = try c.decodeIfPresent(RetryConfig.self, forKey: .retry)
+        fault = try c.decodeIfPresent(FaultConfig.self, forKey: .fault)
     }
 
     public struct Match: Sendable, Codable, Hashable {

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayPolicies
 
 /// The compiled, immutable form of a valid file: what the data path reads, once per request.
 /// A reload builds a new one and swaps it in; requests keep the snapshot they started with.
@@ -88,6 +89,8 @@ public struct UpstreamSpec: Sendable {
     public var connectTimeoutNanos: Int64
     public var maxConnectionsPerTarget: Int
     public var maxPendingRequests: Int
+    public var healthCheck: HealthCheckSpec?
+    public var outlierDetection: OutlierDetector.Config?
 
     init(name: String, index: Int, config u: Upstream) {
         self.name = name
@@ -100,6 +103,8 @@ public struct UpstreamSpec: Sendable {
         connectTimeoutNanos = u.connectTimeout.nanoseconds
         maxConnectionsPerTarget = u.maxConnectionsPerTarget
         maxPendingRequests = u.maxPendingRequests
+        healthCheck = u.healthCheck.map(HealthCheckSpec.init)
+        outlierDetection = u.outlierDetection.map(OutlierDetector.Config.init)
     }
 }
 
@@ -143,12 +148,16 @@ public final class CompiledRoute: Sendable {
     public let auth: AuthRequirement?
     public let cors: CORSPolicy?
     public let rateLimit: RouteLimitMode
+    public let retry: RetryPolicy?
+    public let fault: FaultPolicy?
 
     init(index: Int, config r: Route, upstreamIndex: Int?, auth: AuthRequirement? = nil) {
         self.index = index
         self.auth = auth
         self.cors = r.cors.map(CORSPolicy.init)
         self.rateLimit = RouteLimitMode(r.rateLimit)
+        self.retry = r.retry.map(RetryPolicy.init)
+        self.fault = r.fault.map(FaultPolicy.init)
         self.config = r
         name = r.name ?? "route-\(index)"
         pathPattern = r.match.path.flatMap { try? PathPattern.parse($0).get() }

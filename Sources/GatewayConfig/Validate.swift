@@ -152,6 +152,7 @@ extension GatewayFile {
         if routes.isEmpty { warn("routes", "no routes: every request will get 404") }
         validateAuth(environment: environment, into: &out)
         validateRateLimits(into: &out)
+        validateResilience(into: &out)
 
         if accessLog.format != "json" { error("access_log.format", "only \"json\" is supported") }
         if accessLog.path.isEmpty { error("access_log.path", "must be stdout, stderr or a file path") }

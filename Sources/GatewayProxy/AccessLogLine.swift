@@ -37,7 +37,7 @@ enum AccessLogLine {
         out.append(contentsOf: #","upstream_ms":"#.utf8)
         if ex.upstreamNanos >= 0 { appendMillis(ex.upstreamNanos, to: &out) } else { out.append(contentsOf: "null".utf8) }
         out.append(contentsOf: #","attempts":"#.utf8)
-        appendInt(ex.pool != nil ? 1 : 0, to: &out)
+        appendInt(ex.attempts, to: &out)
         out.append(contentsOf: #","bytes_in":"#.utf8)
         appendInt(ex.requestBytes, to: &out)
         out.append(contentsOf: #","bytes_out":"#.utf8)

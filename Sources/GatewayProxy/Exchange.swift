@@ -62,6 +62,29 @@ final class Exchange {
     /// The client asked for HEAD: the response has no body whatever its headers say.
     let isHead: Bool
 
+    // Tries (route `retry`).
+    /// Index of `pool` among its upstream's targets.
+    var poolIndex = -1
+    /// Tries started at a target (`X-Upstream-Attempts`, the access log's `attempts`).
+    var attempts = 0
+    /// Bit `i` set: target `i` was tried (a retry goes elsewhere when it can).
+    var tried: UInt64 = 0
+    /// On a route with `retry`: the body as sent upstream, kept for another try while it
+    /// fits in `ProxyHandler.maxReplayBody`.
+    var replay: [ByteBuffer] = []
+    var replayBytes = 0
+    var keepsReplay = false
+    /// The body outgrew what is kept: no more tries.
+    var replayLost = false
+    /// Uptime nanoseconds when the current try times out (`per_try_timeout`); 0 when none runs.
+    var tryDeadline: UInt64 = 0
+    /// Counted in the upstream's retries in flight (the retry budget).
+    var holdsRetrySlot = false
+    /// Waiting out the backoff before the next try.
+    var backingOff = false
+    /// What the request path computed before the first try, kept for the next ones.
+    var admission: ProxyHandler.Admission?
+
     init(handler: ProxyHandler, head: HTTPRequestHead, requestID: String, clientIP: String, start: NIODeadline) {
         self.handler = handler
         self.head = head

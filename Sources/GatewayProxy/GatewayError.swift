@@ -1,22 +1,37 @@
+import GatewayPolicies
 import NIOCore
 import NIOHTTP1
 
 /// An error the gateway answers itself, with the status and code of SPEC §4.
-/// `source` says where it came from and `retryable` whether another try may follow (used by retries).
+/// `source` says where it came from; `retry` whether another try may follow, and under which
+/// condition of a route's `retry.on` (nil: never). The retry loop reads only that.
 public struct GatewayError: Error, Sendable, Hashable {
     public enum Source: Sendable, Hashable { case downstream, upstream, internalError }
     public var status: HTTPResponseStatus
     public var code: String
     public var message: String
     public var source: Source
-    public var retryable: Bool
+    public var retry: RetryCondition?
 
-    public init(_ status: HTTPResponseStatus, _ code: String, _ message: String, source: Source = .internalError, retryable: Bool = false) {
+    public init(
+        _ status: HTTPResponseStatus, _ code: String, _ message: String, source: Source = .internalError, retry: RetryCondition? = nil
+    ) {
         self.status = status
         self.code = code
         self.message = message
         self.source = source
-        self.retryable = retryable
+        self.retry = retry
+    }
+
+    /// The try could not reach the target: nothing was sent, so any method may be retried.
+    public static func connectFailure(_ m: String) -> GatewayError {
+        .init(.badGateway, "bad_gateway", m, source: .upstream, retry: .connectFailure)
+    }
+    /// The answer a route's `fault.abort` gives.
+    public static func faultAbort(_ status: Int) -> GatewayError {
+        .init(
+            HTTPResponseStatus(statusCode: status), "fault_injected", "the route's fault injection failed this request",
+            source: .internalError)
     }
 
     public static func badRequest(_ m: String) -> GatewayError { .init(.badRequest, "bad_request", m, source: .downstream) }
@@ -33,15 +48,16 @@ public struct GatewayError: Error, Sendable, Hashable {
     public static func headersTooLarge() -> GatewayError {
         .init(.requestHeaderFieldsTooLarge, "headers_too_large", "the request headers are too large", source: .downstream)
     }
-    public static func badGateway(_ m: String, retryable: Bool = true) -> GatewayError {
-        .init(.badGateway, "bad_gateway", m, source: .upstream, retryable: retryable)
+    /// The target took the request and no valid response came (`reset` unless told otherwise).
+    public static func badGateway(_ m: String, retry: RetryCondition? = .reset) -> GatewayError {
+        .init(.badGateway, "bad_gateway", m, source: .upstream, retry: retry)
     }
     public static func unavailable(_ m: String) -> GatewayError { .init(.serviceUnavailable, "unavailable", m, source: .internalError) }
     public static func rateLimited() -> GatewayError {
         .init(.tooManyRequests, "rate_limited", "too many requests; retry after the time in Retry-After", source: .downstream)
     }
     public static func upstreamTimeout() -> GatewayError {
-        .init(.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time", source: .upstream, retryable: true)
+        .init(.gatewayTimeout, "upstream_timeout", "the upstream did not answer in time", source: .upstream, retry: .reset)
     }
 
     /// `{"error": CODE, "message": ..., "request_id": ...}`.

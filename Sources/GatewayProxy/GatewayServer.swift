@@ -17,6 +17,8 @@ public final class GatewayServer: Sendable {
     private let logger: Logger
     /// Each loop's `ConnectionClock` tick, cancelled before the loops stop.
     private let ticks: [RepeatedTask]
+    /// Health checks and outlier housekeeping (`HealthService`), from `start()` to `shutdown()`.
+    private let healthTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     /// `workers` event loops (0 = one per core) unless a group is given.
     /// `environment` holds the HMAC secrets JWT providers name.
@@ -70,6 +72,8 @@ public final class GatewayServer: Sendable {
     /// Binds every listener of the snapshot. Throws when one cannot be bound (exit code 2).
     public func start() async throws {
         let snapshot = shared.snapshots.snapshot
+        let service = HealthService(shared: shared, group: group)
+        healthTask.withLockedValue { $0 = Task { try? await service.run() } }
         for listener in snapshot.file.listeners {
             guard let hp = HostPort(parsing: listener.address) else { throw BindError(address: listener.address, reason: "not host:port") }
             do {
@@ -166,17 +170,46 @@ public final class GatewayServer: Sendable {
         public var activeRequests: Int
         public var openConnections: Int
         public var idleConnections: Int
+        /// Takes traffic: not failing health checks and not ejected.
+        public var available = true
+        /// `unchecked` (no `health_check`), `unknown` (not probed yet), `healthy`, `unhealthy`.
+        public var health = "unchecked"
+        /// When the current ejection ends, if the target is ejected now.
+        public var ejectedUntil: Date?
+        public var timesEjected = 0
+        public var totalEjections = 0
+        /// Successes over requests in the outlier detector's last interval (nil without
+        /// outlier detection or without requests).
+        public var successRate: Double?
     }
 
     /// The upstreams of the current snapshot, in file order, each loop asked on its own thread.
     public func upstreamStatus() async -> [TargetStatus] {
         let snapshot = shared.snapshots.snapshot
+        let now = Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds)
+        let wallNow = Date()
         var out: [TargetStatus] = []
         for spec in snapshot.upstreams {
-            for t in spec.targets {
-                out.append(
-                    TargetStatus(
-                        upstream: spec.name, url: t.url, weight: t.weight, activeRequests: 0, openConnections: 0, idleConnections: 0))
+            let health = shared.health.health(for: spec)
+            let states = health?.detectorStates()
+            for (i, t) in spec.targets.enumerated() {
+                var status = TargetStatus(
+                    upstream: spec.name, url: t.url, weight: t.weight, activeRequests: 0, openConnections: 0, idleConnections: 0)
+                if let health, i < health.targets.count {
+                    let th = health.targets[i]
+                    status.available = th.isAvailable(now: now)
+                    if health.healthCheck != nil { status.health = th.check.withLockedValue { $0.status.rawValue } }
+                    let until = th.ejectedUntil.load(ordering: .relaxed)
+                    if until > now { status.ejectedUntil = wallNow.addingTimeInterval(Double(until - now) / 1e9) }
+                    if let states, i < states.count {
+                        status.timesEjected = states[i].timesEjected
+                        status.totalEjections = states[i].totalEjections
+                        status.successRate =
+                            states[i].intervalRequests > 0
+                            ? Double(states[i].intervalSuccesses) / Double(states[i].intervalRequests) : states[i].lastSuccessRate
+                    }
+                }
+                out.append(status)
             }
         }
         for (_, bound) in contexts {
@@ -250,6 +283,12 @@ public final class GatewayServer: Sendable {
     /// Closes listeners and pools and stops the event loops the server owns.
     public func shutdown() async {
         await closeListeners()
+        if let task = healthTask.withLockedValue({ t in
+            defer { t = nil }; return t
+        }) {
+            task.cancel()
+            await task.value
+        }
         for (_, bound) in contexts {
             try? await bound.eventLoop.submit { bound.value.shutdownPools() }.get()
         }

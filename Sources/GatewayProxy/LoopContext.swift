@@ -104,7 +104,8 @@ final class LoopContext {
             }
             let perLoopPending = spec.maxPendingRequests == 0 ? 0 : max(1, (spec.maxPendingRequests + loopCount - 1) / loopCount)
             return UpstreamRuntime(
-                spec: spec, pools: pools, maxPending: perLoopPending, start: Int(rng.next() % UInt64(max(1, pools.count))))
+                spec: spec, pools: pools, maxPending: perLoopPending, start: Int(rng.next() % UInt64(max(1, pools.count))),
+                health: shared.health.health(for: spec))
         }
         for p in oldPools.values { p.shutdown() }
     }
@@ -128,21 +129,26 @@ final class LoopContext {
     }
 }
 
-/// One upstream as one loop sees it: its pools and its balancer.
+/// One upstream as one loop sees it: its pools, its balancer, and the shared health of its targets.
 final class UpstreamRuntime {
     let spec: UpstreamSpec
     let pools: [TargetPool]
     var pending = 0
     let maxPending: Int
+    /// Retries in flight on this loop (the retry budget is kept per loop, like the pools).
+    var activeRetries = 0
+    /// Nil when the upstream has neither health checks nor outlier detection.
+    let health: UpstreamHealth?
     private var roundRobin: WeightedRoundRobin
     private let leastRequest: LeastRequest
     private let random: WeightedRandom
     private let ring: ConsistentHashRing?
 
-    init(spec: UpstreamSpec, pools: [TargetPool], maxPending: Int, start: Int) {
+    init(spec: UpstreamSpec, pools: [TargetPool], maxPending: Int, start: Int, health: UpstreamHealth? = nil) {
         self.spec = spec
         self.pools = pools
         self.maxPending = maxPending
+        self.health = health
         let weights = spec.targets.map(\.weight)
         roundRobin = WeightedRoundRobin(weights: weights, start: start)
         leastRequest = LeastRequest(weights: weights)
@@ -150,22 +156,45 @@ final class UpstreamRuntime {
         ring = spec.balancer == .consistentHash ? ConsistentHashRing(targets: spec.targets.map(\.url), weights: weights) : nil
     }
 
-    /// The target for the next request. `hashKey` is used by consistent_hash only.
+    /// Requests of this loop on this upstream: holding a connection or waiting for one.
+    var activeRequests: Int { pools.reduce(pending) { $0 + $1.active } }
+
+    /// The index of the target for the next try. `hashKey` is used by consistent_hash only.
+    /// `avoid` has bit `i` set for targets this request already tried (a retry goes
+    /// elsewhere when it can). Only available targets are picked (not ejected, not failing
+    /// health checks); when none is, any target (panic mode, SPEC §2.4).
     @inline(__always)
-    func pick(hashKey: UInt64?, rng: inout SplitMix64) -> TargetPool? {
-        if pools.count <= 1 { return pools.first }  // validation keeps pools non-empty; never trap if not
+    func pick(hashKey: UInt64?, rng: inout SplitMix64, now: Int64, avoid: UInt64 = 0) -> Int? {
+        if pools.count <= 1 { return pools.isEmpty ? nil : 0 }  // validation keeps pools non-empty; never trap if not
+        guard health != nil || avoid != 0 else {
+            // The common case: every target takes traffic.
+            if spec.balancer == .roundRobin { return roundRobin.next() }
+            return choose(hashKey: hashKey, rng: &rng) { _ in true }
+        }
+        let untried: (Int) -> Bool = { $0 >= 64 || avoid & (1 << UInt64($0)) == 0 }
+        let available: (Int) -> Bool = { self.health?.isAvailable($0, now: now) ?? true }
+        if let i = choose(hashKey: hashKey, rng: &rng, { untried($0) && available($0) }) { return i }
+        // Every untried target is out: an available one that was tried beats a known-bad one.
+        if let i = choose(hashKey: hashKey, rng: &rng, available) { return i }
+        // Panic: nothing is available; spread over all, untried first.
+        if let i = choose(hashKey: hashKey, rng: &rng, untried) { return i }
+        return choose(hashKey: hashKey, rng: &rng) { _ in true }
+    }
+
+    @inline(__always)
+    private func choose(hashKey: UInt64?, rng: inout SplitMix64, _ ok: (Int) -> Bool) -> Int? {
         let index: Int?
         switch spec.balancer {
         case .roundRobin:
-            index = roundRobin.next()
+            index = roundRobin.next(isAvailable: ok)
         case .leastRequest:
-            index = leastRequest.pick(inFlight: { self.pools[$0].active }, isAvailable: { _ in true }, using: &rng)
+            index = leastRequest.pick(inFlight: { self.pools[$0].active }, isAvailable: ok, using: &rng)
         case .random:
-            index = random.pick(isAvailable: { _ in true }, using: &rng)
+            index = random.pick(isAvailable: ok, using: &rng)
         case .consistentHash:
-            index = ring?.pick(hash: hashKey ?? rng.next(), isAvailable: { _ in true })
+            index = ring?.pick(hash: hashKey ?? rng.next(), isAvailable: ok)
         }
         guard let index, index >= 0, index < pools.count else { return nil }
-        return pools[index]
+        return index
     }
 }

@@ -41,10 +41,10 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// A gauge that goes up and down (swift-metrics' `Gauge` can only be set).
-    func upDownGauge(_ name: String, _ labels: [(String, String)]) -> Prometheus.Gauge {
-        registry.makeGauge(
-            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: "Open client connections per listener"),
-            labels: labels)
+    func upDownGauge(
+        _ name: String, _ labels: [(String, String)], help: String = "Open client connections per listener"
+    ) -> Prometheus.Gauge {
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
     }
 
     /// `gateway_config_reloads_total{result}`.
@@ -108,6 +108,12 @@ final class LoopMetrics {
     /// `gateway_auth_failures_total{provider,reason}`: one per refused request.
     func authFailure(provider: String, reason: String) {
         increment("gateway_auth_failures_total", ("provider", provider), ("reason", reason))
+    }
+
+    /// `gateway_retries_total{route,reason}`: one per retry started; `reason` is the
+    /// condition that caused it (`connect-failure`, `reset`, `per-try-timeout`, `status:503`…).
+    func retry(route: String, reason: String) {
+        increment("gateway_retries_total", ("route", route), ("reason", reason))
     }
 
     init(_ metrics: GatewayMetrics) { self.metrics = metrics }

@@ -95,6 +95,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             sendError(.requestTimeout(), ex)
         }
         if let ex = exchange, ex.deadline != 0, now >= ex.deadline { timedOut(ex) }
+        if let ex = exchange, ex.tryDeadline != 0, now >= ex.tryDeadline { perTryTimedOut(ex) }
     }
 
     // MARK: inbound
@@ -174,6 +175,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 last.writeStaticString("\r\n")
                 toUpstream(ex, last)
             }
+            // The per-try timeout runs from the end of the request (a slow upload is not the target's fault).
+            if ex.tryDeadline == 0, ex.phase == .waitingForConnection || ex.phase == .forwarding, !ex.backingOff {
+                armTryTimeout(ex)
+            }
             if ex.responseEnded { finish(ex) }
         }
     }
@@ -193,6 +198,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Request bytes for the upstream: written when its connection is in use, kept until then.
     @inline(__always)
     private func toUpstream(_ ex: Exchange, _ bytes: ByteBuffer) {
+        if ex.keepsReplay { keepForReplay(ex, bytes) }
         if ex.phase == .forwarding {
             ex.connection?.handler.write(bytes)
             needsUpstreamFlush = true
@@ -531,7 +537,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Where the route sends the admitted request.
     private func perform(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
-        guard let context else { return }
         switch route.action {
         case .respond(let status, let headers, let body):
             respondLocally(ex, status: status, headers: headers, body: body)
@@ -539,20 +544,141 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard index >= 0, index < loopContext.upstreams.count else {
                 return sendError(.unavailable("the route's upstream is not configured"), ex)
             }
-            let upstream = loopContext.upstreams[index]
-            ex.upstream = upstream
-            let hashKey = upstream.spec.balancer == .consistentHash ? self.hashKey(upstream.spec.hashOn, ex) : nil
-            guard let pool = upstream.pick(hashKey: hashKey, rng: &loopContext.rng) else {
-                return sendError(.unavailable("no target available"), ex)
+            ex.upstream = loopContext.upstreams[index]
+            if let fault = route.fault {
+                injectFault(ex, fault, route: route, a)
+            } else {
+                toUpstream(ex, route: route, a)
             }
-            ex.pool = pool
-            // The client waits for a go-ahead before sending its body: the gateway gives it
-            // (and strips `Expect`), as the upstream's own 100 would not come through.
-            if ex.head.version.minor >= 1 && a.expectsContinue {
-                context.writeAndFlush(wrapOutboundOut(allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
-            }
-            forward(ex, snapshot: a.snapshot, route: route, path: a.path, query: a.query, trusted: a.trusted)
         }
+    }
+
+    /// The admitted request goes to the route's upstream: the first try.
+    private func toUpstream(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
+        guard let context else { return }
+        if route.retry != nil {
+            ex.admission = a
+            ex.keepsReplay = ex.expectsBody
+        }
+        // The client waits for a go-ahead before sending its body: the gateway gives it
+        // (and strips `Expect`), as the upstream's own 100 would not come through.
+        if ex.head.version.minor >= 1 && a.expectsContinue {
+            context.writeAndFlush(wrapOutboundOut(allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
+        }
+        startTry(ex, route: route, a)
+    }
+
+    /// Picks a target (another one than those tried, where one is available) and sends the request there.
+    private func startTry(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
+        guard let upstream = ex.upstream else { return }
+        let hashKey = upstream.spec.balancer == .consistentHash ? self.hashKey(upstream.spec.hashOn, ex) : nil
+        guard let i = upstream.pick(hashKey: hashKey, rng: &loopContext.rng, now: loopContext.clock.lastTick.asInt64, avoid: ex.tried)
+        else {
+            return sendError(.unavailable("no target available"), ex)
+        }
+        ex.poolIndex = i
+        ex.pool = upstream.pools[i]
+        ex.attempts += 1
+        if i < 64 { ex.tried |= 1 << UInt64(i) }
+        if ex.requestEnded { armTryTimeout(ex) }
+        forward(ex, snapshot: a.snapshot, route: route, path: a.path, query: a.query, trusted: a.trusted)
+    }
+
+    /// `fault`: the delay first, then the abort, each for its share of requests.
+    private func injectFault(_ ex: Exchange, _ f: FaultPolicy, route: CompiledRoute, _ a: Admission) {
+        if f.delayNanos > 0, FaultPolicy.hits(f.delayPerMillion, loopContext.rng.next()), let context {
+            // Held like a request waiting for keys: what follows it on the connection waits too.
+            ex.phase = .held
+            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(f.delayNanos)) { [self] in
+                guard exchange === ex, ex.phase == .held else { return }
+                ex.phase = .routing
+                abortOrForward(ex, f, route: route, a)
+                resumeParsing(ex)
+            }
+            return
+        }
+        abortOrForward(ex, f, route: route, a)
+    }
+
+    private func abortOrForward(_ ex: Exchange, _ f: FaultPolicy, route: CompiledRoute, _ a: Admission) {
+        if FaultPolicy.hits(f.abortPerMillion, loopContext.rng.next()) {
+            sendError(.faultAbort(f.abortStatus), ex)
+        } else {
+            toUpstream(ex, route: route, a)
+        }
+    }
+
+    // MARK: retries
+
+    /// Request bodies up to this size are kept for another try (SPEC §2.7).
+    static let maxReplayBody = 64 * 1024
+
+    private func keepForReplay(_ ex: Exchange, _ bytes: ByteBuffer) {
+        ex.replayBytes += bytes.readableBytes
+        if ex.replayBytes > Self.maxReplayBody {
+            ex.keepsReplay = false
+            ex.replayLost = true
+            ex.replay = []
+        } else {
+            ex.replay.append(bytes)
+        }
+    }
+
+    private func armTryTimeout(_ ex: Exchange) {
+        guard let perTry = ex.route?.retry?.perTryTimeoutNanos, perTry > 0 else { return }
+        ex.tryDeadline = NIODeadline.now().uptimeNanoseconds &+ UInt64(perTry)
+    }
+
+    /// The current try got no response in `per_try_timeout`: another try, or 504.
+    private func perTryTimedOut(_ ex: Exchange) {
+        ex.tryDeadline = 0
+        guard exchange === ex, !ex.responseStarted, !ex.backingOff, ex.phase == .waitingForConnection || ex.phase == .forwarding
+        else { return }
+        ex.upstream?.health?.record(ex.poolIndex, .gatewayFailure, now: NIODeadline.now().uptimeNanoseconds.asInt64)
+        if let policy = ex.route?.retry, policy.on.allows(failure: .reset), retry(ex, reason: "per-try-timeout") { return }
+        abortUpstream(ex)
+        sendError(.upstreamTimeout(), ex)
+    }
+
+    /// Starts another try when the route's policy allows one now: the method (or an
+    /// `Idempotency-Key`), tries left, a body still kept, the retry budget, and time left
+    /// for the backoff within the route's timeout. The caller has checked the condition
+    /// against `retry.on`; nothing of the response has reached the client.
+    private func retry(_ ex: Exchange, reason: String) -> Bool {
+        guard let context, let route = ex.route, let policy = route.retry, let upstream = ex.upstream, let a = ex.admission,
+            !ex.responseStarted, ex.attempts < policy.attempts, !ex.replayLost, !ex.isUpgrade
+        else { return false }
+        guard policy.methods.contains(ex.head.method.rawValue) || ex.head.headers.contains(name: "idempotency-key") else { return false }
+        if !ex.holdsRetrySlot {
+            guard
+                RetryBudget.allows(
+                    activeRequests: upstream.activeRequests, activeRetries: upstream.activeRetries, percent: policy.budgetPercent)
+            else { return false }
+        }
+        let wait = Backoff.delay(
+            retry: ex.attempts, baseNanos: policy.backoffBaseNanos, maxNanos: policy.backoffMaxNanos, random: loopContext.rng.next())
+        if ex.deadline != 0 && NIODeadline.now().uptimeNanoseconds &+ UInt64(wait) >= ex.deadline { return false }
+        if !ex.holdsRetrySlot {
+            ex.holdsRetrySlot = true
+            upstream.activeRetries += 1
+        }
+        loopContext.metrics.retry(route: route.name, reason: reason)
+        // This try is over; its connection is mid-exchange and cannot be reused.
+        ex.waiter?.cancel()
+        ex.waiter = nil
+        dropConnection(ex)
+        ex.tryDeadline = 0
+        ex.pendingHead = nil
+        ex.phase = .waitingForConnection
+        ex.buffered = ex.replay
+        ex.bufferedBytes = ex.replayBytes
+        ex.backingOff = true
+        context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(wait)) { [self] in
+            guard exchange === ex, ex.backingOff, ex.phase == .waitingForConnection else { return }
+            ex.backingOff = false
+            startTry(ex, route: route, a)
+        }
+        return true
     }
 
     /// One rate-limit decision, then `next` when the request is admitted. With the memory
@@ -688,14 +814,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func upstreamHead(_ head: ResponseParser.Head, _ ex: Exchange) {
         guard let context, let route = ex.route else { return }
         // Measured from the request's start: routing takes microseconds, not worth a clock read.
-        ex.upstreamNanos = Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds &- ex.start.uptimeNanoseconds)
+        let now = NIODeadline.now().uptimeNanoseconds
+        ex.upstreamNanos = Int64(truncatingIfNeeded: now &- ex.start.uptimeNanoseconds)
+        ex.tryDeadline = 0
         if let pool = ex.pool, let upstream = ex.upstream {
             loopContext.metrics.upstream(upstream.spec.name, pool: pool, code: head.status, nanos: ex.upstreamNanos)
+            upstream.health?.record(ex.poolIndex, head.status >= 500 ? .status(head.status) : .success, now: now.asInt64)
         }
+        if let policy = route.retry, policy.on.allows(status: head.status), retry(ex, reason: "status:\(head.status)") { return }
         if head.status == 101 {
             guard ex.isUpgrade else {
                 abortUpstream(ex)
-                return sendError(.badGateway("the upstream switched protocols without being asked", retryable: false), ex)
+                return sendError(.badGateway("the upstream switched protocols without being asked", retry: nil), ex)
             }
             return startTunnel(head, ex)
         }
@@ -706,7 +836,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.clientChunked = out.writeHead(capacity: head.block.readableBytes + 192) { sink in
             ForwardHeaders.responseHead(
                 head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, corsOrigin: ex.corsOrigin,
-                extra: ex.rateLimitHeaders,
+                extra: route.retry == nil ? ex.rateLimitHeaders : ex.rateLimitHeaders + [("x-upstream-attempts", String(ex.attempts))],
                 closeAfter: &closeAfter, into: &sink)
         }
         closeAfterResponse = closeAfter
@@ -792,6 +922,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamFailed(_ error: GatewayError, _ ex: Exchange) {
         dropConnection(ex)
+        if !ex.responseStarted, let condition = error.retry {
+            ex.tryDeadline = 0
+            ex.upstream?.health?.record(ex.poolIndex, .gatewayFailure, now: NIODeadline.now().uptimeNanoseconds.asInt64)
+            if let policy = ex.route?.retry, policy.on.allows(failure: condition),
+                retry(ex, reason: condition == .connectFailure ? "connect-failure" : "reset")
+            {
+                return
+            }
+        }
         if ex.responseStarted {
             // Bytes already reached the client: the only honest thing left is to cut the connection.
             closeNow()
@@ -864,6 +1003,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         h.add(name: "x-request-id", value: ex.requestID)
         for (n, v) in extraHeaders { h.add(name: n, value: v) }
         for (n, v) in ex.rateLimitHeaders { h.add(name: n, value: v) }
+        if ex.attempts > 0, ex.route?.retry != nil { h.add(name: "x-upstream-attempts", value: String(ex.attempts)) }
         // A browser reads a refusal only when it carries the CORS fields.
         if let cors = ex.route?.cors, let origin = ex.corsOrigin { ForwardHeaders.addCORS(cors, origin: origin, to: &h) }
         writeLocal(ex, status: error.status, headers: h, body: allocator.buffer(string: body))
@@ -943,6 +1083,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The exchange is over: metrics, and the access log when there is one.
     private func log(_ ex: Exchange) {
+        if ex.holdsRetrySlot {
+            ex.holdsRetrySlot = false
+            ex.upstream?.activeRetries -= 1
+        }
         let nanos = Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds &- ex.start.uptimeNanoseconds)
         loopContext.metrics.request(route: ex.route, method: ex.head.method, code: ex.status, nanos: nanos)
         guard loopContext.shared.accessLog != nil else { return }

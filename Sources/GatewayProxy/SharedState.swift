@@ -40,6 +40,8 @@ public final class SharedState: Sendable {
     public let auth: AuthRegistry
     /// Rate-limit counters (the memory store), kept across reloads.
     public let limiter = MemoryLimiter()
+    /// Health checks and outlier ejections of each upstream's targets, kept across reloads.
+    public let health: HealthRegistry
 
     public init(
         snapshots: SnapshotStore, accessLog: AccessLogWriter?, metrics: GatewayMetrics = GatewayMetrics(),
@@ -49,6 +51,7 @@ public final class SharedState: Sendable {
         self.auth = auth
         self.accessLog = accessLog
         self.metrics = metrics
+        self.health = HealthRegistry(metrics: metrics)
     }
 
     public var draining: Bool { drainingFlag.load(ordering: .relaxed) }

@@ -138,7 +138,7 @@ final class TargetPool {
             case .success(let channel):
                 guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self) else {
                     channel.close(promise: nil)
-                    self.connectFailed(.badGateway("could not set up the upstream connection"))
+                    self.connectFailed(.connectFailure("could not set up the upstream connection"))
                     return
                 }
                 let conn = UpstreamConnection(channel: channel, handler: handler, pool: self)
@@ -157,7 +157,7 @@ final class TargetPool {
                 } else {
                     message = "could not connect to \(self.target.url)"
                 }
-                self.connectFailed(.init(.badGateway, "bad_gateway", message, source: .upstream, retryable: true))
+                self.connectFailed(.connectFailure(message))
             }
         }
     }

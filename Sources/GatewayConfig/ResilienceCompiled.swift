@@ -1,0 +1,83 @@
+import GatewayPolicies
+
+/// `health_check`, compiled.
+public struct HealthCheckSpec: Sendable, Hashable {
+    public var path: String
+    public var intervalNanos: Int64
+    public var timeoutNanos: Int64
+    public var healthyThreshold: Int
+    public var unhealthyThreshold: Int
+    public var expected: ClosedRange<Int>
+
+    init(_ h: HealthCheck) {
+        path = h.path
+        intervalNanos = max(1_000_000, h.interval.nanoseconds)
+        timeoutNanos = max(1_000_000, h.timeout.nanoseconds)
+        healthyThreshold = max(1, h.healthyThreshold)
+        unhealthyThreshold = max(1, h.unhealthyThreshold)
+        let low = h.expectedStatus.first ?? 200
+        let high = h.expectedStatus.count > 1 ? h.expectedStatus[1] : low
+        expected = min(low, high)...max(low, high)
+    }
+}
+
+extension OutlierDetector.Config {
+    init(_ o: OutlierDetection) {
+        self.init(
+            consecutive5xx: max(0, o.consecutive5xx), consecutiveGatewayFailures: max(0, o.consecutiveGatewayFailures),
+            intervalNanos: max(1_000_000, o.interval.nanoseconds), baseEjectionNanos: max(0, o.baseEjectionTime.nanoseconds),
+            maxEjectionNanos: max(0, o.maxEjectionTime.nanoseconds), maxEjectionPercent: min(100, max(0, o.maxEjectionPercent)),
+            successRate: o.successRate.map {
+                SuccessRate(minimumHosts: $0.minimumHosts, requestVolume: $0.requestVolume, stdevFactor: $0.stdevFactor)
+            })
+    }
+}
+
+/// Route `retry`, compiled.
+public struct RetryPolicy: Sendable {
+    public var attempts: Int
+    public var on: RetryOn
+    /// 0: no per-try timeout (the route's timeout bounds all tries).
+    public var perTryTimeoutNanos: Int64
+    public var backoffBaseNanos: Int64
+    public var backoffMaxNanos: Int64
+    /// Upper-cased; a method outside it is retried only with an `Idempotency-Key` header.
+    public var methods: Set<String>
+    public var budgetPercent: Double
+
+    init(_ r: RetryConfig) {
+        attempts = max(1, r.attempts)
+        on = RetryOn(r.on.compactMap(RetryCondition.init))
+        perTryTimeoutNanos = max(0, r.perTryTimeout?.nanoseconds ?? 0)
+        backoffBaseNanos = max(0, r.backoff.base.nanoseconds)
+        backoffMaxNanos = max(0, r.backoff.max.nanoseconds)
+        methods = Set(r.methods.map { $0.uppercased() })
+        budgetPercent = r.budgetPercent
+    }
+}
+
+/// Route `fault`, compiled: shares as parts per million of requests.
+public struct FaultPolicy: Sendable {
+    public var delayNanos: Int64
+    public var delayPerMillion: UInt64
+    public var abortStatus: Int
+    public var abortPerMillion: UInt64
+
+    init(_ f: FaultConfig) {
+        delayNanos = max(0, f.delay?.duration.nanoseconds ?? 0)
+        delayPerMillion = Self.perMillion(f.delay?.percent ?? 0)
+        abortStatus = f.abort?.status ?? 503
+        abortPerMillion = Self.perMillion(f.abort?.percent ?? 0)
+    }
+
+    static func perMillion(_ percent: Double) -> UInt64 {
+        guard percent.isFinite else { return 0 }
+        return UInt64(min(100, max(0, percent)) * 10_000)
+    }
+
+    /// Whether a uniform random draw falls in a share of `perMillion`.
+    @inline(__always)
+    public static func hits(_ perMillion: UInt64, _ random: UInt64) -> Bool {
+        perMillion >= 1_000_000 || (perMillion > 0 && random % 1_000_000 < perMillion)
+    }
+}

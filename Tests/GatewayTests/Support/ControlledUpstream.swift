@@ -1,0 +1,135 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// An upstream on a loopback socket whose behaviour a test changes while it runs: the
+/// status it answers, how long it waits first, what `/healthz` says. It can be killed
+/// (listener and every open connection closed at once, like a process that died) and
+/// started again on the same port.
+final class ControlledUpstream: Sendable {
+    struct Behaviour: Sendable {
+        var status = 200
+        var delayMs = 0
+        var healthStatus = 200
+    }
+
+    let name: String
+    let port: Int
+    private let group: any EventLoopGroup
+    private let behaviour = NIOLockedValueBox(Behaviour())
+    private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel])>((nil, [:]))
+    private let counts = NIOLockedValueBox((requests: 0, health: 0, methods: [String]()))
+
+    private init(name: String, port: Int, group: any EventLoopGroup) {
+        self.name = name
+        self.port = port
+        self.group = group
+    }
+
+    static func start(name: String, group: any EventLoopGroup, port: Int = 0) async throws -> ControlledUpstream {
+        let bound = try await bind(port: port, group: group, owner: nil)
+        let u = ControlledUpstream(name: name, port: bound.localAddress?.port ?? 0, group: group)
+        try await bound.close()
+        try await u.restart()
+        return u
+    }
+
+    private static func bind(port: Int, group: any EventLoopGroup, owner: ControlledUpstream?) async throws -> any Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                owner?.adopt(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    if let owner { try channel.pipeline.syncOperations.addHandler(Handler(owner: owner)) }
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).get()
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func set(_ change: (inout Behaviour) -> Void) { behaviour.withLockedValue(change) }
+    var current: Behaviour { behaviour.withLockedValue { $0 } }
+    var requests: Int { counts.withLockedValue { $0.requests } }
+    var healthRequests: Int { counts.withLockedValue { $0.health } }
+    var methods: [String] { counts.withLockedValue { $0.methods } }
+
+    /// Listens again on the same port.
+    func restart() async throws {
+        let channel = try await Self.bind(port: port, group: group, owner: self)
+        state.withLockedValue { $0.server = channel }
+    }
+
+    /// Closes the listener and every open connection at once.
+    func kill() async {
+        let (server, children) = state.withLockedValue { s in
+            defer { s = (nil, [:]) }
+            return (s.server, Array(s.children.values))
+        }
+        try? await server?.close()
+        for c in children { try? await c.close() }
+    }
+
+    private func adopt(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        state.withLockedValue { $0.children[id] = channel }
+        channel.closeFuture.whenComplete { [self] _ in _ = state.withLockedValue { $0.children.removeValue(forKey: id) } }
+    }
+
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let owner: ControlledUpstream
+        var head: HTTPRequestHead?
+        var bodyBytes = 0
+        init(owner: ControlledUpstream) { self.owner = owner }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let h):
+                head = h
+                bodyBytes = 0
+            case .body(let b):
+                bodyBytes += b.readableBytes
+            case .end:
+                guard let head else { return }
+                self.head = nil
+                let isHealth = head.uri.hasPrefix("/healthz")
+                let b = owner.current
+                owner.counts.withLockedValue { c in
+                    if isHealth {
+                        c.health += 1
+                    } else {
+                        c.requests += 1
+                        c.methods.append(head.method.rawValue)
+                    }
+                }
+                let status = isHealth ? b.healthStatus : b.status
+                let body = "{\"served_by\":\"\(owner.name)\",\"body_bytes\":\(bodyBytes)}"
+                let delay = isHealth ? 0 : b.delayMs
+                let keepAlive = head.isKeepAlive
+                let respond = { [self] in
+                    var h = HTTPHeaders()
+                    h.add(name: "content-type", value: "application/json")
+                    h.add(name: "content-length", value: String(body.utf8.count))
+                    h.add(name: "x-served-by", value: owner.name)
+                    context.write(
+                        wrapOutboundOut(
+                            .head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: h))),
+                        promise: nil)
+                    context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                        if !keepAlive { context.close(promise: nil) }
+                    }
+                }
+                if delay > 0 {
+                    context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) { respond() }
+                } else {
+                    respond()
+                }
+            }
+        }
+    }
+}
