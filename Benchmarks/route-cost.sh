@@ -9,6 +9,9 @@
 #              connections share one key, the most contended case)
 #   redis      the same limit in the Redis store (a redis-server this script starts on
 #              127.0.0.1:16379, persistence off): one EVALSHA per request
+#   resilience a route with `retry` (3 attempts, per-try timeout) to an upstream with
+#              `outlier_detection` and `health_check` (issue 6): every response fed to the
+#              outlier detector, the body-replay and per-try bookkeeping, probes every second
 # Each round is two ../shared/bench/compare.sh runs (plain, then JWT). wrk sends the same
 # `Authorization: Bearer <token>` in both passes, to every target (NGINX passes it on), so
 # the two passes differ only in the route's `auth`: the ratio is the cost of verifying,
@@ -18,9 +21,9 @@
 # wrk's requests (keep-alive) all take the JWT route.
 set -euo pipefail
 [[ -f Package.swift ]] || { echo "run this from the project's root" >&2; exit 1; }
-feature=${1:?usage: route-cost.sh jwt|ratelimit [rounds] [compare.sh options]}
+feature=${1:?usage: route-cost.sh jwt|ratelimit|redis|resilience [rounds] [compare.sh options]}
 shift
-case $feature in jwt|ratelimit|redis) ;; *) echo "unknown feature $feature" >&2; exit 1 ;; esac
+case $feature in jwt|ratelimit|redis|resilience) ;; *) echo "unknown feature $feature" >&2; exit 1 ;; esac
 if [[ $feature == redis ]]; then
   command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
   redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --logfile "" --protected-mode no \
@@ -48,8 +51,11 @@ SH
 chmod +x "$work/shim/wrk"
 
 for kind in plain "$feature"; do
-  auth="" limits=""
+  auth="" limits="" upextra=""
   [[ $kind == jwt ]] && auth=', "auth": { "jwt": "idp" }'
+  [[ $kind == resilience ]] && auth=', "retry": { "attempts": 3, "on": ["connect-failure", "reset", "gateway-error"], "per_try_timeout": "2s" }'
+  [[ $kind == resilience ]] && upextra=', "health_check": { "path": "/", "interval": "1s" },
+                   "outlier_detection": { "consecutive_5xx": 5, "consecutive_gateway_failures": 5, "max_ejection_percent": 100 }'
   [[ $kind == ratelimit ]] && limits='"rate_limits": { "default_tier": "all", "key_from": ["client_ip"],
                    "tiers": { "all": [ { "limit": 1000000000, "per": "1s" } ] } },'
   [[ $kind == redis ]] && limits='"rate_limits": { "default_tier": "all", "key_from": ["client_ip"],
@@ -62,7 +68,7 @@ for kind in plain "$feature"; do
   $limits
   "auth": { "jwt": { "idp": { "issuer": "https://idp.bench", "audiences": ["api"], "jwks_file": "$work/jwks.json",
                               "algorithms": ["ES256"], "forward_claims": { "sub": "x-user-id", "tier": "x-user-tier" } } } },
-  "upstreams": { "up": { "targets": [ "http://127.0.0.1:@UPSTREAM_PORT@" ] } },
+  "upstreams": { "up": { "targets": [ "http://127.0.0.1:@UPSTREAM_PORT@" ]$upextra } },
   "routes": [ { "name": "probe", "match": { "path": "/", "headers": { "connection": "close" } }, "upstream": "up" },
               { "name": "all", "match": { "path_prefix": "/" }, "upstream": "up"$auth } ],
   "access_log": { "enabled": false } }
