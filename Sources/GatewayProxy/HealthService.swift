@@ -36,9 +36,15 @@ public final class HealthService: Service, Sendable {
         var gauges: [String: Prometheus.Gauge] = [:]
         var rng = SplitMix64()
         var pass = 0
+        var lastSnapshot: ObjectIdentifier?
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 let snapshot = shared.snapshots.snapshot
+                if ObjectIdentifier(snapshot) != lastSnapshot {
+                    // Upstreams gone from the file take their health state with them.
+                    lastSnapshot = ObjectIdentifier(snapshot)
+                    shared.health.retain(names: Set(snapshot.upstreams.map(\.name)))
+                }
                 let now = Self.now()
                 var seen = Set<String>()
                 for spec in snapshot.upstreams {

@@ -548,13 +548,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if let fault = route.fault {
                 injectFault(ex, fault, route: route, a)
             } else {
-                toUpstream(ex, route: route, a)
+                firstTry(ex, route: route, a)
             }
         }
     }
 
     /// The admitted request goes to the route's upstream: the first try.
-    private func toUpstream(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
+    private func firstTry(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
         guard let context else { return }
         if route.retry != nil {
             ex.admission = a
@@ -604,7 +604,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if FaultPolicy.hits(f.abortPerMillion, loopContext.rng.next()) {
             sendError(.faultAbort(f.abortStatus), ex)
         } else {
-            toUpstream(ex, route: route, a)
+            firstTry(ex, route: route, a)
         }
     }
 
@@ -634,7 +634,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.tryDeadline = 0
         guard exchange === ex, !ex.responseStarted, !ex.backingOff, ex.phase == .waitingForConnection || ex.phase == .forwarding
         else { return }
-        ex.upstream?.health?.record(ex.poolIndex, .gatewayFailure, now: NIODeadline.now().uptimeNanoseconds.asInt64)
+        // Only a target that held the request and did not answer is blamed: time spent
+        // waiting for a connection of this loop's own pool is not the target's doing.
+        if ex.connection != nil {
+            ex.upstream?.health?.record(ex.poolIndex, .gatewayFailure, now: NIODeadline.now().uptimeNanoseconds.asInt64)
+        }
         if let policy = ex.route?.retry, policy.on.allows(failure: .reset), retry(ex, reason: "per-try-timeout") { return }
         abortUpstream(ex)
         sendError(.upstreamTimeout(), ex)

@@ -211,6 +211,40 @@ final class ResilienceRig: Sendable {
         #expect(await rig.target(bad.url)?.available == true)
     }
 
+    @Test func ejectionSurvivesAReloadThatKeepsTheTarget() async throws {
+        let upstream = { (u: [String], extra: String) in
+            #"""
+            { "targets": ["\#(u[0])", "\#(u[1])"\#(extra)],
+              "outlier_detection": { "consecutive_5xx": 2, "base_ejection_time": "60s", "max_ejection_percent": 50 } }
+            """#
+        }
+        let rig = try await ResilienceRig.start(3) { u in ResilienceRig.config(upstream: upstream(u, ""), route: "") }
+        defer { Task { await rig.stop() } }
+        let bad = rig.upstreams[0]
+        bad.set { $0.status = 500 }
+        #expect(
+            try await waitUntilAsync(timeout: 10) {
+                _ = try await rig.request("GET", "/x")
+                return await rig.target(bad.url)?.available == false
+            })
+        // A reload that adds a target: the upstream's settings change, the bad target stays ejected.
+        let text = ResilienceRig.config(upstream: upstream(rig.upstreams.map(\.url), ", \"\(rig.upstreams[2].url)\""), route: "")
+        let snapshot = try #require(ConfigLoader.load(bytes: Array(text.utf8), source: "reload.json").snapshot)
+        _ = await rig.server.apply(snapshot)
+        let before = bad.requests
+        var served = Set<String>()
+        for _ in 0..<9 {
+            let r = try await rig.request("GET", "/x")
+            #expect(r.status == 200)
+            served.insert(r.header("x-served-by") ?? "")
+        }
+        #expect(bad.requests == before)
+        #expect(served == ["t1", "t2"])
+        let status = await rig.target(bad.url)
+        #expect(status?.available == false)
+        #expect(status?.timesEjected == 1)
+    }
+
     @Test func aTargetFailingHealthChecksLeavesTheRotationAndComesBack() async throws {
         let rig = try await ResilienceRig.start(2) { u in
             ResilienceRig.config(

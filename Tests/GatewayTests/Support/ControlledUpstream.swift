@@ -15,34 +15,33 @@ final class ControlledUpstream: Sendable {
     }
 
     let name: String
-    let port: Int
+    /// Chosen by the system at the first bind, then kept for restarts.
+    private let boundPort = NIOLockedValueBox(0)
+    var port: Int { boundPort.withLockedValue { $0 } }
     private let group: any EventLoopGroup
     private let behaviour = NIOLockedValueBox(Behaviour())
     private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel])>((nil, [:]))
     private let counts = NIOLockedValueBox((requests: 0, health: 0, methods: [String]()))
 
-    private init(name: String, port: Int, group: any EventLoopGroup) {
+    private init(name: String, group: any EventLoopGroup) {
         self.name = name
-        self.port = port
         self.group = group
     }
 
-    static func start(name: String, group: any EventLoopGroup, port: Int = 0) async throws -> ControlledUpstream {
-        let bound = try await bind(port: port, group: group, owner: nil)
-        let u = ControlledUpstream(name: name, port: bound.localAddress?.port ?? 0, group: group)
-        try await bound.close()
+    static func start(name: String, group: any EventLoopGroup) async throws -> ControlledUpstream {
+        let u = ControlledUpstream(name: name, group: group)
         try await u.restart()
         return u
     }
 
-    private static func bind(port: Int, group: any EventLoopGroup, owner: ControlledUpstream?) async throws -> any Channel {
+    private static func bind(port: Int, group: any EventLoopGroup, owner: ControlledUpstream) async throws -> any Channel {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                owner?.adopt(channel)
+                owner.adopt(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    if let owner { try channel.pipeline.syncOperations.addHandler(Handler(owner: owner)) }
+                    try channel.pipeline.syncOperations.addHandler(Handler(owner: owner))
                 }
             }
             .bind(host: "127.0.0.1", port: port).get()
@@ -56,9 +55,10 @@ final class ControlledUpstream: Sendable {
     var healthRequests: Int { counts.withLockedValue { $0.health } }
     var methods: [String] { counts.withLockedValue { $0.methods } }
 
-    /// Listens again on the same port.
+    /// Listens (again, on the same port after the first time).
     func restart() async throws {
         let channel = try await Self.bind(port: port, group: group, owner: self)
+        if port == 0 { boundPort.withLockedValue { $0 = channel.localAddress?.port ?? 0 } }
         state.withLockedValue { $0.server = channel }
     }
 
