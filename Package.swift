@@ -69,7 +69,10 @@ let package = Package(
             swiftSettings: hot),
         .target(
             name: "GatewayAdmin",
-            dependencies: ["GatewayConfig", "GatewayAuth", "GatewayProxy", logging, .product(name: "Atomics", package: "swift-atomics")] + nioHTTP,
+            dependencies: [
+                "GatewayConfig", "GatewayPolicies", "GatewayAuth", "GatewayProxy", logging,
+                .product(name: "Atomics", package: "swift-atomics"),
+            ] + nioHTTP,
             swiftSettings: strict),
         .target(
             name: "GatewayDemo",

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayAuth
 import GatewayConfig
+import GatewayPolicies
 import GatewayProxy
 
 /// The JSON of `GET /routes` and `GET /explain` (SPEC §5).
@@ -19,10 +20,27 @@ enum AdminViews {
             s += ",\"upstream\":\(jsonString(name))"
         case .respond(let status, _, _):
             s += ",\"respond\":\(status)"
+        case .split(let split):
+            s += ",\"split\":\(splitJSON(split))"
         }
+        if let m = r.mirror { s += ",\"mirror\":{\"upstream\":\(jsonString(m.name)),\"percent\":\(Double(m.perMillion) / 10_000)}" }
         if let t = r.timeoutNanos { s += ",\"timeout_ms\":\(t / 1_000_000)" }
         if let a = r.auth { s += ",\"auth\":\(authJSON(snapshot, a))" }
         if let c = r.config.cors { s += ",\"cors\":{\"origins\":[\(c.origins.map(jsonString).joined(separator: ","))]}" }
+        return s + "}"
+    }
+
+    /// A split's members with their weights and bucket ranges.
+    static func splitJSON(_ split: SplitPolicy) -> String {
+        var lower = 0
+        let members = split.names.enumerated().map { i, name -> String in
+            let upper = split.split.bounds[i]
+            defer { lower = upper }
+            return "{\"upstream\":\(jsonString(name)),\"weight\":\(split.split.weights[i]),\"buckets\":[\(lower),\(upper)]}"
+        }
+        var s = "{\"to\":[\(members.joined(separator: ","))]"
+        if let sticky = split.sticky { s += ",\"sticky\":\(jsonString(sticky.description))" }
+        if let h = split.overrideHeader { s += ",\"override_header\":\(jsonString(h))" }
         return s + "}"
     }
 
@@ -85,6 +103,7 @@ enum AdminViews {
         var path = "/"
         var host: String?
         var headers: [(String, String)] = []
+        var sticky: String?
         for pair in (query ?? "").split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1)
             let key = Router.percentDecoded(parts[0])
@@ -94,6 +113,7 @@ enum AdminViews {
             case "path": path = value
             case "host": host = value
             case "client_ip": clientIP = value
+            case "sticky": sticky = value
             case "header":
                 if let colon = value.firstIndex(of: ":") {
                     headers.append(
@@ -110,6 +130,12 @@ enum AdminViews {
         if let error = e.error { s += ",\"error\":\(jsonString(error))" }
         if let r = e.route {
             s += ",\"route\":\(route(snapshot, r))"
+            if case .split(let split) = r.action, let key = sticky {
+                // The member a sticky key lands on: the same hash and buckets as the data path.
+                let bucket = CanarySplit.bucket(StableHash.hash(key))
+                let member = split.split.member(forBucket: bucket)
+                s += ",\"sticky\":{\"key\":\(jsonString(key)),\"bucket\":\(bucket),\"upstream\":\(jsonString(split.names[member]))}"
+            }
             if let server {
                 let l = server.explainLimits(snapshot, route: r, headers: headers, clientIP: clientIP)
                 if r.auth != nil {

@@ -235,6 +235,8 @@ public struct Route: Sendable, Codable, Hashable {
     public var rateLimit: RouteRateLimit?
     public var retry: RetryConfig?
     public var fault: FaultConfig?
+    public var split: SplitConfig?
+    public var mirror: MirrorConfig?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, match, upstream, rewrite, timeout
@@ -242,10 +244,10 @@ public struct Route: Sendable, Codable, Hashable {
         case responseHeaders = "response_headers"
         case respond, auth, cors
         case rateLimit = "rate_limit"
-        case retry, fault
+        case retry, fault, split, mirror
     }
 
-    static let later: Set<String> = ["split", "mirror", "shape", "aggregate"]
+    static let later: Set<String> = ["shape", "aggregate"]
 
     public init(name: String? = nil, match: Match = Match(), upstream: String? = nil, respond: Respond? = nil) {
         self.name = name
@@ -270,6 +272,8 @@ public struct Route: Sendable, Codable, Hashable {
         rateLimit = try c.decodeIfPresent(RouteRateLimit.self, forKey: .rateLimit)
         retry = try c.decodeIfPresent(RetryConfig.self, forKey: .retry)
         fault = try c.decodeIfPresent(FaultConfig.self, forKey: .fault)
+        split = try c.decodeIfPresent(SplitConfig.self, forKey: .split)
+        mirror = try c.decodeIfPresent(MirrorConfig.self, forKey: .mirror)
     }
 
     public struct Match: Sendable, Codable, Hashable {

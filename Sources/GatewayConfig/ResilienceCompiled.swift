@@ -81,3 +81,37 @@ public struct FaultPolicy: Sendable {
         perMillion >= 1_000_000 || (perMillion > 0 && random % 1_000_000 < perMillion)
     }
 }
+
+/// Route `split`, compiled: members as indexes into `Snapshot.upstreams`.
+public struct SplitPolicy: Sendable {
+    public var upstreams: [Int]
+    public var names: [String]
+    public var split: CanarySplit
+    public var sticky: HashOn?
+    /// Lowercased.
+    public var overrideHeader: String?
+
+    init(_ s: SplitConfig, upstreams index: [String: Int]) {
+        upstreams = s.to.map { index[$0.upstream] ?? -1 }
+        names = s.to.map(\.upstream)
+        split = CanarySplit(weights: s.to.map(\.weight))
+        sticky = s.sticky.flatMap(HashOn.init)
+        overrideHeader = s.overrideHeader?.lowercased()
+    }
+
+    /// The member an override header value names, if any.
+    public func member(named name: String) -> Int? { names.firstIndex(of: name) }
+}
+
+/// Route `mirror`, compiled.
+public struct MirrorPolicy: Sendable {
+    public var upstream: Int
+    public var name: String
+    public var perMillion: UInt64
+
+    init(_ m: MirrorConfig, upstreams index: [String: Int]) {
+        upstream = index[m.upstream] ?? -1
+        name = m.upstream
+        perMillion = FaultPolicy.perMillion(m.percent)
+    }
+}

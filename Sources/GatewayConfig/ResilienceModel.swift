@@ -179,3 +179,64 @@ public struct FaultConfig: Sendable, Codable, Hashable {
         abort = try c.decodeIfPresent(Abort.self, forKey: .abort)
     }
 }
+
+/// SPEC §2.7 route `split`: a canary split across upstreams.
+public struct SplitConfig: Sendable, Codable, Hashable {
+    public var to: [Member]
+    /// `claim:NAME`, `header:NAME`, `cookie:NAME` or `client_ip`; without it, each request is drawn at random.
+    public var sticky: String?
+    /// A request header whose value, when it names a member's upstream, sends the request there.
+    public var overrideHeader: String?
+
+    public struct Member: Sendable, Codable, Hashable {
+        public var upstream: String
+        public var weight: Int = 1
+        enum CodingKeys: String, CodingKey, CaseIterable { case upstream, weight }
+        public init(upstream: String, weight: Int = 1) {
+            self.upstream = upstream
+            self.weight = weight
+        }
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            upstream = try c.decode(String.self, forKey: .upstream)
+            weight = try c.decodeIfPresent(Int.self, forKey: .weight) ?? weight
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case to, sticky
+        case overrideHeader = "override_header"
+    }
+
+    public init(to: [Member], sticky: String? = nil, overrideHeader: String? = nil) {
+        self.to = to
+        self.sticky = sticky
+        self.overrideHeader = overrideHeader
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        to = try c.decode([Member].self, forKey: .to)
+        sticky = try c.decodeIfPresent(String.self, forKey: .sticky)
+        overrideHeader = try c.decodeIfPresent(String.self, forKey: .overrideHeader)
+    }
+}
+
+/// SPEC §2.7 route `mirror`: a copy of a share of the requests to another upstream.
+public struct MirrorConfig: Sendable, Codable, Hashable {
+    public var upstream: String
+    public var percent: Double = 100
+    enum CodingKeys: String, CodingKey, CaseIterable { case upstream, percent }
+    public init(upstream: String, percent: Double = 100) {
+        self.upstream = upstream
+        self.percent = percent
+    }
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        upstream = try c.decode(String.self, forKey: .upstream)
+        percent = try c.decodeIfPresent(Double.self, forKey: .percent) ?? percent
+    }
+}

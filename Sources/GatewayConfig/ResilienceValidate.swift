@@ -51,9 +51,42 @@ extension GatewayFile {
 
         for r in routes {
             let p = "routes[\(r.sourceIndex)]"
+            if let split = r.split {
+                let sp = "\(p).split"
+                if split.to.isEmpty { error("\(sp).to", "list at least one member") }
+                if split.to.count == 1 { warn("\(sp).to", "a split with one member sends everything to it") }
+                var seen = Set<String>()
+                for (j, m) in split.to.enumerated() {
+                    if upstreams[m.upstream] == nil {
+                        let hint = Array(upstreams.keys).nearest(to: m.upstream).map { "; did you mean \"\($0)\"?" } ?? ""
+                        error("\(sp).to[\(j)].upstream", "no upstream named \"\(m.upstream)\"\(hint)")
+                    }
+                    if !seen.insert(m.upstream).inserted { error("\(sp).to[\(j)].upstream", "\(m.upstream) is listed twice") }
+                    if !(0...1_000_000).contains(m.weight) { error("\(sp).to[\(j)].weight", "must be between 0 and 1000000") }
+                }
+                if !split.to.isEmpty && split.to.allSatisfy({ $0.weight == 0 }) {
+                    error("\(sp).to", "at least one weight must be more than 0")
+                }
+                if let sticky = split.sticky, HashOn(sticky) == nil {
+                    error("\(sp).sticky", "\"\(sticky)\" is not one of claim:NAME, header:NAME, cookie:NAME, client_ip")
+                }
+                if let h = split.overrideHeader, !isToken(h) { error("\(sp).override_header", "\"\(h)\" is not a header name") }
+            }
+            if let m = r.mirror {
+                let mp = "\(p).mirror"
+                if upstreams[m.upstream] == nil {
+                    let hint = Array(upstreams.keys).nearest(to: m.upstream).map { "; did you mean \"\($0)\"?" } ?? ""
+                    error("\(mp).upstream", "no upstream named \"\(m.upstream)\"\(hint)")
+                }
+                if !(m.percent >= 0 && m.percent <= 100) { error("\(mp).percent", "must be between 0 and 100") }
+                if r.upstream == nil && r.split == nil { warn(mp, "only a route to an upstream or a split is mirrored") }
+                if m.upstream == r.upstream {
+                    warn("\(mp).upstream", "mirrors to the route's own upstream: every mirrored request is served twice")
+                }
+            }
             if let retry = r.retry {
                 let rp = "\(p).retry"
-                if r.upstream == nil { warn(rp, "only a route to an upstream retries") }
+                if r.upstream == nil && r.split == nil { warn(rp, "only a route to an upstream or a split retries") }
                 if !(1...10).contains(retry.attempts) {
                     error("\(rp).attempts", "must be between 1 and 10 (tries in all, the first included)")
                 }

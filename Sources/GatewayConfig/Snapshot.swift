@@ -33,7 +33,7 @@ public final class Snapshot: Sendable {
         self.routes = file.routes.enumerated().map { i, r in
             CompiledRoute(
                 index: i, config: r, upstreamIndex: r.upstream.flatMap { index[$0] },
-                auth: r.auth.flatMap { AuthRequirement($0, providers: providerIndex, specs: providers) })
+                auth: r.auth.flatMap { AuthRequirement($0, providers: providerIndex, specs: providers) }, upstreams: index)
         }
         self.server = ServerSettings(file.server)
     }
@@ -113,6 +113,8 @@ public struct UpstreamSpec: Sendable {
 public final class CompiledRoute: Sendable {
     public enum Action: Sendable {
         case upstream(Int)
+        /// A canary split across upstreams.
+        case split(SplitPolicy)
         case respond(status: Int, headers: [(String, String)], body: [UInt8])
     }
     public struct HeaderOps: Sendable {
@@ -150,14 +152,16 @@ public final class CompiledRoute: Sendable {
     public let rateLimit: RouteLimitMode
     public let retry: RetryPolicy?
     public let fault: FaultPolicy?
+    public let mirror: MirrorPolicy?
 
-    init(index: Int, config r: Route, upstreamIndex: Int?, auth: AuthRequirement? = nil) {
+    init(index: Int, config r: Route, upstreamIndex: Int?, auth: AuthRequirement? = nil, upstreams: [String: Int] = [:]) {
         self.index = index
         self.auth = auth
         self.cors = r.cors.map(CORSPolicy.init)
         self.rateLimit = RouteLimitMode(r.rateLimit)
         self.retry = r.retry.map(RetryPolicy.init)
         self.fault = r.fault.map(FaultPolicy.init)
+        self.mirror = r.mirror.map { MirrorPolicy($0, upstreams: upstreams) }
         self.config = r
         name = r.name ?? "route-\(index)"
         pathPattern = r.match.path.flatMap { try? PathPattern.parse($0).get() }
@@ -186,6 +190,8 @@ public final class CompiledRoute: Sendable {
                 if !hasType { headers.append(("content-type", "application/json")) }
             }
             action = .respond(status: resp.status, headers: headers, body: body)
+        } else if let split = r.split {
+            action = .split(SplitPolicy(split, upstreams: upstreams))
         } else {
             action = .upstream(upstreamIndex ?? -1)
         }

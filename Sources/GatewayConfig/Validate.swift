@@ -111,7 +111,7 @@ extension GatewayFile {
                     JSONPath.format([.key("routes"), .index(i), .key("match"), .key("headers"), .key(name)]),
                     "\"\(name)\" is not a header name")
             }
-            let destinations = [r.upstream != nil, r.respond != nil].filter { $0 }.count
+            let destinations = [r.upstream != nil, r.respond != nil, r.split != nil].filter { $0 }.count
             if destinations != 1 {
                 error(
                     p,
@@ -191,11 +191,20 @@ extension GatewayFile {
 func isToken(_ s: String) -> Bool { !s.isEmpty && s.allSatisfy { GatewayFile.methodToken.contains($0) } }
 
 /// `hash_on` of a consistent-hash upstream.
-public enum HashOn: Sendable, Hashable {
+public enum HashOn: Sendable, Hashable, CustomStringConvertible {
     case header(String)
     case cookie(String)
     case claim(String)
     case clientIP
+
+    public var description: String {
+        switch self {
+        case .header(let n): return "header:" + n
+        case .cookie(let n): return "cookie:" + n
+        case .claim(let n): return "claim:" + n
+        case .clientIP: return "client_ip"
+        }
+    }
 
     public init?(_ text: String) {
         if text == "client_ip" { self = .clientIP; return }

@@ -84,6 +84,9 @@ final class Exchange {
     var backingOff = false
     /// What the request path computed before the first try, kept for the next ones.
     var admission: ProxyHandler.Admission?
+    /// On a route with `mirror` (for its share of requests): the copy being collected, sent
+    /// when the request ends.
+    var mirror: MirrorRequest?
 
     init(handler: ProxyHandler, head: HTTPRequestHead, requestID: String, clientIP: String, start: NIODeadline) {
         self.handler = handler

@@ -27,6 +27,8 @@ final class LoopContext {
     private(set) var jwtProviders: [JWTProviderRuntime] = []
     private(set) var apiKeys = APIKeyTable(nil)
     let tokenCache = VerifiedTokenCache()
+    /// Copies of requests for routes with `mirror`.
+    let mirrors: MirrorSender
     /// The Redis rate-limit store's connection of this loop, when the file asks for Redis.
     private(set) var redisLimiter: RedisLimiter?
     private var redisSettings: RateLimits.Store?
@@ -42,6 +44,7 @@ final class LoopContext {
 
     init(loop: any EventLoop, shared: SharedState, loopCount: Int, seed: UInt64) {
         self.metrics = LoopMetrics(shared.metrics)
+        self.mirrors = MirrorSender(loop: loop, metrics: metrics)
         self.loop = loop
         self.shared = shared
         self.loopCount = max(1, loopCount)

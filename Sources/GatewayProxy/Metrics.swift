@@ -116,6 +116,12 @@ final class LoopMetrics {
         increment("gateway_retries_total", ("route", route), ("reason", reason))
     }
 
+    /// `gateway_mirror_requests_total{route,outcome}`: `sent`, `failed` (no connection),
+    /// `skipped_body_too_large`, `skipped_in_flight_limit`.
+    func mirror(route: String, outcome: String) {
+        increment("gateway_mirror_requests_total", ("route", route), ("outcome", outcome))
+    }
+
     init(_ metrics: GatewayMetrics) { self.metrics = metrics }
 
     /// A new snapshot: routes and pools may be gone; their entries go too.

@@ -168,12 +168,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .end(let trailers):
             guard let ex = exchange else { return }
             ex.requestEnded = true
-            if ex.phase != .responded && ex.upstreamChunked {
+            if ex.upstreamChunked && (ex.phase != .responded || ex.mirror != nil) {
                 var last = allocator.buffer(capacity: 5)
                 last.writeStaticString("0\r\n")
                 if let trailers { last.writeHeaders(trailers) }
                 last.writeStaticString("\r\n")
-                toUpstream(ex, last)
+                if ex.phase != .responded { toUpstream(ex, last) } else { ex.mirror?.append(last) }
+            }
+            if let m = ex.mirror {
+                ex.mirror = nil
+                loopContext.mirrors.send(m)
             }
             // The per-try timeout runs from the end of the request (a slow upload is not the target's fault).
             if ex.tryDeadline == 0, ex.phase == .waitingForConnection || ex.phase == .forwarding, !ex.backingOff {
@@ -199,6 +203,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     @inline(__always)
     private func toUpstream(_ ex: Exchange, _ bytes: ByteBuffer) {
         if ex.keepsReplay { keepForReplay(ex, bytes) }
+        if let m = ex.mirror { m.append(bytes) }
         if ex.phase == .forwarding {
             ex.connection?.handler.write(bytes)
             needsUpstreamFlush = true
@@ -541,16 +546,57 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .respond(let status, let headers, let body):
             respondLocally(ex, status: status, headers: headers, body: body)
         case .upstream(let index):
-            guard index >= 0, index < loopContext.upstreams.count else {
-                return sendError(.unavailable("the route's upstream is not configured"), ex)
-            }
-            ex.upstream = loopContext.upstreams[index]
-            if let fault = route.fault {
-                injectFault(ex, fault, route: route, a)
-            } else {
-                firstTry(ex, route: route, a)
-            }
+            toUpstream(ex, index, route: route, a)
+        case .split(let split):
+            let member = splitMember(ex, split)
+            toUpstream(ex, member < split.upstreams.count ? split.upstreams[member] : -1, route: route, a)
         }
+    }
+
+    private func toUpstream(_ ex: Exchange, _ index: Int, route: CompiledRoute, _ a: Admission) {
+        guard index >= 0, index < loopContext.upstreams.count else {
+            return sendError(.unavailable("the route's upstream is not configured"), ex)
+        }
+        ex.upstream = loopContext.upstreams[index]
+        if let fault = route.fault {
+            injectFault(ex, fault, route: route, a)
+        } else {
+            firstTry(ex, route: route, a)
+        }
+    }
+
+    /// The split member for this request: the one `override_header` names, else the one the
+    /// sticky key's bucket falls in, else one drawn by weight.
+    private func splitMember(_ ex: Exchange, _ split: SplitPolicy) -> Int {
+        if let header = split.overrideHeader, let value = ex.head.headers.first(name: header), let m = split.member(named: value) {
+            return m
+        }
+        if let sticky = split.sticky, let hash = hashKey(sticky, ex) {
+            return split.split.member(forBucket: CanarySplit.bucket(hash))
+        }
+        return split.split.member(random: loopContext.rng.next())
+    }
+
+    /// Starts collecting a copy of the request for the route's mirror upstream.
+    private func startMirror(_ ex: Exchange, _ mirror: MirrorPolicy, route: CompiledRoute, _ a: Admission) {
+        guard mirror.upstream >= 0, mirror.upstream < loopContext.upstreams.count else { return }
+        let upstream = loopContext.upstreams[mirror.upstream]
+        guard let i = upstream.pick(hashKey: nil, rng: &loopContext.rng, now: loopContext.clock.lastTick.asInt64) else { return }
+        let target = upstream.pools[i].target
+        let room = 448 + ex.head.uri.utf8.count + ex.head.headers.count * 64
+        var head = allocator.buffer(capacity: room)
+        _ = head.writeHead(capacity: room) { out in
+            ForwardHeaders.requestHead(
+                ex.head, route: route, path: a.path, query: a.query, target: target, requestID: ex.requestID,
+                peerIP: peerIP, trusted: a.trusted, upgrade: nil, identity: ex.identity, ids: &loopContext.ids, into: &out)
+        }
+        // Marked as a copy, and asked to close after its answer (mirrors never use the pools).
+        head.moveWriterIndex(to: head.writerIndex - 2)
+        head.writeStaticString("x-gateway-mirror: 1\r\nconnection: close\r\n\r\n")
+        let timeout = route.timeoutNanos ?? a.snapshot.server.requestTimeoutNanos
+        ex.mirror = MirrorRequest(
+            route: route.name, head: head, target: target, connectTimeout: .nanoseconds(upstream.spec.connectTimeoutNanos),
+            timeout: .nanoseconds(timeout))
     }
 
     /// The admitted request goes to the route's upstream: the first try.
@@ -564,6 +610,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // (and strips `Expect`), as the upstream's own 100 would not come through.
         if ex.head.version.minor >= 1 && a.expectsContinue {
             context.writeAndFlush(wrapOutboundOut(allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
+        }
+        if let mirror = route.mirror, !ex.asksUpgrade, FaultPolicy.hits(mirror.perMillion, loopContext.rng.next()) {
+            startMirror(ex, mirror, route: route, a)
         }
         startTry(ex, route: route, a)
     }

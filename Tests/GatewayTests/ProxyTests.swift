@@ -79,7 +79,9 @@ import Testing
     }
 
     @Test func errorsOfTheUpstreamSide() async throws {
-        let dead = freePort()
+        let deadPort = DeadPort()
+        defer { withExtendedLifetime(deadPort) {} }
+        let dead = deadPort.port
         let template = config(
             server: #"{ "max_body_bytes": "1KiB", "max_header_bytes": 2048 }"#,
             upstreams: """

@@ -21,7 +21,7 @@ final class ControlledUpstream: Sendable {
     private let group: any EventLoopGroup
     private let behaviour = NIOLockedValueBox(Behaviour())
     private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel])>((nil, [:]))
-    private let counts = NIOLockedValueBox((requests: 0, health: 0, methods: [String]()))
+    private let counts = NIOLockedValueBox((requests: 0, health: 0, methods: [String](), bodies: [Int](), mirrored: 0))
 
     private init(name: String, group: any EventLoopGroup) {
         self.name = name
@@ -54,6 +54,10 @@ final class ControlledUpstream: Sendable {
     var requests: Int { counts.withLockedValue { $0.requests } }
     var healthRequests: Int { counts.withLockedValue { $0.health } }
     var methods: [String] { counts.withLockedValue { $0.methods } }
+    /// Body sizes of the requests (not health checks), in order.
+    var bodies: [Int] { counts.withLockedValue { $0.bodies } }
+    /// Requests marked `x-gateway-mirror: 1`.
+    var mirrored: Int { counts.withLockedValue { $0.mirrored } }
 
     /// Listens (again, on the same port after the first time).
     func restart() async throws {
@@ -97,6 +101,7 @@ final class ControlledUpstream: Sendable {
                 guard let head else { return }
                 self.head = nil
                 let isHealth = head.uri.hasPrefix("/healthz")
+                let bodyBytes = self.bodyBytes
                 let b = owner.current
                 owner.counts.withLockedValue { c in
                     if isHealth {
@@ -104,6 +109,8 @@ final class ControlledUpstream: Sendable {
                     } else {
                         c.requests += 1
                         c.methods.append(head.method.rawValue)
+                        c.bodies.append(bodyBytes)
+                        if head.headers.first(name: "x-gateway-mirror") == "1" { c.mirrored += 1 }
                     }
                 }
                 let status = isHealth ? b.healthStatus : b.status

@@ -254,6 +254,33 @@ func freePort() -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
+/// A loopback port held bound but not listening for as long as this object lives: a
+/// connection to it is refused, and no other test can start listening on it meanwhile (a
+/// port from `freePort()` may be taken by the next server any test starts).
+final class DeadPort: Sendable {
+    let port: Int
+    private let fd: Int32
+
+    init() {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    deinit { Glibc.close(fd) }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+}
+
 /// `httpRequest` on a thread of its own: for async tests whose server side needs Swift
 /// concurrency (a blocking socket read on the cooperative pool could starve it).
 func httpRequestOffPool(
