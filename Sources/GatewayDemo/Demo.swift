@@ -17,8 +17,11 @@ public enum Demo {
         }
     }
 
-    /// users-1 on 9001, users-2 on 9002, echo on 9003; the stand-in identity provider on 9004.
-    public static let layout: [(name: String, port: Int)] = [("users-1", 9001), ("users-2", 9002), ("echo", 9003)]
+    /// users-1 on 9001, users-2 on 9002, echo on 9003, users-v2 (the canary) on 9005; the
+    /// stand-in identity provider on 9004.
+    public static let layout: [(name: String, port: Int)] = [
+        ("users-1", 9001), ("users-2", 9002), ("echo", 9003), ("users-v2", 9005),
+    ]
     public static let idpPort = 9004
     /// The API key `gateway.json` lists (as its sha256) for the demo partner.
     public static let demoAPIKey = "demo-key-123"
@@ -73,6 +76,14 @@ public enum Demo {
             "curl -s \(admin)/upstreams",
             "# fault injection for chaos drills: /chaos fails half its requests with 503 and delays a quarter",
             "for i in 1 2 3 4 5 6 7 8; do curl -s -o /dev/null -w '%{http_code} ' \(base)/chaos; done; echo",
+            "# a canary release: /canary sends 10% to users-v2, sticky on x-user (a key keeps its side",
+            "# as the weight grows), x-canary picks a side; and the sticky key's side, explained",
+            "for i in $(seq 20); do curl -s \(base)/canary/users/1 | grep -o '\"served_by\":\"[^\"]*\"'; done | sort | uniq -c",
+            "curl -s \(base)/canary/users/1 -H 'x-user: alice'; echo",
+            "curl -s \(base)/canary/users/1 -H 'x-canary: users-v2'; echo",
+            "curl -s '\(admin)/explain?path=/canary/users/1&sticky=alice'",
+            "# mirroring: /mirrored answers from users and sends a copy to users-v2 (its answer dropped)",
+            "curl -s \(base)/mirrored/users/1; echo; curl -s \(admin)/metrics | grep ^gateway_mirror",
             "# which tier and key a request would be counted under",
             "curl -s '\(admin)/explain?path=/partner/x&header=x-api-key:\(demoAPIKey)'",
             "# the keys the gateway holds, and why a route would refuse a request",
