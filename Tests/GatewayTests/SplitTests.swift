@@ -188,6 +188,18 @@ import Testing
         #expect(served == ["t1", "t0", "t0", "t0"])
     }
 
+    @Test func mirrorsInFlightAreBounded() async throws {
+        let rig = try await ResilienceRig.start(
+            3, Self.template(weights: (1, 0), mirror: #""mirror": { "upstream": "shadow", "percent": 100 }, "timeout": "30s","#))
+        defer { Task { await rig.stop() } }
+        rig.upstreams[2].set { $0.delayMs = 20_000 }
+        // One keep-alive connection (one event loop): 140 requests while every copy hangs.
+        let served = try await Self.servedBy(rig.port, Array(repeating: ("/random/x", []), count: 140))
+        #expect(served.allSatisfy { $0 == "t0" })
+        #expect(rig.metric("gateway_mirror_requests_total", ["route": "random", "outcome": "sent"]) == 128)
+        #expect(rig.metric("gateway_mirror_requests_total", ["route": "random", "outcome": "skipped_in_flight_limit"]) == 12)
+    }
+
     @Test func aSlowMirrorDoesNotSlowTheRealResponse() async throws {
         let rig = try await ResilienceRig.start(
             3, Self.template(weights: (1, 0), mirror: #""mirror": { "upstream": "shadow", "percent": 100 }, "timeout": "5s","#))
