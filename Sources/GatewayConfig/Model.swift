@@ -237,6 +237,7 @@ public struct Route: Sendable, Codable, Hashable {
     public var fault: FaultConfig?
     public var split: SplitConfig?
     public var mirror: MirrorConfig?
+    public var shape: ShapeConfig?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, match, upstream, rewrite, timeout
@@ -244,10 +245,10 @@ public struct Route: Sendable, Codable, Hashable {
         case responseHeaders = "response_headers"
         case respond, auth, cors
         case rateLimit = "rate_limit"
-        case retry, fault, split, mirror
+        case retry, fault, split, mirror, shape
     }
 
-    static let later: Set<String> = ["shape", "aggregate"]
+    static let later: Set<String> = ["aggregate"]
 
     public init(name: String? = nil, match: Match = Match(), upstream: String? = nil, respond: Respond? = nil) {
         self.name = name
@@ -274,6 +275,7 @@ public struct Route: Sendable, Codable, Hashable {
         fault = try c.decodeIfPresent(FaultConfig.self, forKey: .fault)
         split = try c.decodeIfPresent(SplitConfig.self, forKey: .split)
         mirror = try c.decodeIfPresent(MirrorConfig.self, forKey: .mirror)
+        shape = try c.decodeIfPresent(ShapeConfig.self, forKey: .shape)
     }
 
     public struct Match: Sendable, Codable, Hashable {

@@ -115,3 +115,16 @@ public struct MirrorPolicy: Sendable {
         perMillion = FaultPolicy.perMillion(m.percent)
     }
 }
+
+/// Route `shape`, compiled.
+public struct ShapePolicy: Sendable {
+    public var spec: ShapeSpec
+    public var maxBytes: Int
+
+    public init(_ c: ShapeConfig) {
+        spec = ShapeSpec(
+            target: c.target.flatMap(ShapeSpec.path), collection: c.collection, allow: c.allow.map { $0.compactMap(ShapeSpec.path) },
+            deny: c.deny.compactMap(ShapeSpec.path), rename: c.rename, group: c.group)
+        maxBytes = max(0, c.maxBytes.bytes)
+    }
+}

@@ -240,3 +240,34 @@ public struct MirrorConfig: Sendable, Codable, Hashable {
         percent = try c.decodeIfPresent(Double.self, forKey: .percent) ?? percent
     }
 }
+
+/// SPEC §2.7 route `shape`: BFF response shaping of 2xx JSON bodies.
+public struct ShapeConfig: Sendable, Codable, Hashable {
+    public var target: String?
+    public var collection: Bool = false
+    public var allow: [String]?
+    public var deny: [String] = []
+    public var rename: [String: String] = [:]
+    public var group: String?
+    /// Bodies larger than this (after decompression) pass unshaped.
+    public var maxBytes: ByteSize = ByteSize(bytes: 2 * 1024 * 1024)
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case target, collection, allow, deny, rename, group
+        case maxBytes = "max_bytes"
+    }
+
+    public init(allow: [String]? = nil) { self.allow = allow }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        target = try c.decodeIfPresent(String.self, forKey: .target)
+        collection = try c.decodeIfPresent(Bool.self, forKey: .collection) ?? false
+        allow = try c.decodeIfPresent([String].self, forKey: .allow)
+        deny = try c.decodeIfPresent([String].self, forKey: .deny) ?? []
+        rename = try c.decodeIfPresent([String: String].self, forKey: .rename) ?? [:]
+        group = try c.decodeIfPresent(String.self, forKey: .group)
+        maxBytes = try c.decodeIfPresent(ByteSize.self, forKey: .maxBytes) ?? maxBytes
+    }
+}

@@ -72,6 +72,7 @@ extension GatewayFile {
                 }
                 if let h = split.overrideHeader, !isToken(h) { error("\(sp).override_header", "\"\(h)\" is not a header name") }
             }
+            if let shape = r.shape { Self.validateShape(shape, path: "\(p).shape", into: &out) }
             if let m = r.mirror {
                 let mp = "\(p).mirror"
                 if upstreams[m.upstream] == nil {
@@ -120,6 +121,39 @@ extension GatewayFile {
                     if !(a.percent >= 0 && a.percent <= 100) { error("\(fp).abort.percent", "must be between 0 and 100") }
                 }
             }
+        }
+    }
+
+    /// Every path well formed; a path that the other steps make impossible is a warning.
+    static func validateShape(_ s: ShapeConfig, path p: String, into out: inout [Diagnostic]) {
+        func error(_ path: String, _ message: String) { out.append(Diagnostic(path: path, message: message)) }
+        func warn(_ path: String, _ message: String) { out.append(Diagnostic(.warning, path: path, message: message)) }
+        let dotted = "is not a dot path like \"data.user\" (no empty segments)"
+        if let t = s.target, ShapeSpec.path(t) == nil { error("\(p).target", "\"\(t)\" \(dotted)") }
+        for (j, a) in (s.allow ?? []).enumerated() where ShapeSpec.path(a) == nil { error("\(p).allow[\(j)]", "\"\(a)\" \(dotted)") }
+        for (j, d) in s.deny.enumerated() where ShapeSpec.path(d) == nil { error("\(p).deny[\(j)]", "\"\(d)\" \(dotted)") }
+        for (from, to) in s.rename where from.isEmpty || to.isEmpty {
+            error("\(p).rename", "\"\(from)\" → \"\(to)\": keys must not be empty")
+        }
+        if let g = s.group, g.isEmpty { error("\(p).group", "must not be empty") }
+        if s.maxBytes.bytes < 1 { error("\(p).max_bytes", "must be more than 0") }
+        if s.allow?.isEmpty == true { warn("\(p).allow", "an empty list keeps nothing: every object becomes {}") }
+        // Paths the other steps make impossible.
+        if let allow = s.allow {
+            let trie = PathTrie(allow.compactMap(ShapeSpec.path))
+            for (j, d) in s.deny.enumerated() {
+                if let path = ShapeSpec.path(d), !trie.overlaps(path) {
+                    warn("\(p).deny[\(j)]", "\"\(d)\" can never match: `allow` already removes it")
+                }
+            }
+            let roots = Set(allow.compactMap { ShapeSpec.path($0)?.first })
+            for from in s.rename.keys.sorted() where !roots.contains(from) {
+                warn("\(p).rename", "\"\(from)\" can never match: `allow` keeps no such top-level key")
+            }
+        }
+        let denied = Set(s.deny.compactMap { ShapeSpec.path($0) }.filter { $0.count == 1 }.map { $0[0] })
+        for from in s.rename.keys.sorted() where denied.contains(from) {
+            warn("\(p).rename", "\"\(from)\" can never match: `deny` removes it")
         }
     }
 }

@@ -153,6 +153,7 @@ public final class CompiledRoute: Sendable {
     public let retry: RetryPolicy?
     public let fault: FaultPolicy?
     public let mirror: MirrorPolicy?
+    public let shape: ShapePolicy?
 
     init(index: Int, config r: Route, upstreamIndex: Int?, auth: AuthRequirement? = nil, upstreams: [String: Int] = [:]) {
         self.index = index
@@ -162,6 +163,7 @@ public final class CompiledRoute: Sendable {
         self.retry = r.retry.map(RetryPolicy.init)
         self.fault = r.fault.map(FaultPolicy.init)
         self.mirror = r.mirror.map { MirrorPolicy($0, upstreams: upstreams) }
+        self.shape = r.shape.map(ShapePolicy.init)
         self.config = r
         name = r.name ?? "route-\(index)"
         pathPattern = r.match.path.flatMap { try? PathPattern.parse($0).get() }

@@ -87,6 +87,8 @@ final class Exchange {
     /// On a route with `mirror` (for its share of requests): the copy being collected, sent
     /// when the request ends.
     var mirror: MirrorRequest?
+    /// On a route with `shape`: the 2xx JSON response being held to be shaped.
+    var shaping: ShapeBuffer?
 
     init(handler: ProxyHandler, head: HTTPRequestHead, requestID: String, clientIP: String, start: NIODeadline) {
         self.handler = handler

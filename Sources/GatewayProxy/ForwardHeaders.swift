@@ -111,7 +111,8 @@ enum ForwardHeaders {
     /// unknown length). Returns whether the body goes to the client chunked.
     static func responseHead<Sink: HeadSink>(
         _ head: ResponseParser.Head, request: HTTPRequestHead, route: CompiledRoute, requestID: String,
-        isHead: Bool, corsOrigin: String? = nil, extra: [(String, String)] = [], closeAfter: inout Bool, into out: inout Sink
+        isHead: Bool, corsOrigin: String? = nil, extra: [(String, String)] = [], replacedBodyLength: Int? = nil,
+        closeAfter: inout Bool, into out: inout Sink
     ) -> Bool {
         out.writeStaticString("HTTP/1.1 ")
         out.writeStatusCode(head.status)
@@ -132,8 +133,19 @@ enum ForwardHeaders {
             {
                 return false
             }
-            if !hasLength && asciiCaseInsensitiveEquals(name, "content-length") { hasLength = true }
+            if let _ = replacedBodyLength {
+                // A body the gateway rewrote (shaping): its own length, no upstream encoding.
+                if asciiCaseInsensitiveEquals(name, "content-length") || asciiCaseInsensitiveEquals(name, "content-encoding") {
+                    return false
+                }
+            } else if !hasLength && asciiCaseInsensitiveEquals(name, "content-length") {
+                hasLength = true
+            }
             return true
+        }
+        if let n = replacedBodyLength {
+            out.writeHeaderLine("content-length", String(n))
+            hasLength = true
         }
         let code = head.status
         let bodyless = isHead || code == 204 || code == 304 || code < 200
@@ -158,6 +170,19 @@ enum ForwardHeaders {
         }
         out.writeStaticString("\r\n")
         return chunked
+    }
+
+    /// The value of the first field `name` of an upstream head.
+    static func value(of name: String, in head: ResponseParser.Head) -> String? {
+        head.block.withUnsafeReadableBytes { raw in
+            for f in head.fields {
+                let n = UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameEnd)])
+                if asciiCaseInsensitiveEquals(n, name) {
+                    return String(decoding: UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueEnd)]), as: UTF8.self)
+                }
+            }
+            return nil
+        }
     }
 
     /// The CORS fields of an actual (not preflight) response: the allowed origin, credentials

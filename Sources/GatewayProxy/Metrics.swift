@@ -122,6 +122,12 @@ final class LoopMetrics {
         increment("gateway_mirror_requests_total", ("route", route), ("outcome", outcome))
     }
 
+    /// `gateway_shape_total{route,outcome}`: `shaped`, or why a body passed unshaped
+    /// (`too_large`, `not_json`, `bad_encoding`).
+    func shape(route: String, outcome: String) {
+        increment("gateway_shape_total", ("route", route), ("outcome", outcome))
+    }
+
     init(_ metrics: GatewayMetrics) { self.metrics = metrics }
 
     /// A new snapshot: routes and pools may be gone; their entries go too.

@@ -722,6 +722,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         dropConnection(ex)
         ex.tryDeadline = 0
         ex.pendingHead = nil
+        ex.shaping = nil
         ex.phase = .waitingForConnection
         ex.buffered = ex.replay
         ex.bufferedBytes = ex.replayBytes
@@ -882,6 +883,24 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             return startTunnel(head, ex)
         }
+        if let shape = route.shape, let wanted = ShapeBuffer.wants(head, isHead: ex.isHead) {
+            if let length = wanted.length, length > shape.maxBytes && !wanted.gzip {
+                loopContext.metrics.shape(route: route.name, outcome: "too_large")
+            } else {
+                // Held whole until its end (nothing reaches the client before the shaped body).
+                ex.shaping = ShapeBuffer(head: head, gzip: wanted.gzip, limit: shape.maxBytes)
+                ex.status = head.status
+                return
+            }
+        }
+        forwardHead(head, ex, route: route, context: context)
+    }
+
+    /// The response head for the client, from the upstream's (`replacedBodyLength` when the
+    /// gateway rewrote the body), kept in `held` to go out with the first body bytes.
+    private func forwardHead(
+        _ head: ResponseParser.Head, _ ex: Exchange, route: CompiledRoute, context: ChannelHandlerContext, replacedBodyLength: Int? = nil
+    ) {
         if loopContext.shared.draining { closeAfterResponse = true }
         var closeAfter = closeAfterResponse
         // Room for the head, and for a small body copied behind it (see `upstreamBody`).
@@ -890,7 +909,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ForwardHeaders.responseHead(
                 head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, corsOrigin: ex.corsOrigin,
                 extra: route.retry == nil ? ex.rateLimitHeaders : ex.rateLimitHeaders + [("x-upstream-attempts", String(ex.attempts))],
-                closeAfter: &closeAfter, into: &sink)
+                replacedBodyLength: replacedBodyLength, closeAfter: &closeAfter, into: &sink)
         }
         closeAfterResponse = closeAfter
         ex.status = head.status
@@ -900,8 +919,38 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         needsDownstreamFlush = true
     }
 
+    /// A held response grew past `shape.max_bytes`: its head and what was held go out as
+    /// they came, and the rest streams.
+    private func releaseUnshaped(_ sb: ShapeBuffer, _ ex: Exchange, route: CompiledRoute, reason: String) {
+        guard let context else { return }
+        ex.shaping = nil
+        loopContext.metrics.shape(route: route.name, outcome: reason)
+        forwardHead(sb.head, ex, route: route, context: context)
+        for part in sb.parts { upstreamBody(part, ex) }
+    }
+
+    /// The held response is complete: shaped (or, when it cannot be, as it came).
+    private func finishShaping(_ sb: ShapeBuffer, _ ex: Exchange, route: CompiledRoute) {
+        guard let context, let shape = route.shape else { return }
+        switch sb.shape(shape.spec, allocator: allocator) {
+        case .shaped(let body):
+            ex.shaping = nil
+            loopContext.metrics.shape(route: route.name, outcome: "shaped")
+            forwardHead(sb.head, ex, route: route, context: context, replacedBodyLength: body.count)
+            ex.clientChunked = false
+            ex.responseBytes = body.count
+            held?.writeBytes(body)
+        case .unshaped(let reason):
+            releaseUnshaped(sb, ex, route: route, reason: reason)
+        }
+    }
+
     func upstreamBody(_ buffer: ByteBuffer, _ ex: Exchange) {
         guard let context else { return }
+        if let sb = ex.shaping {
+            if !sb.append(buffer), let route = ex.route { releaseUnshaped(sb, ex, route: route, reason: "too_large") }
+            return
+        }
         ex.responseBytes += buffer.readableBytes
         if ex.isHead { return }
         let n = buffer.readableBytes
@@ -950,6 +999,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func upstreamEnd(_ ex: Exchange, trailers: ByteBuffer?) {
         guard let context else { return }
         if ex.tunnelPending { return completeTunnel(ex) }
+        if let sb = ex.shaping, let route = ex.route { finishShaping(sb, ex, route: route) }
         if let c = ex.connection {
             ex.connection = nil
             c.pool.active -= 1

@@ -128,10 +128,10 @@ import Testing
             """
             { "listeners": [ { "address": "127.0.0.1:8080" } ],
               "upstreams": { "a": { "targets": ["http://127.0.0.1:9000"] } },
-              "routes": [ { "match": { "path": "/" }, "upstream": "a", "shape": { "allow": ["id"] } } ] }
+              "routes": [ { "match": { "path": "/" }, "upstream": "a", "aggregate": { "backends": [] } } ] }
             """)
         let e = try #require(r.errors.first)
-        #expect(e.path == "routes[0].shape")
+        #expect(e.path == "routes[0].aggregate")
         #expect(e.message.contains("not implemented"))
     }
 

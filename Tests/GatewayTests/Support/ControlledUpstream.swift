@@ -12,6 +12,9 @@ final class ControlledUpstream: Sendable {
         var status = 200
         var delayMs = 0
         var healthStatus = 200
+        /// Answer this body instead of the default JSON, with these extra header fields.
+        var body: [UInt8]?
+        var headers: [(String, String)] = []
     }
 
     let name: String
@@ -114,19 +117,23 @@ final class ControlledUpstream: Sendable {
                     }
                 }
                 let status = isHealth ? b.healthStatus : b.status
-                let body = "{\"served_by\":\"\(owner.name)\",\"body_bytes\":\(bodyBytes)}"
+                let body = b.body ?? Array("{\"served_by\":\"\(owner.name)\",\"body_bytes\":\(bodyBytes)}".utf8)
+                let extra = isHealth ? [] : b.headers
                 let delay = isHealth ? 0 : b.delayMs
                 let keepAlive = head.isKeepAlive
                 let respond = { [self] in
                     var h = HTTPHeaders()
-                    h.add(name: "content-type", value: "application/json")
-                    h.add(name: "content-length", value: String(body.utf8.count))
+                    if !extra.contains(where: { $0.0.lowercased() == "content-type" }) {
+                        h.add(name: "content-type", value: "application/json")
+                    }
+                    h.add(name: "content-length", value: String(body.count))
                     h.add(name: "x-served-by", value: owner.name)
+                    for (n, v) in extra { h.add(name: n, value: v) }
                     context.write(
                         wrapOutboundOut(
                             .head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: h))),
                         promise: nil)
-                    context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+                    context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
                     context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                         if !keepAlive { context.close(promise: nil) }
                     }
