@@ -22,6 +22,14 @@ enum AdminViews {
             s += ",\"respond\":\(status)"
         case .split(let split):
             s += ",\"split\":\(splitJSON(split))"
+        case .aggregate(let a):
+            let backends = a.backends.map { b in
+                let upstream = b.upstream >= 0 && b.upstream < snapshot.upstreams.count ? snapshot.upstreams[b.upstream].name : ""
+                let after = b.after.map { jsonString(a.backends[$0].name) }.joined(separator: ",")
+                return
+                    "{\"name\":\(jsonString(b.name)),\"upstream\":\(jsonString(upstream)),\"required\":\(b.required),\"after\":[\(after)]}"
+            }
+            s += ",\"aggregate\":{\"backends\":[\(backends.joined(separator: ","))]}"
         }
         if let m = r.mirror { s += ",\"mirror\":{\"upstream\":\(jsonString(m.name)),\"percent\":\(Double(m.perMillion) / 10_000)}" }
         if let t = r.timeoutNanos { s += ",\"timeout_ms\":\(t / 1_000_000)" }

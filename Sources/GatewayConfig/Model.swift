@@ -238,6 +238,7 @@ public struct Route: Sendable, Codable, Hashable {
     public var split: SplitConfig?
     public var mirror: MirrorConfig?
     public var shape: ShapeConfig?
+    public var aggregate: AggregateConfig?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, match, upstream, rewrite, timeout
@@ -245,10 +246,10 @@ public struct Route: Sendable, Codable, Hashable {
         case responseHeaders = "response_headers"
         case respond, auth, cors
         case rateLimit = "rate_limit"
-        case retry, fault, split, mirror, shape
+        case retry, fault, split, mirror, shape, aggregate
     }
 
-    static let later: Set<String> = ["aggregate"]
+    static let later: Set<String> = []
 
     public init(name: String? = nil, match: Match = Match(), upstream: String? = nil, respond: Respond? = nil) {
         self.name = name
@@ -276,6 +277,7 @@ public struct Route: Sendable, Codable, Hashable {
         split = try c.decodeIfPresent(SplitConfig.self, forKey: .split)
         mirror = try c.decodeIfPresent(MirrorConfig.self, forKey: .mirror)
         shape = try c.decodeIfPresent(ShapeConfig.self, forKey: .shape)
+        aggregate = try c.decodeIfPresent(AggregateConfig.self, forKey: .aggregate)
     }
 
     public struct Match: Sendable, Codable, Hashable {

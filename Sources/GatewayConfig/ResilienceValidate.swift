@@ -73,6 +73,7 @@ extension GatewayFile {
                 if let h = split.overrideHeader, !isToken(h) { error("\(sp).override_header", "\"\(h)\" is not a header name") }
             }
             if let shape = r.shape { Self.validateShape(shape, path: "\(p).shape", into: &out) }
+            if let aggregate = r.aggregate { validateAggregate(r, aggregate, into: &out) }
             if let m = r.mirror {
                 let mp = "\(p).mirror"
                 if upstreams[m.upstream] == nil {
@@ -87,7 +88,9 @@ extension GatewayFile {
             }
             if let retry = r.retry {
                 let rp = "\(p).retry"
-                if r.upstream == nil && r.split == nil { warn(rp, "only a route to an upstream or a split retries") }
+                if r.upstream == nil && r.split == nil && r.aggregate == nil {
+                    warn(rp, "only a route to an upstream, a split or an aggregate retries")
+                }
                 if !(1...10).contains(retry.attempts) {
                     error("\(rp).attempts", "must be between 1 and 10 (tries in all, the first included)")
                 }

@@ -115,6 +115,8 @@ public final class CompiledRoute: Sendable {
         case upstream(Int)
         /// A canary split across upstreams.
         case split(SplitPolicy)
+        /// Several backend calls merged into one response.
+        case aggregate(AggregatePolicy)
         case respond(status: Int, headers: [(String, String)], body: [UInt8])
     }
     public struct HeaderOps: Sendable {
@@ -194,6 +196,8 @@ public final class CompiledRoute: Sendable {
             action = .respond(status: resp.status, headers: headers, body: body)
         } else if let split = r.split {
             action = .split(SplitPolicy(split, upstreams: upstreams))
+        } else if let aggregate = r.aggregate {
+            action = .aggregate(AggregatePolicy(aggregate, upstreams: upstreams))
         } else {
             action = .upstream(upstreamIndex ?? -1)
         }

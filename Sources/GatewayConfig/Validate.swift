@@ -111,7 +111,7 @@ extension GatewayFile {
                     JSONPath.format([.key("routes"), .index(i), .key("match"), .key("headers"), .key(name)]),
                     "\"\(name)\" is not a header name")
             }
-            let destinations = [r.upstream != nil, r.respond != nil, r.split != nil].filter { $0 }.count
+            let destinations = [r.upstream != nil, r.respond != nil, r.split != nil, r.aggregate != nil].filter { $0 }.count
             if destinations != 1 {
                 error(
                     p,

@@ -5,7 +5,7 @@ import NIOHTTP1
 
 /// One request on a downstream connection, from its head to the end of its response.
 /// It is the upstream connection's delegate while it holds one.
-final class Exchange {
+final class Exchange: UpstreamClient {
     /// `held`: waiting, before it is dispatched, for a JWKS fetch or a Redis rate-limit
     /// decision; what the client sent behind the head stays unparsed meanwhile.
     enum Phase { case routing, held, waitingForConnection, forwarding, responded }
@@ -89,6 +89,8 @@ final class Exchange {
     var mirror: MirrorRequest?
     /// On a route with `shape`: the 2xx JSON response being held to be shaped.
     var shaping: ShapeBuffer?
+    /// On an aggregate route: its backend calls.
+    var aggregate: AggregateCall?
 
     init(handler: ProxyHandler, head: HTTPRequestHead, requestID: String, clientIP: String, start: NIODeadline) {
         self.handler = handler

@@ -128,6 +128,15 @@ final class LoopMetrics {
         increment("gateway_shape_total", ("route", route), ("outcome", outcome))
     }
 
+    /// `gateway_aggregate_backend_total{route,backend,outcome}`: `ok`, `error`, `timeout`, `skipped`.
+    func aggregateBackend(route: String, backend: String, outcome: String) {
+        let key = "gateway_aggregate_backend_total\u{0}" + route + "\u{0}" + backend + "\u{0}" + outcome
+        if let c = labeledCounters[key] { return c.increment() }
+        let c = metrics.counter("gateway_aggregate_backend_total", [("route", route), ("backend", backend), ("outcome", outcome)])
+        labeledCounters[key] = c
+        c.increment()
+    }
+
     init(_ metrics: GatewayMetrics) { self.metrics = metrics }
 
     /// A new snapshot: routes and pools may be gone; their entries go too.

@@ -550,7 +550,27 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .split(let split):
             let member = splitMember(ex, split)
             toUpstream(ex, member < split.upstreams.count ? split.upstreams[member] : -1, route: route, a)
+        case .aggregate(let policy):
+            // The client's body, if any, goes nowhere: it is read and dropped.
+            ex.phase = .forwarding
+            let call = AggregateCall(handler: self, ex: ex, route: route, policy: policy, admission: a)
+            ex.aggregate = call
+            call.start()
         }
+    }
+
+    /// The aggregate's merged answer.
+    func aggregateDone(_ ex: Exchange, body: [UInt8], headers: [(String, String)]) {
+        guard exchange === ex, !ex.responseStarted else { return }
+        ex.aggregate = nil
+        respondLocally(ex, status: 200, headers: headers, body: body)
+    }
+
+    /// A required backend failed (502) or timed out (504).
+    func aggregateFailed(_ ex: Exchange, _ error: GatewayError, headers: [(String, String)]) {
+        guard exchange === ex, !ex.responseStarted else { return }
+        ex.aggregate = nil
+        sendError(error, ex, extraHeaders: headers)
     }
 
     private func toUpstream(_ ex: Exchange, _ index: Int, route: CompiledRoute, _ a: Admission) {
@@ -1066,6 +1086,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func abortUpstream(_ ex: Exchange) {
         ex.waiter?.cancel()
         ex.waiter = nil
+        if let call = ex.aggregate {
+            ex.aggregate = nil
+            call.cancel()
+        }
         dropConnection(ex)
         if ex.phase != .responded { ex.phase = .responded }
     }
@@ -1074,10 +1098,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func dropConnection(_ ex: Exchange) {
         guard let c = ex.connection else { return }
         ex.connection = nil
-        c.pool.active -= 1
-        c.handler.delegate = nil
-        c.handler.closing = true
-        c.channel.close(promise: nil)
+        c.abandon()
     }
 
     private func respondLocally(_ ex: Exchange, status: Int, headers: [(String, String)], body: [UInt8]) {

@@ -15,9 +15,9 @@ final class TargetPool {
     /// References are strong and cleared explicitly: weak references would give these
     /// objects side tables and slow every retain and release on the hot path.
     final class Waiter {
-        var exchange: Exchange?
+        var exchange: (any UpstreamClient)?
         let upstream: UpstreamRuntime
-        init(_ exchange: Exchange, upstream: UpstreamRuntime) {
+        init(_ exchange: any UpstreamClient, upstream: UpstreamRuntime) {
             self.exchange = exchange
             self.upstream = upstream
         }
@@ -55,7 +55,7 @@ final class TargetPool {
 
     /// An idle connection now, or a place in line (the exchange is told through
     /// `ProxyHandler.connectionReady` / `upstreamFailed`), or a refusal when the line is full.
-    func acquire(for upstream: UpstreamRuntime, exchange: Exchange) -> Acquired {
+    func acquire(for upstream: UpstreamRuntime, exchange: any UpstreamClient) -> Acquired {
         while let c = idle.popLast() {
             if c.isUsable { return .ready(c) }
         }

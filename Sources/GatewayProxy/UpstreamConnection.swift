@@ -1,5 +1,24 @@
 import NIOCore
 
+/// Who uses an upstream connection while it is lent out: a client's `Exchange`, or an
+/// aggregate route's `BackendCall`. All calls happen on the connection's event loop.
+protocol UpstreamClient: AnyObject {
+    /// The request was HEAD: the response has no body whatever its headers say.
+    var isHead: Bool { get }
+    /// Whether whoever takes the response body can take more now (backpressure).
+    var downstreamWritable: Bool { get }
+    func upstreamHead(_ head: ResponseParser.Head)
+    func upstreamBody(_ buffer: ByteBuffer)
+    func upstreamEnd(_ trailers: ByteBuffer?)
+    func upstreamReadComplete()
+    func upstreamFailed(_ error: GatewayError)
+    func upstreamWritabilityChanged()
+    /// The pool hands over a connection the client waited for.
+    func connectionReady(_ c: UpstreamConnection)
+    /// The pool could not open the connection the client waited for.
+    func connectFailed(_ error: GatewayError)
+}
+
 /// One keep-alive connection to a target, owned by its `TargetPool` and lent to one request at a time.
 final class UpstreamConnection {
     let channel: any Channel
@@ -14,6 +33,15 @@ final class UpstreamConnection {
 
     /// `closing` is set when the channel goes inactive, so no channel state is read here.
     var isUsable: Bool { !handler.closing }
+
+    /// Ends the connection mid-exchange (it cannot be reused): no longer active, no longer
+    /// reporting to its client, closed.
+    func abandon() {
+        pool.active -= 1
+        handler.delegate = nil
+        handler.closing = true
+        channel.close(promise: nil)
+    }
 }
 
 /// The client side of an upstream connection: parses responses with `ResponseParser`,
@@ -24,9 +52,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// The exchange using this connection; strong, and cleared whenever the exchange lets go
+    /// The client using this connection; strong, and cleared whenever the client lets go
     /// (a weak reference would slow every retain of the exchange).
-    var delegate: Exchange? {
+    var delegate: (any UpstreamClient)? {
         didSet { if let delegate { parser.requestIsHead = delegate.isHead } }
     }
     /// The connection object this handler belongs to, until the channel closes.

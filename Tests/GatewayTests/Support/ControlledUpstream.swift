@@ -24,7 +24,8 @@ final class ControlledUpstream: Sendable {
     private let group: any EventLoopGroup
     private let behaviour = NIOLockedValueBox(Behaviour())
     private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel])>((nil, [:]))
-    private let counts = NIOLockedValueBox((requests: 0, health: 0, methods: [String](), bodies: [Int](), mirrored: 0))
+    private let counts = NIOLockedValueBox(
+        (requests: 0, health: 0, methods: [String](), bodies: [Int](), mirrored: 0, uris: [String](), authorizations: [String]()))
 
     private init(name: String, group: any EventLoopGroup) {
         self.name = name
@@ -59,6 +60,10 @@ final class ControlledUpstream: Sendable {
     var methods: [String] { counts.withLockedValue { $0.methods } }
     /// Body sizes of the requests (not health checks), in order.
     var bodies: [Int] { counts.withLockedValue { $0.bodies } }
+    /// Request targets, in order.
+    var uris: [String] { counts.withLockedValue { $0.uris } }
+    /// `Authorization` values received (requests without one are not listed).
+    var authorizations: [String] { counts.withLockedValue { $0.authorizations } }
     /// Requests marked `x-gateway-mirror: 1`.
     var mirrored: Int { counts.withLockedValue { $0.mirrored } }
 
@@ -114,10 +119,13 @@ final class ControlledUpstream: Sendable {
                         c.methods.append(head.method.rawValue)
                         c.bodies.append(bodyBytes)
                         if head.headers.first(name: "x-gateway-mirror") == "1" { c.mirrored += 1 }
+                        c.uris.append(head.uri)
+                        if let auth = head.headers.first(name: "authorization") { c.authorizations.append(auth) }
                     }
                 }
                 let status = isHealth ? b.healthStatus : b.status
-                let body = b.body ?? Array("{\"served_by\":\"\(owner.name)\",\"body_bytes\":\(bodyBytes)}".utf8)
+                let uri = head.uri.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+                let body = b.body ?? Array("{\"served_by\":\"\(owner.name)\",\"body_bytes\":\(bodyBytes),\"uri\":\"\(uri)\"}".utf8)
                 let extra = isHealth ? [] : b.headers
                 let delay = isHealth ? 0 : b.delayMs
                 let keepAlive = head.isKeepAlive
