@@ -92,6 +92,11 @@ let package = Package(
             dependencies: ["GatewayAuth", "GatewayConfig", crypto, .product(name: "_CryptoExtras", package: "swift-crypto")],
             path: "Benchmarks/AuthBench",
             swiftSettings: strict),
+        .executableTarget(
+            name: "shape-bench",
+            dependencies: ["GatewayPolicies"],
+            path: "Benchmarks/ShapeBench",
+            swiftSettings: strict),
         .testTarget(
             name: "GatewayTests",
             dependencies: [

@@ -12,6 +12,9 @@
 #   resilience a route with `retry` (3 attempts, per-try timeout) to an upstream with
 #              `outlier_detection` and `health_check` (issue 6): every response fed to the
 #              outlier detector, the body-replay and per-try bookkeeping, probes every second
+#   aggregate  an aggregate route of 3 backends (the same upstream, each answer grouped
+#              under its name) against the plain route (issue 8): every request makes 3
+#              upstream requests, parses 3 JSON answers and serializes the merge
 # Each round is two ../shared/bench/compare.sh runs (plain, then JWT). wrk sends the same
 # `Authorization: Bearer <token>` in both passes, to every target (NGINX passes it on), so
 # the two passes differ only in the route's `auth`: the ratio is the cost of verifying,
@@ -21,9 +24,9 @@
 # wrk's requests (keep-alive) all take the JWT route.
 set -euo pipefail
 [[ -f Package.swift ]] || { echo "run this from the project's root" >&2; exit 1; }
-feature=${1:?usage: route-cost.sh jwt|ratelimit|redis|resilience [rounds] [compare.sh options]}
+feature=${1:?usage: route-cost.sh jwt|ratelimit|redis|resilience|aggregate [rounds] [compare.sh options]}
 shift
-case $feature in jwt|ratelimit|redis|resilience) ;; *) echo "unknown feature $feature" >&2; exit 1 ;; esac
+case $feature in jwt|ratelimit|redis|resilience|aggregate) ;; *) echo "unknown feature $feature" >&2; exit 1 ;; esac
 if [[ $feature == redis ]]; then
   command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
   redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --logfile "" --protected-mode no \
@@ -51,7 +54,9 @@ SH
 chmod +x "$work/shim/wrk"
 
 for kind in plain "$feature"; do
-  auth="" limits="" upextra=""
+  auth="" limits="" upextra="" dest='"upstream": "up"'
+  [[ $kind == aggregate ]] && dest='"aggregate": { "backends": [ { "name": "a", "upstream": "up", "path": "/", "group": "a" },
+      { "name": "b", "upstream": "up", "path": "/", "group": "b" }, { "name": "c", "upstream": "up", "path": "/", "group": "c" } ] }'
   [[ $kind == jwt ]] && auth=', "auth": { "jwt": "idp" }'
   [[ $kind == resilience ]] && auth=', "retry": { "attempts": 3, "on": ["connect-failure", "reset", "gateway-error"], "per_try_timeout": "2s" }'
   [[ $kind == resilience ]] && upextra=', "health_check": { "path": "/", "interval": "1s" },
@@ -70,7 +75,7 @@ for kind in plain "$feature"; do
                               "algorithms": ["ES256"], "forward_claims": { "sub": "x-user-id", "tier": "x-user-tier" } } } },
   "upstreams": { "up": { "targets": [ "http://127.0.0.1:@UPSTREAM_PORT@" ]$upextra } },
   "routes": [ { "name": "probe", "match": { "path": "/", "headers": { "connection": "close" } }, "upstream": "up" },
-              { "name": "all", "match": { "path_prefix": "/" }, "upstream": "up"$auth } ],
+              { "name": "all", "match": { "path_prefix": "/" }, $dest$auth } ],
   "access_log": { "enabled": false } }
 JSON
 done

@@ -202,9 +202,10 @@ final class ResilienceRig: Sendable {
         #expect(badAfter == 3, "no traffic while ejected")
         #expect(seconds < 4, "the requests ran within the ejection")
         let ejectedAt = Date()
+        // (Read after the fact: the test's task may resume late on a loaded machine, so the
+        // ejection may be over; its count is not.)
         let status = await rig.target(bad.url)
-        #expect(status?.ejectedUntil != nil)
-        #expect(status?.timesEjected == 1)
+        #expect(status?.totalEjections == 1)
         #expect(rig.metric("gateway_outlier_ejections_total", ["upstream": "pool", "target": bad.url, "reason": "consecutive_5xx"]) == 1)
         // Back after base_ejection_time.
         bad.set { $0.status = 200 }
@@ -249,6 +250,7 @@ final class ResilienceRig: Sendable {
         let status = await rig.target(bad.url)
         #expect(status?.available == false)
         #expect(status?.timesEjected == 1)
+        #expect(status?.ejectedUntil.map { $0 > Date().addingTimeInterval(30) } == true)  // 60 s from the ejection
     }
 
     @Test func aTargetFailingHealthChecksLeavesTheRotationAndComesBack() async throws {
