@@ -216,6 +216,8 @@ final class BackendCall: UpstreamClient {
     private var bodyBytes = 0
     private var done = false
     private var timer: Scheduled<Void>?
+    /// Uptime nanoseconds when the current try started (the upstream duration histogram).
+    private var tryStart: UInt64 = 0
     private var backoff: Scheduled<Void>?
 
     init(aggregate: AggregateCall, index: Int, upstream: UpstreamRuntime, path: String, until: UInt64) {
@@ -251,6 +253,7 @@ final class BackendCall: UpstreamClient {
         status = 0
         body = []
         bodyBytes = 0
+        tryStart = NIODeadline.now().uptimeNanoseconds
         switch pool.acquire(for: upstream, exchange: self) {
         case .ready(let c): connectionReady(c)
         case .waiting(let w): waiter = w
@@ -297,9 +300,10 @@ final class BackendCall: UpstreamClient {
     func upstreamHead(_ head: ResponseParser.Head) {
         guard !done else { return }
         status = head.status
-        let now = NIODeadline.now().uptimeNanoseconds.asInt64
-        context.metrics.upstream(upstream.spec.name, pool: upstream.pools[poolIndex], code: head.status, nanos: 0)
-        upstream.health?.record(poolIndex, head.status >= 500 ? .status(head.status) : .success, now: now)
+        let now = NIODeadline.now().uptimeNanoseconds
+        context.metrics.upstream(
+            upstream.spec.name, pool: upstream.pools[poolIndex], code: head.status, nanos: Int64(truncatingIfNeeded: now &- tryStart))
+        upstream.health?.record(poolIndex, head.status >= 500 ? .status(head.status) : .success, now: now.asInt64)
         if let policy = aggregate.route.retry, policy.on.allows(status: head.status), retry(reason: "status:\(head.status)") { return }
         let encoding = ForwardHeaders.value(of: "content-encoding", in: head)?.lowercased()
         gzip = encoding == "gzip" || encoding == "x-gzip"
