@@ -76,6 +76,8 @@ public enum AuthFailure: String, Sendable, Error {
     case unknownKey = "unknown_key"
     case scope
     case claim
+    /// An ID token whose `nonce` is not the one its login sent.
+    case nonce
 
     /// The `error_description` of the `WWW-Authenticate` challenge.
     public var description: String {
@@ -96,6 +98,7 @@ public enum AuthFailure: String, Sendable, Error {
         case .unknownKey: return "the API key is not valid"
         case .scope: return "the credentials lack a required scope"
         case .claim: return "the credentials lack a required claim"
+        case .nonce: return "the ID token's nonce is not this login's"
         }
     }
 }

@@ -9,7 +9,7 @@ public struct TokenVerifier: Sendable {
     public static let maxTokenBytes = 8 * 1024
 
     public let issuer: String?
-    public let audiences: Set<String>
+    public internal(set) var audiences: Set<String>
     public let algorithms: Set<String>
     public let skew: Double
     public let provider: String
