@@ -4,7 +4,7 @@ import GatewayConfig
 /// Who a request was authenticated as. Immutable and shared: a cached verification hands
 /// the same instance to every request that presents the same token.
 public final class Identity: Sendable {
-    public enum Kind: String, Sendable { case jwt, apiKey = "api_key" }
+    public enum Kind: String, Sendable { case jwt, apiKey = "api_key", session }
     public let kind: Kind
     /// The JWT provider's name, or "api_key".
     public let provider: String

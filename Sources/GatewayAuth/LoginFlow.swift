@@ -14,6 +14,8 @@ public enum LoginFlow {
         public var verifier: String
         /// The local path the browser asked for.
         public var returnTo: String
+        /// The `redirect_uri` the authorization request named (the token request repeats it).
+        public var redirectURI: String = ""
         /// Seconds since 1970 after which the login is void.
         public var expires: Double
 

@@ -1,10 +1,11 @@
-/// SPEC §2.5: the `auth` section (JWT providers and API keys; `login` comes with browser login).
+/// SPEC §2.5: the `auth` section: JWT providers, browser login providers, API keys.
 public struct AuthSection: Sendable, Codable, Hashable {
     public var jwt: [String: JWTProvider] = [:]
+    public var login: [String: LoginProvider] = [:]
     public var apiKeys: APIKeys?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case jwt
+        case jwt, login
         case apiKeys = "api_keys"
     }
 
@@ -14,9 +15,10 @@ public struct AuthSection: Sendable, Codable, Hashable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["login"])
+        try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         jwt = try c.decodeIfPresent([String: Collected<JWTProvider>].self, forKey: .jwt)?.compactMapValues(\.value) ?? [:]
+        login = try c.decodeIfPresent([String: Collected<LoginProvider>].self, forKey: .login)?.compactMapValues(\.value) ?? [:]
         apiKeys = try c.decodeIfPresent(Collected<APIKeys>.self, forKey: .apiKeys)?.value
     }
 
@@ -81,6 +83,74 @@ public struct AuthSection: Sendable, Codable, Hashable {
         }
     }
 
+    /// A browser login (OAuth 2.0 authorization code with PKCE, OpenID Connect).
+    public struct LoginProvider: Sendable, Codable, Hashable {
+        public var issuer: String
+        public var authorizationEndpoint: String?
+        public var tokenEndpoint: String?
+        public var endSessionEndpoint: String?
+        public var clientID: String
+        public var clientSecretEnv: String?
+        /// `client_secret_basic`, `client_secret_post` or `none`; by default basic with a
+        /// secret, none without.
+        public var clientAuth: String?
+        public var scopes: [String] = ["openid"]
+        public var callbackPath: String = "/oauth2/callback"
+        public var logoutPath: String = "/oauth2/logout"
+        public var cookieSecretEnv: String
+        public var sessionTTL: ConfigDuration = .seconds(8 * 3600)
+        public var cookieSecure: Bool = true
+        /// The JWT provider that verifies the ID tokens (its keys; `aud` is the client id).
+        public var jwt: String
+        /// Where the browser goes after logout when the provider has no end-session endpoint.
+        public var postLogoutPath: String = "/"
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case issuer
+            case authorizationEndpoint = "authorization_endpoint"
+            case tokenEndpoint = "token_endpoint"
+            case endSessionEndpoint = "end_session_endpoint"
+            case clientID = "client_id"
+            case clientSecretEnv = "client_secret_env"
+            case clientAuth = "client_auth"
+            case scopes
+            case callbackPath = "callback_path"
+            case logoutPath = "logout_path"
+            case cookieSecretEnv = "cookie_secret_env"
+            case sessionTTL = "session_ttl"
+            case cookieSecure = "cookie_secure"
+            case jwt
+            case postLogoutPath = "post_logout_path"
+        }
+
+        public init(issuer: String, clientID: String, cookieSecretEnv: String, jwt: String) {
+            self.issuer = issuer
+            self.clientID = clientID
+            self.cookieSecretEnv = cookieSecretEnv
+            self.jwt = jwt
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            issuer = try c.decode(String.self, forKey: .issuer)
+            authorizationEndpoint = try c.decodeIfPresent(String.self, forKey: .authorizationEndpoint)
+            tokenEndpoint = try c.decodeIfPresent(String.self, forKey: .tokenEndpoint)
+            endSessionEndpoint = try c.decodeIfPresent(String.self, forKey: .endSessionEndpoint)
+            clientID = try c.decode(String.self, forKey: .clientID)
+            clientSecretEnv = try c.decodeIfPresent(String.self, forKey: .clientSecretEnv)
+            clientAuth = try c.decodeIfPresent(String.self, forKey: .clientAuth)
+            scopes = try c.decodeIfPresent([String].self, forKey: .scopes) ?? scopes
+            callbackPath = try c.decodeIfPresent(String.self, forKey: .callbackPath) ?? callbackPath
+            logoutPath = try c.decodeIfPresent(String.self, forKey: .logoutPath) ?? logoutPath
+            cookieSecretEnv = try c.decode(String.self, forKey: .cookieSecretEnv)
+            sessionTTL = try c.decodeIfPresent(ConfigDuration.self, forKey: .sessionTTL) ?? sessionTTL
+            cookieSecure = try c.decodeIfPresent(Bool.self, forKey: .cookieSecure) ?? true
+            jwt = try c.decode(String.self, forKey: .jwt)
+            postLogoutPath = try c.decodeIfPresent(String.self, forKey: .postLogoutPath) ?? postLogoutPath
+        }
+    }
+
     /// Static API keys, stored as the sha256 of the key.
     public struct APIKeys: Sendable, Codable, Hashable {
         public var header: String = "x-api-key"
@@ -122,6 +192,8 @@ public struct AuthSection: Sendable, Codable, Hashable {
 /// A route's `auth`: one JWT provider, the API keys, or `any_of` several of those; `scopes`
 /// and `claims` are required of whichever credential is accepted.
 public struct RouteAuth: Sendable, Codable, Hashable {
+    /// A browser login provider: the route needs a session (and sends browsers to log in).
+    public var login: String?
     public var jwt: String?
     public var apiKey: Bool?
     public var anyOf: [RouteAuth]?
@@ -129,7 +201,7 @@ public struct RouteAuth: Sendable, Codable, Hashable {
     public var claims: [String: [String]] = [:]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case jwt
+        case login, jwt
         case apiKey = "api_key"
         case anyOf = "any_of"
         case scopes, claims
@@ -145,8 +217,9 @@ public struct RouteAuth: Sendable, Codable, Hashable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["login"])
+        try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        login = try c.decodeIfPresent(String.self, forKey: .login)
         jwt = try c.decodeIfPresent(String.self, forKey: .jwt)
         apiKey = try c.decodeIfPresent(Bool.self, forKey: .apiKey)
         anyOf = try c.decodeIfPresent([RouteAuth].self, forKey: .anyOf)

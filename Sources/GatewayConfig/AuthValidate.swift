@@ -100,6 +100,8 @@ extension GatewayFile {
             if k.keys.isEmpty { warn("auth.api_keys.keys", "no keys: every API key is refused") }
         }
 
+        validateLogin(environment: environment, into: &out)
+
         for r in routes {
             let p = "routes[\(r.sourceIndex)]"
             if let a = r.auth { validateRouteAuth(a, path: "\(p).auth", nested: false, into: &out) }
@@ -109,8 +111,19 @@ extension GatewayFile {
 
     private func validateRouteAuth(_ a: RouteAuth, path p: String, nested: Bool, into out: inout [Diagnostic]) {
         func error(_ path: String, _ message: String) { out.append(Diagnostic(path: path, message: message)) }
+        if let l = a.login {
+            if nested { error("\(p).login", "a login cannot be one of `any_of`: it sends browsers away to log in") }
+            if a.jwt != nil || a.apiKey != nil || a.anyOf != nil || !a.scopes.isEmpty || !a.claims.isEmpty {
+                error(p, "`login` stands alone (no `jwt`, `api_key`, `any_of`, `scopes` or `claims` beside it)")
+            }
+            if auth.login[l] == nil {
+                let hint = Array(auth.login.keys).nearest(to: l).map { "; did you mean \"\($0)\"?" } ?? ""
+                error("\(p).login", "no login provider named \"\(l)\" in auth.login\(hint)")
+            }
+            return
+        }
         let kinds = [a.jwt != nil, a.apiKey != nil, a.anyOf != nil].filter { $0 }.count
-        if kinds != 1 { error(p, "give exactly one of `jwt`, `api_key`, `any_of`") }
+        if kinds != 1 { error(p, "give exactly one of `login`, `jwt`, `api_key`, `any_of`") }
         if let j = a.jwt, auth.jwt[j] == nil {
             let hint = Array(auth.jwt.keys).nearest(to: j).map { "; did you mean \"\($0)\"?" } ?? ""
             error("\(p).jwt", "no JWT provider named \"\(j)\" in auth.jwt\(hint)")
@@ -128,6 +141,72 @@ extension GatewayFile {
         for (name, values) in a.claims.sorted(by: { $0.key < $1.key }) where values.isEmpty {
             error(p + JSONPath.format([.key("x"), .key("claims"), .key(name)]).dropFirst(1), "list at least one accepted value")
         }
+    }
+
+    /// `auth.login`: endpoints, client, paths, the cookie secret (32 bytes), the JWT provider.
+    private func validateLogin(environment: [String: String], into out: inout [Diagnostic]) {
+        func error(_ path: String, _ message: String) { out.append(Diagnostic(path: path, message: message)) }
+        func warn(_ path: String, _ message: String) { out.append(Diagnostic(.warning, path: path, message: message)) }
+        var paths = Set<String>()
+        for (name, l) in auth.login.sorted(by: { $0.key < $1.key }) {
+            let p = JSONPath.format([.key("auth"), .key("login"), .key(name)])
+            func isURL(_ s: String) -> Bool { (s.hasPrefix("https://") || s.hasPrefix("http://")) && !s.contains(" ") }
+            if !isURL(l.issuer) { error("\(p).issuer", "\"\(l.issuer)\" is not an http(s) URL") }
+            for (key, v) in [
+                ("authorization_endpoint", l.authorizationEndpoint), ("token_endpoint", l.tokenEndpoint),
+                ("end_session_endpoint", l.endSessionEndpoint),
+            ] {
+                if let v, !isURL(v) { error("\(p).\(key)", "\"\(v)\" is not an http(s) URL") }
+            }
+            if l.clientID.isEmpty { error("\(p).client_id", "must not be empty") }
+            let auths = ["client_secret_basic", "client_secret_post", "none"]
+            if let a = l.clientAuth, !auths.contains(a) { error("\(p).client_auth", "one of \(auths.joined(separator: ", "))") }
+            if l.clientAuth != nil && l.clientAuth != "none" && l.clientSecretEnv == nil {
+                error("\(p).client_secret_env", "`\(l.clientAuth ?? "")` needs the client secret: name its variable")
+            }
+            if let env = l.clientSecretEnv, !environment.isEmpty, (environment[env] ?? "").isEmpty {
+                error("\(p).client_secret_env", "environment variable \(env) is not set or empty")
+            }
+            if !environment.isEmpty {
+                let secret = environment[l.cookieSecretEnv] ?? ""
+                if secret.isEmpty {
+                    warn(
+                        "\(p).cookie_secret_env",
+                        "environment variable \(l.cookieSecretEnv) is not set: routes that use this login answer 503 until it is (openssl rand -hex 32)"
+                    )
+                } else if !Self.isCookieSecret(secret) {
+                    error(
+                        "\(p).cookie_secret_env",
+                        "environment variable \(l.cookieSecretEnv) must hold 32 random bytes as 64 hex digits or base64 (openssl rand -hex 32)"
+                    )
+                }
+            }
+            for (key, v) in [("callback_path", l.callbackPath), ("logout_path", l.logoutPath), ("post_logout_path", l.postLogoutPath)] {
+                if !v.hasPrefix("/") || v.hasPrefix("//") || v.contains(" ") {
+                    error("\(p).\(key)", "must be a local path starting with /")
+                }
+            }
+            for (key, v) in [("callback_path", l.callbackPath), ("logout_path", l.logoutPath)] where !paths.insert(v).inserted {
+                error("\(p).\(key)", "\(v) is used by another login path")
+            }
+            if l.sessionTTL.nanoseconds <= 0 { error("\(p).session_ttl", "must be more than 0") }
+            if auth.jwt[l.jwt] == nil {
+                let hint = Array(auth.jwt.keys).nearest(to: l.jwt).map { "; did you mean \"\($0)\"?" } ?? ""
+                error("\(p).jwt", "no JWT provider named \"\(l.jwt)\" in auth.jwt (it verifies the ID tokens)\(hint)")
+            }
+            if !l.scopes.contains("openid") { error("\(p).scopes", "must include \"openid\" (the login needs an ID token)") }
+            if !l.cookieSecure { warn("\(p).cookie_secure", "session cookies are sent over plain HTTP too: only for local development") }
+        }
+    }
+
+    /// 32 bytes as 64 hex digits or as base64.
+    static func isCookieSecret(_ s: String) -> Bool {
+        let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
+        if t.count == 64 && t.allSatisfy({ $0.isHexDigit }) { return true }
+        var b64 = t.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while b64.hasSuffix("=") { b64.removeLast() }
+        while b64.utf8.count % 4 != 0 { b64 += "=" }
+        return Data(base64Encoded: b64)?.count == 32
     }
 
     private func validateCORS(_ c: RouteCORS, path p: String, into out: inout [Diagnostic]) {

@@ -14,6 +14,8 @@ public final class Snapshot: Sendable {
     public let jwtProviders: [JWTProviderSpec]
     /// `rate_limits`, compiled; nil when the file has none.
     public let rateLimits: RateLimitPolicy?
+    /// Browser login providers in name order; `CompiledRoute.login` points into this array.
+    public let loginProviders: [LoginProviderSpec]
 
     public init(file: GatewayFile, version: String) {
         self.file = file
@@ -30,10 +32,17 @@ public final class Snapshot: Sendable {
         for p in providers { providerIndex[p.name] = p.index }
         self.jwtProviders = providers
         self.rateLimits = file.rateLimits.map(RateLimitPolicy.init)
+        let logins = file.auth.login.keys.sorted().enumerated().compactMap { i, n in
+            file.auth.login[n].map { c in LoginProviderSpec(name: n, index: i, config: c, jwt: providers.first { $0.name == c.jwt }) }
+        }
+        var loginIndex: [String: Int] = [:]
+        for l in logins { loginIndex[l.name] = l.index }
+        self.loginProviders = logins
         self.routes = file.routes.enumerated().map { i, r in
             CompiledRoute(
                 index: i, config: r, upstreamIndex: r.upstream.flatMap { index[$0] },
-                auth: r.auth.flatMap { AuthRequirement($0, providers: providerIndex, specs: providers) }, upstreams: index)
+                auth: r.auth.flatMap { AuthRequirement($0, providers: providerIndex, specs: providers) }, upstreams: index,
+                login: r.auth?.login.flatMap { name in logins.first { $0.name == name } })
         }
         self.server = ServerSettings(file.server)
     }
@@ -71,6 +80,25 @@ public struct ServerSettings: Sendable {
 
 public enum BalancerKind: String, Sendable {
     case roundRobin = "round_robin", leastRequest = "least_request", random, consistentHash = "consistent_hash"
+}
+
+/// A login provider with its JWT provider resolved.
+public struct LoginProviderSpec: Sendable {
+    public var name: String
+    public var index: Int
+    public var config: AuthSection.LoginProvider
+    /// Index into `Snapshot.jwtProviders` of the provider that verifies ID tokens.
+    public var jwtIndex: Int?
+    /// The headers the JWT provider forwards claims into (lowercased).
+    public var forwardedHeaders: [String]
+
+    init(name: String, index: Int, config: AuthSection.LoginProvider, jwt: JWTProviderSpec?) {
+        self.name = name
+        self.index = index
+        self.config = config
+        jwtIndex = jwt?.index
+        forwardedHeaders = jwt?.forwardClaims.map(\.header) ?? []
+    }
 }
 
 public struct UpstreamSpec: Sendable {
@@ -156,8 +184,18 @@ public final class CompiledRoute: Sendable {
     public let fault: FaultPolicy?
     public let mirror: MirrorPolicy?
     public let shape: ShapePolicy?
+    /// `auth: { "login": … }`: the login provider's index; the route needs a session.
+    public let login: Int?
+    /// Headers never taken from the client on a login route: `Authorization` (the session's
+    /// access token replaces it) and those the provider forwards claims into.
+    public let loginHeaders: [String]
 
-    init(index: Int, config r: Route, upstreamIndex: Int?, auth: AuthRequirement? = nil, upstreams: [String: Int] = [:]) {
+    init(
+        index: Int, config r: Route, upstreamIndex: Int?, auth: AuthRequirement? = nil, upstreams: [String: Int] = [:],
+        login: LoginProviderSpec? = nil
+    ) {
+        self.login = login?.index
+        self.loginHeaders = login.map { ["authorization"] + $0.forwardedHeaders } ?? []
         self.index = index
         self.auth = auth
         self.cors = r.cors.map(CORSPolicy.init)

@@ -89,6 +89,8 @@ final class Exchange: UpstreamClient {
     var mirror: MirrorRequest?
     /// On a route with `shape`: the 2xx JSON response being held to be shaped.
     var shaping: ShapeBuffer?
+    /// `Set-Cookie` values for the response (a refreshed login session).
+    var setCookies: [String] = []
     /// On an aggregate route: its backend calls.
     var aggregate: AggregateCall?
 

@@ -15,7 +15,7 @@ enum ForwardHeaders {
     ) -> Bool {
         let incoming = head.headers
         // Headers that carry verified claims are never taken from the client (SPEC §2.5).
-        let claimHeaders = route.auth?.forwardedHeaders ?? []
+        let claimHeaders = route.auth?.forwardedHeaders ?? route.loginHeaders
         let listed = incoming.contains(name: "connection") ? connectionTokens(incoming["connection"]) : []
         let ops = route.requestHeaders
         out.writeString(head.method.rawValue)

@@ -34,7 +34,8 @@ public final class GatewayServer: Sendable {
         let writer = log.enabled ? AccessLogWriter(path: log.path) : nil
         if log.enabled && writer == nil { logger.error("cannot open access log \(log.path); access logging is off") }
         shared = SharedState(
-            snapshots: SnapshotStore(snapshot), accessLog: writer, auth: AuthRegistry(environment: environment, logger: logger))
+            snapshots: SnapshotStore(snapshot), accessLog: writer, auth: AuthRegistry(environment: environment, logger: logger),
+            login: LoginRegistry(environment: environment))
         shared.metrics.configVersion(snapshot.version)
         var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
         var ticks: [RepeatedTask] = []
@@ -298,6 +299,7 @@ public final class GatewayServer: Sendable {
         }
         shared.accessLog?.flushSync()
         shared.auth.stopAll()
+        shared.login.stopAll()
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 }

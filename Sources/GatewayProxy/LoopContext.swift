@@ -26,6 +26,8 @@ final class LoopContext {
     /// Indexed like `snapshot.jwtProviders`.
     private(set) var jwtProviders: [JWTProviderRuntime] = []
     private(set) var apiKeys = APIKeyTable(nil)
+    /// Indexed like `snapshot.loginProviders`.
+    private(set) var loginProviders: [LoginProviderRuntime] = []
     let tokenCache = VerifiedTokenCache()
     /// Copies of requests for routes with `mirror`.
     let mirrors: MirrorSender
@@ -72,6 +74,7 @@ final class LoopContext {
     /// Reconciles runtime state with a new snapshot: pools of targets that stay keep their connections.
     private func rebuild(previous: [UpstreamRuntime]) {
         jwtProviders = shared.auth.providers(for: snapshot)
+        loginProviders = shared.login.providers(for: snapshot)
         // The Redis connection stays across reloads that keep the store's settings.
         let store = snapshot.rateLimits?.store
         if store?.kind == "redis", let store, let url = store.url.flatMap(RedisURL.init) {

@@ -1,3 +1,5 @@
+import Foundation
+import GatewayAuth
 import GatewayConfig
 import GatewayPolicies
 import NIOCore
@@ -395,6 +397,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return sendError(.badRequest(message), ex)
         }
 
+        // A login provider's callback and logout paths are the gateway's own, whatever the routes say.
+        if !snapshot.loginProviders.isEmpty, let (i, isCallback) = Self.loginPath(snapshot, normalized.path) {
+            ex.deadline = ex.start.uptimeNanoseconds &+ UInt64(max(1, server.requestTimeoutNanos))
+            return isCallback
+                ? loginCallback(ex, provider: i, query: normalized.query, trusted: trusted) : logout(ex, provider: i, trusted: trusted)
+        }
+
         var method = head.method.rawValue
         // A CORS preflight is routed as the request it announces; a route with `cors` answers it
         // before authentication (a preflight carries no credentials).
@@ -446,6 +455,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func afterPerIP(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
+        if let login = route.login { return loginGate(ex, route: route, provider: login, a) }
         if let auth = route.auth {
             authenticate(ex, auth, a, allowFetch: true)
         } else {
@@ -925,10 +935,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var closeAfter = closeAfterResponse
         // Room for the head, and for a small body copied behind it (see `upstreamBody`).
         var out = allocator.buffer(capacity: head.block.readableBytes + 192 + 512)
+        var extra = ex.rateLimitHeaders
+        if route.retry != nil { extra.append(("x-upstream-attempts", String(ex.attempts))) }
+        for c in ex.setCookies { extra.append(("set-cookie", c)) }
         ex.clientChunked = out.writeHead(capacity: head.block.readableBytes + 192) { sink in
             ForwardHeaders.responseHead(
                 head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, corsOrigin: ex.corsOrigin,
-                extra: route.retry == nil ? ex.rateLimitHeaders : ex.rateLimitHeaders + [("x-upstream-attempts", String(ex.attempts))],
+                extra: extra,
                 replacedBodyLength: replacedBodyLength, closeAfter: &closeAfter, into: &sink)
         }
         closeAfterResponse = closeAfter
@@ -1109,6 +1122,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if !bodyless { h.add(name: "content-length", value: String(body.count)) }
         h.add(name: "x-request-id", value: ex.requestID)
         for (n, v) in ex.rateLimitHeaders { h.add(name: n, value: v) }
+        for c in ex.setCookies { h.add(name: "set-cookie", value: c) }
         if let route = ex.route {
             if let cors = route.cors, let origin = ex.corsOrigin { ForwardHeaders.addCORS(cors, origin: origin, to: &h) }
             ForwardHeaders.apply(route.responseHeaders, to: &h)
@@ -1249,4 +1263,238 @@ private let crlfBuffer = ByteBuffer(staticString: "\r\n")
 
 extension UInt64 {
     var asInt64: Int64 { Int64(truncatingIfNeeded: self) }
+}
+
+// MARK: browser login (SPEC §2.5 `login`)
+
+extension ProxyHandler {
+    /// The login provider whose callback or logout path this is (`true`: the callback).
+    static func loginPath(_ snapshot: Snapshot, _ path: String) -> (Int, Bool)? {
+        for p in snapshot.loginProviders {
+            if p.config.callbackPath == path { return (p.index, true) }
+            if p.config.logoutPath == path { return (p.index, false) }
+        }
+        return nil
+    }
+
+    /// A route with `auth: { "login": … }`: a valid session goes on (its access token
+    /// refreshed first when it has expired); anything else is sent to log in.
+    fileprivate func loginGate(_ ex: Exchange, route: CompiledRoute, provider i: Int, _ a: Admission) {
+        guard i < loopContext.loginProviders.count else { return sendError(.unavailable("the login provider is not configured"), ex) }
+        let provider = loopContext.loginProviders[i]
+        let now = Date().timeIntervalSince1970
+        let cookies = CookieChunks.parse(ex.head.headers["cookie"])
+        if let sealer = provider.sealer, let value = CookieChunks.join(name: LoginFlow.sessionCookieName, cookies: cookies),
+            let session = LoginFlow.open(LoginFlow.Session.self, value, name: LoginFlow.sessionCookieName, with: sealer),
+            session.expires > now
+        {
+            // Refreshed a second before it expires, so the upstream never gets an expired token.
+            if session.accessExpires > now + 1 { return admitSession(ex, session, provider: provider, route: route, a) }
+            if let refreshToken = session.refreshToken, let context {
+                ex.phase = .held
+                provider.refresh(refreshToken, on: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                    guard exchange === ex, ex.phase == .held else { return }
+                    ex.phase = .routing
+                    switch result {
+                    case .success(let tokens):
+                        var renewed = session
+                        renewed.accessToken = tokens.accessToken
+                        renewed.refreshToken = tokens.refreshToken ?? session.refreshToken
+                        renewed.accessExpires = Date().timeIntervalSince1970 + (tokens.expiresIn ?? 300)
+                        ex.setCookies = sessionCookies(renewed, provider: provider, present: cookies)
+                        admitSession(ex, renewed, provider: provider, route: route, a)
+                    case .failure:
+                        // The refresh token is spent or revoked: log in again.
+                        startLogin(ex, provider: provider, clearing: cookies)
+                    }
+                    resumeParsing(ex)
+                }
+                return
+            }
+        }
+        startLogin(ex, provider: provider, clearing: cookies)
+    }
+
+    private func admitSession(
+        _ ex: Exchange, _ session: LoginFlow.Session, provider: LoginProviderRuntime, route: CompiledRoute, _ a: Admission
+    ) {
+        var forwarded = session.forwarded.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        forwarded.append(("authorization", "Bearer " + session.accessToken))
+        ex.identity = Identity(
+            kind: .session, provider: provider.spec.name, subject: session.subject, claims: ["sub": .string(session.subject)], scopes: [],
+            forwarded: forwarded, validUntil: session.accessExpires)
+        dispatch(ex, route: route, a)
+    }
+
+    /// A browser (it accepts HTML) is sent to the provider with a fresh state, nonce and PKCE
+    /// verifier kept in a sealed cookie bound to that state; anything else gets 401.
+    private func startLogin(_ ex: Exchange, provider: LoginProviderRuntime, clearing cookies: [String: String]) {
+        let accepts = ex.head.headers["accept"].contains { $0.lowercased().contains("text/html") }
+        let config = provider.spec.config
+        guard accepts, ex.head.method == .GET || ex.head.method == .HEAD else {
+            return sendError(
+                .init(.unauthorized, "unauthorized", "a login session is required", source: .downstream),
+                ex,
+                extraHeaders: [("www-authenticate", "Bearer error=\"invalid_token\", error_description=\"a login session is required\"")])
+        }
+        guard let sealer = provider.sealer, let endpoints = provider.endpoints else {
+            return sendError(.unavailable("the identity provider is not reachable yet"), ex)
+        }
+        let state = PKCE.token()
+        let nonce = PKCE.token()
+        let verifier = PKCE.verifier()
+        let returnTo = LocalRedirect.isSafe(ex.head.uri) ? ex.head.uri : "/"
+        let redirectURI = Self.callbackURL(ex, path: config.callbackPath, trusted: false)
+        let pending = LoginFlow.PendingLogin(
+            state: state, nonce: nonce, verifier: verifier, returnTo: returnTo, expires: Date().timeIntervalSince1970 + 600)
+        var withURI = pending
+        withURI.redirectURI = redirectURI
+        let name = LoginFlow.loginCookieName(state: state)
+        guard let sealed = LoginFlow.seal(withURI, name: name, with: sealer) else {
+            return sendError(.unavailable("the login could not be started"), ex)
+        }
+        let url = LoginFlow.authorizeURL(
+            endpoint: endpoints.authorization, clientID: config.clientID, redirectURI: redirectURI, scopes: config.scopes, state: state,
+            nonce: nonce, verifier: verifier)
+        var headers: [(String, String)] = [("location", url), ("cache-control", "no-store")]
+        headers.append(("set-cookie", Self.cookie(name, sealed, path: config.callbackPath, maxAge: 600, secure: config.cookieSecure)))
+        // A session that could not be used is cleared.
+        for c in Self.clearSession(cookies, secure: config.cookieSecure) { headers.append(("set-cookie", c)) }
+        respondLocally(ex, status: 302, headers: headers, body: [])
+    }
+
+    /// The provider sends the browser back: check `state` against its sealed cookie, exchange
+    /// the code with the verifier, verify the ID token, set the session, go back.
+    fileprivate func loginCallback(_ ex: Exchange, provider i: Int, query: Substring?, trusted: Bool) {
+        guard i < loopContext.loginProviders.count, let context else { return sendError(.unavailable("no login provider"), ex) }
+        let provider = loopContext.loginProviders[i]
+        let config = provider.spec.config
+        var q: [String: String] = [:]
+        for pair in (query ?? "").split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            guard let k = kv.first else { continue }
+            q[Router.percentDecoded(k)] = kv.count > 1 ? Router.percentDecoded(kv[1]) : ""
+        }
+        let cookies = CookieChunks.parse(ex.head.headers["cookie"])
+        let state = q["state"] ?? ""
+        let name = LoginFlow.loginCookieName(state: state)
+        let clear = Self.cookie(name, "", path: config.callbackPath, maxAge: 0, secure: config.cookieSecure)
+        if let error = q["error"] {
+            return loginPage(ex, status: 401, "Login failed", "The identity provider answered: \(error)", setCookies: [clear])
+        }
+        guard !state.isEmpty, let code = q["code"], let sealer = provider.sealer, let value = cookies[name],
+            let pending = LoginFlow.open(LoginFlow.PendingLogin.self, value, name: name, with: sealer),
+            constantTimeEquals(Array(pending.state.utf8), Array(state.utf8)), pending.expires > Date().timeIntervalSince1970
+        else {
+            return loginPage(
+                ex, status: 400, "Login failed",
+                "This login is not valid: it expired, was already used, or did not start here. Please try again.", setCookies: [clear])
+        }
+        ex.phase = .held
+        provider.exchange(code: code, verifier: pending.verifier, redirectURI: pending.redirectURI, on: context.eventLoop)
+            .assumeIsolated().whenComplete { [self] result in
+                guard exchange === ex, ex.phase == .held else { return }
+                ex.phase = .routing
+                defer { resumeParsing(ex) }
+                guard case .success(let tokens) = result, let idToken = tokens.idToken,
+                    let jwt = provider.spec.jwtIndex, jwt < loopContext.jwtProviders.count
+                else {
+                    return loginPage(ex, status: 502, "Login failed", "The identity provider did not give tokens.", setCookies: [clear])
+                }
+                let runtime = loopContext.jwtProviders[jwt]
+                let now = Date().timeIntervalSince1970
+                switch LoginFlow.checkIDToken(
+                    idToken, verifier: runtime.verifier, clientID: config.clientID, nonce: pending.nonce, keys: runtime.store.keys, now: now
+                )
+                {
+                case .failure(let failure):
+                    loopContext.metrics.authFailure(provider: provider.spec.name, reason: failure.rawValue)
+                    loginPage(ex, status: 401, "Login failed", "The identity provider's ID token was refused.", setCookies: [clear])
+                case .success(let identity):
+                    var forwarded: [String: String] = [:]
+                    for (h, v) in identity.forwarded { forwarded[h] = v }
+                    let session = LoginFlow.Session(
+                        subject: identity.subject ?? "", forwarded: forwarded, accessToken: tokens.accessToken,
+                        refreshToken: tokens.refreshToken, accessExpires: now + (tokens.expiresIn ?? 300),
+                        expires: now + Double(config.sessionTTL.nanoseconds) / 1e9)
+                    var headers: [(String, String)] = [
+                        ("location", LocalRedirect.isSafe(pending.returnTo) ? pending.returnTo : "/"), ("cache-control", "no-store"),
+                        ("set-cookie", clear),
+                    ]
+                    for c in sessionCookies(session, provider: provider, present: cookies) { headers.append(("set-cookie", c)) }
+                    respondLocally(ex, status: 302, headers: headers, body: [])
+                }
+            }
+    }
+
+    /// Clears the session and sends the browser to the provider's end-session endpoint, or
+    /// to `post_logout_path`.
+    fileprivate func logout(_ ex: Exchange, provider i: Int, trusted: Bool) {
+        guard i < loopContext.loginProviders.count else { return sendError(.unavailable("no login provider"), ex) }
+        let provider = loopContext.loginProviders[i]
+        let config = provider.spec.config
+        let cookies = CookieChunks.parse(ex.head.headers["cookie"])
+        var location = config.postLogoutPath
+        if let end = provider.endpoints?.endSession {
+            let back = Self.callbackURL(ex, path: config.postLogoutPath, trusted: trusted)
+            location =
+                end + (end.contains("?") ? "&" : "?")
+                + LoginFlow.form([("client_id", config.clientID), ("post_logout_redirect_uri", back)])
+        }
+        var headers: [(String, String)] = [("location", location), ("cache-control", "no-store")]
+        for c in Self.clearSession(cookies, secure: config.cookieSecure, always: true) { headers.append(("set-cookie", c)) }
+        respondLocally(ex, status: 302, headers: headers, body: [])
+    }
+
+    /// The session cookie(s) for a session, and the clearing of chunks the browser holds
+    /// that the new value no longer uses.
+    private func sessionCookies(_ session: LoginFlow.Session, provider: LoginProviderRuntime, present: [String: String]) -> [String] {
+        let config = provider.spec.config
+        guard let sealer = provider.sealer, let sealed = LoginFlow.seal(session, name: LoginFlow.sessionCookieName, with: sealer) else {
+            return []
+        }
+        let maxAge = Int(max(0, session.expires - Date().timeIntervalSince1970))
+        let parts = CookieChunks.split(sealed, name: LoginFlow.sessionCookieName)
+        var out = parts.map { Self.cookie($0.0, $0.1, path: "/", maxAge: maxAge, secure: config.cookieSecure) }
+        let used = Set(parts.map(\.0))
+        for name in present.keys.sorted() where name.hasPrefix(LoginFlow.sessionCookieName + ".") && !used.contains(name) {
+            out.append(Self.cookie(name, "", path: "/", maxAge: 0, secure: config.cookieSecure))
+        }
+        return out
+    }
+
+    private static func clearSession(_ cookies: [String: String], secure: Bool, always: Bool = false) -> [String] {
+        var names = cookies.keys.filter { $0 == LoginFlow.sessionCookieName || $0.hasPrefix(LoginFlow.sessionCookieName + ".") }.sorted()
+        if always && !names.contains(LoginFlow.sessionCookieName) { names.insert(LoginFlow.sessionCookieName, at: 0) }
+        return names.map { cookie($0, "", path: "/", maxAge: 0, secure: secure) }
+    }
+
+    /// `HttpOnly; SameSite=Lax`, `Secure` unless `cookie_secure` is false.
+    static func cookie(_ name: String, _ value: String, path: String, maxAge: Int, secure: Bool) -> String {
+        "\(name)=\(value); Path=\(path); Max-Age=\(maxAge); HttpOnly; SameSite=Lax" + (secure ? "; Secure" : "")
+    }
+
+    /// The absolute URL of a local path on the host the browser used (`X-Forwarded-Proto`
+    /// from a trusted proxy gives the scheme).
+    static func callbackURL(_ ex: Exchange, path: String, trusted: Bool) -> String {
+        let host = ex.head.headers.first(name: "host") ?? "localhost"
+        let proto = trusted ? (ex.head.headers.first(name: "x-forwarded-proto") ?? "http") : "http"
+        return "\(proto == "https" ? "https" : "http")://\(host)\(path)"
+    }
+
+    /// A small HTML page for the browser (login errors).
+    private func loginPage(_ ex: Exchange, status: Int, _ title: String, _ message: String, setCookies: [String]) {
+        func escape(_ s: String) -> String {
+            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
+                of: ">", with: "&gt;"
+            )
+            .replacingOccurrences(of: "\"", with: "&quot;")
+        }
+        let html =
+            "<!doctype html><html><head><title>\(escape(title))</title></head><body><h1>\(escape(title))</h1><p>\(escape(message))</p>"
+            + "<p><a href=\"/\">Start again</a></p></body></html>"
+        var headers: [(String, String)] = [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")]
+        for c in setCookies { headers.append(("set-cookie", c)) }
+        respondLocally(ex, status: status, headers: headers, body: Array(html.utf8))
+    }
 }

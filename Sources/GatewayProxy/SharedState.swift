@@ -38,6 +38,8 @@ public final class SharedState: Sendable {
     public let metrics: GatewayMetrics
     /// JWT providers and their key stores, shared by every loop.
     public let auth: AuthRegistry
+    /// Browser login providers (endpoints, cookie keys, token calls).
+    public let login: LoginRegistry
     /// Rate-limit counters (the memory store), kept across reloads.
     public let limiter = MemoryLimiter()
     /// Health checks and outlier ejections of each upstream's targets, kept across reloads.
@@ -45,8 +47,9 @@ public final class SharedState: Sendable {
 
     public init(
         snapshots: SnapshotStore, accessLog: AccessLogWriter?, metrics: GatewayMetrics = GatewayMetrics(),
-        auth: AuthRegistry = AuthRegistry()
+        auth: AuthRegistry = AuthRegistry(), login: LoginRegistry = LoginRegistry(environment: [:])
     ) {
+        self.login = login
         self.snapshots = snapshots
         self.auth = auth
         self.accessLog = accessLog

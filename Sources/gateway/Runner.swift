@@ -14,13 +14,22 @@ import NIOPosix
 struct Runner {
     var configPath: String
     var demo: Bool
+    /// The variable `gateway.json`'s demo login reads its cookie key from.
+    static let demoCookieSecretEnv = "GATEWAY_COOKIE_SECRET"
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "gateway")
         logger.logLevel = .info
 
-        let environment = ProcessInfo.processInfo.environment
+        var environment = ProcessInfo.processInfo.environment
+        if demo && (environment[Self.demoCookieSecretEnv] ?? "").isEmpty {
+            // The demo's browser login needs a cookie key; a fresh one per run (sessions end
+            // with the process). A real deployment sets its own.
+            var rng = SystemRandomNumberGenerator()
+            environment[Self.demoCookieSecretEnv] = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }
+                .joined()
+        }
         let fileBytes = FileManager.default.contents(atPath: configPath).map { Array($0) }
         let loaded =
             fileBytes.map { ConfigLoader.load(bytes: $0, source: configPath, environment: environment) }

@@ -200,7 +200,7 @@ import Testing
         #expect(has("routes[2].auth.any_of[0].any_of", "cannot be nested"))
         #expect(has("routes[3].cors.origins[0]", "credentials"))
         #expect(has("routes[4].cors.origins[0]", "not an origin"))
-        #expect(has("routes[5].auth.login", "not implemented"))
+        #expect(has("routes[5].auth.login", "no login provider named"))
     }
 
     @Test func rateLimitsAreValidated() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayAuth
+import GatewayConfig
 import Testing
 
 /// The network-free pieces of the browser login (issue 9): cookie payloads, the
@@ -93,5 +94,56 @@ import Testing
         #expect(
             check(String(decoding: tampered, as: UTF8.self)) == "signature"
                 || check(String(decoding: tampered, as: UTF8.self)) == "malformed")
+    }
+}
+
+@Suite struct LoginConfigTests {
+    static func load(_ login: String, route: String = #"{ "login": "web" }"#, env: [String: String]) -> LoadResult {
+        let text = """
+            { "listeners": [ { "name": "l", "address": "127.0.0.1:0" } ],
+              "auth": { "jwt": { "idp": { "issuer": "https://idp", "jwks_uri": "https://idp/jwks", "algorithms": ["ES256"] } },
+                        "login": { "web": \(login) } },
+              "upstreams": { "a": { "targets": ["http://127.0.0.1:1"] } },
+              "routes": [ { "match": { "path_prefix": "/" }, "upstream": "a", "auth": \(route) } ] }
+            """
+        return ConfigLoader.load(bytes: Array(text.utf8), source: "t.json", environment: env)
+    }
+
+    static let good = #"{ "issuer": "https://idp", "client_id": "web", "cookie_secret_env": "S", "jwt": "idp" }"#
+
+    @Test func cookieSecretsAndProviderSettingsAreChecked() {
+        let hex = String(repeating: "ab", count: 32)
+        #expect(Self.load(Self.good, env: ["S": hex]).errors.isEmpty)
+        // Shorter than 32 bytes: an error; not set: a warning (the login routes answer 503).
+        #expect(Self.load(Self.good, env: ["S": "abcd"]).errors.contains { $0.path == "auth.login.web.cookie_secret_env" })
+        let unset = Self.load(Self.good, env: ["OTHER": "x"])
+        #expect(unset.errors.isEmpty)
+        #expect(unset.diagnostics.contains { $0.path == "auth.login.web.cookie_secret_env" })
+        let bad = Self.load(
+            #"""
+            { "issuer": "idp", "client_id": "", "cookie_secret_env": "S", "jwt": "nope", "scopes": ["profile"],
+              "callback_path": "oauth", "logout_path": "//x", "client_auth": "client_secret_post", "session_ttl": "0s" }
+            """#, env: ["S": hex])
+        let paths = Set(bad.errors.map(\.path))
+        for p in [
+            "auth.login.web.issuer", "auth.login.web.client_id", "auth.login.web.jwt", "auth.login.web.scopes",
+            "auth.login.web.callback_path", "auth.login.web.logout_path", "auth.login.web.client_secret_env",
+            "auth.login.web.session_ttl",
+        ] {
+            #expect(paths.contains(p), "\(p) in \(paths)")
+        }
+    }
+
+    @Test func aRouteLoginStandsAloneAndNamesAProvider() {
+        let hex = String(repeating: "ab", count: 32)
+        #expect(Self.load(Self.good, route: #"{ "login": "webb" }"#, env: ["S": hex]).errors.contains { $0.path == "routes[0].auth.login" })
+        #expect(
+            Self.load(Self.good, route: #"{ "login": "web", "jwt": "idp" }"#, env: ["S": hex]).errors.contains {
+                $0.path == "routes[0].auth"
+            })
+        #expect(
+            Self.load(Self.good, route: #"{ "any_of": [ { "login": "web" }, { "jwt": "idp" } ] }"#, env: ["S": hex]).errors.contains {
+                $0.path == "routes[0].auth.any_of[0].login"
+            })
     }
 }

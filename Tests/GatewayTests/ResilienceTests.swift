@@ -16,7 +16,7 @@ final class ResilienceRig: Sendable {
 
     /// `template` gets the upstreams' URLs; `@DEAD@` and `@DEAD2@` in it become ports that
     /// refuse connections.
-    static func start(_ count: Int, _ template: ([String]) -> String) async throws -> ResilienceRig {
+    static func start(_ count: Int, environment: [String: String] = [:], _ template: ([String]) -> String) async throws -> ResilienceRig {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var ups: [ControlledUpstream] = []
         for i in 0..<count { ups.append(try await ControlledUpstream.start(name: "t\(i)", group: group)) }
@@ -25,7 +25,7 @@ final class ResilienceRig: Sendable {
             .replacingOccurrences(of: "@DEAD2@", with: dead[1].url)
         let result = ConfigLoader.load(bytes: Array(text.utf8), source: "test.json")
         guard let snapshot = result.snapshot else { throw RawHTTPClient.Failure(description: "invalid test config: \(result.errors)") }
-        let server = GatewayServer(snapshot: snapshot)
+        let server = GatewayServer(snapshot: snapshot, environment: environment)
         try await server.start()
         guard let port = server.boundAddresses.values.first?.port else { throw RawHTTPClient.Failure(description: "no listener") }
         return ResilienceRig(group: group, upstreams: ups, server: server, port: port, dead: dead)
