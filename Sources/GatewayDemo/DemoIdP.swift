@@ -22,6 +22,8 @@ import NIOPosix
 ///   challenge; a code works once) and `refresh_token` grants; answers ES256 ID and access
 ///   tokens and a refresh token
 /// - `GET /logout` — the end-session endpoint: a 302 to `post_logout_redirect_uri`
+///
+/// The scope `demo:large` makes access tokens of over 4 KB (for trying split session cookies).
 public final class DemoIdP: Sendable {
     public let channel: any Channel
     public let issuer: String
@@ -268,12 +270,16 @@ public final class DemoIdP: Sendable {
             }
             let now = Int(Date().timeIntervalSince1970)
             let ttl = oidc.accessTokenTTL
-            let access = DemoIdP.token(
-                key: key, kid: kid,
-                claims: [
-                    "iss": issuer, "aud": DemoIdP.audience, "sub": "demo-user", "scope": scope, "tier": "pro", "iat": now, "nbf": now,
-                    "exp": now + ttl,
-                ])
+            var accessClaims: [String: Any] = [
+                "iss": issuer, "aud": DemoIdP.audience, "sub": "demo-user", "scope": scope, "tier": "pro", "iat": now, "nbf": now,
+                "exp": now + ttl,
+            ]
+            // The `demo:large` scope asks for a large token (5,000 bytes of groups), as some
+            // providers issue: the gateway's session then needs several cookies.
+            if scope.split(separator: " ").contains("demo:large") {
+                accessClaims["groups"] = (0..<250).map { "group-\(String(format: "%04d", $0))" }
+            }
+            let access = DemoIdP.token(key: key, kid: kid, claims: accessClaims)
             var idClaims: [String: Any] = [
                 "iss": issuer, "aud": clientID, "sub": "demo-user", "name": "Demo User", "email": "demo@example.com", "iat": now,
                 "exp": now + 3600,
