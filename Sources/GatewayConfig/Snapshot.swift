@@ -60,6 +60,9 @@ public struct ServerSettings: Sendable {
     public var maxBodyBytes: Int
     public var drainTimeoutNanos: Int64
     public var trustedProxies: [CIDR]
+    /// `compression.gzip`, and its `min_bytes`.
+    public var gzip: Bool
+    public var gzipMinBytes: Int
 
     public init(_ s: Server) {
         workers = s.workers
@@ -70,6 +73,8 @@ public struct ServerSettings: Sendable {
         maxBodyBytes = s.maxBodyBytes.bytes
         drainTimeoutNanos = s.drainTimeout.nanoseconds
         trustedProxies = s.trustedProxies.compactMap(CIDR.init)
+        gzip = s.compression.gzip
+        gzipMinBytes = s.compression.minBytes.bytes
     }
 
     public func isTrusted(_ ip: IPAddressBytes?) -> Bool {

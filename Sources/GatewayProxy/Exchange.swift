@@ -89,6 +89,10 @@ final class Exchange: UpstreamClient {
     var mirror: MirrorRequest?
     /// On a route with `shape`: the 2xx JSON response being held to be shaped.
     var shaping: ShapeBuffer?
+    /// The request's `Accept-Encoding` (gzip compression of the response).
+    var acceptEncoding: String?
+    /// The response body goes to the client gzip-compressed through this stream.
+    var gzip: GzipStream?
     /// `Set-Cookie` values for the response (a refreshed login session).
     var setCookies: [String] = []
     /// On an aggregate route: its backend calls.

@@ -111,7 +111,7 @@ enum ForwardHeaders {
     /// unknown length). Returns whether the body goes to the client chunked.
     static func responseHead<Sink: HeadSink>(
         _ head: ResponseParser.Head, request: HTTPRequestHead, route: CompiledRoute, requestID: String,
-        isHead: Bool, corsOrigin: String? = nil, extra: [(String, String)] = [], replacedBodyLength: Int? = nil,
+        isHead: Bool, corsOrigin: String? = nil, extra: [(String, String)] = [], replacedBodyLength: Int? = nil, gzip: Bool = false,
         closeAfter: inout Bool, into out: inout Sink
     ) -> Bool {
         out.writeStaticString("HTTP/1.1 ")
@@ -133,6 +133,7 @@ enum ForwardHeaders {
             {
                 return false
             }
+            if gzip && asciiCaseInsensitiveEquals(name, "content-length") { return false }  // compressed: length unknown
             if let _ = replacedBodyLength {
                 // A body the gateway rewrote (shaping): its own length, no upstream encoding.
                 if asciiCaseInsensitiveEquals(name, "content-length") || asciiCaseInsensitiveEquals(name, "content-encoding") {
@@ -146,6 +147,9 @@ enum ForwardHeaders {
         if let n = replacedBodyLength {
             out.writeHeaderLine("content-length", String(n))
             hasLength = true
+        }
+        if gzip {
+            out.writeStaticString("content-encoding: gzip\r\nvary: Accept-Encoding\r\n")
         }
         let code = head.status
         let bodyless = isHead || code == 204 || code == 304 || code < 200

@@ -356,6 +356,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 lengthCount += 1
                 contentLengthValue = value
             case 17 where nameEquals(name, "transfer-encoding"): hasTransferEncoding = true
+            case 15 where nameEquals(name, "accept-encoding"): ex.acceptEncoding = value
             default: break
             }
         }
@@ -937,12 +938,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var out = allocator.buffer(capacity: head.block.readableBytes + 192 + 512)
         var extra = ex.rateLimitHeaders
         if route.retry != nil { extra.append(("x-upstream-attempts", String(ex.attempts))) }
+        let compress = replacedBodyLength == nil && shouldCompress(head, ex)
+        if compress { ex.gzip = GzipStream() }
         for c in ex.setCookies { extra.append(("set-cookie", c)) }
         ex.clientChunked = out.writeHead(capacity: head.block.readableBytes + 192) { sink in
             ForwardHeaders.responseHead(
                 head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, corsOrigin: ex.corsOrigin,
                 extra: extra,
-                replacedBodyLength: replacedBodyLength, closeAfter: &closeAfter, into: &sink)
+                replacedBodyLength: replacedBodyLength, gzip: ex.gzip != nil, closeAfter: &closeAfter, into: &sink)
         }
         closeAfterResponse = closeAfter
         ex.status = head.status
@@ -950,6 +953,24 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let earlier = held { context.write(wrapOutboundOut(earlier), promise: nil) }
         held = out
         needsDownstreamFlush = true
+    }
+
+    /// gzip for this response (SPEC §3): the server allows it, the client accepts it, the
+    /// upstream did not encode it, the type is compressible, it has a body of at least
+    /// `min_bytes` (or of unknown length).
+    private func shouldCompress(_ head: ResponseParser.Head, _ ex: Exchange) -> Bool {
+        // Most API clients send no Accept-Encoding: that is decided before anything else is read.
+        guard let accept = ex.acceptEncoding, !ex.isHead, (200..<300).contains(head.status), head.status != 204, head.status != 206
+        else { return false }
+        let server = loopContext.snapshot.server
+        guard server.gzip else { return false }
+        guard GzipStream.accepts(accept), ForwardHeaders.value(of: "content-encoding", in: head) == nil,
+            let type = ForwardHeaders.value(of: "content-type", in: head), GzipStream.isCompressible(type)
+        else { return false }
+        if let length = ForwardHeaders.value(of: "content-length", in: head).flatMap({ Int($0.trimmingCharacters(in: " \t")) }) {
+            return length >= server.gzipMinBytes
+        }
+        return true
     }
 
     /// A held response grew past `shape.max_bytes`: its head and what was held go out as
@@ -983,6 +1004,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let sb = ex.shaping {
             if !sb.append(buffer), let route = ex.route { releaseUnshaped(sb, ex, route: route, reason: "too_large") }
             return
+        }
+        var buffer = buffer
+        if let gz = ex.gzip, !ex.isHead {
+            guard let compressed = gz.compress(buffer, allocator: allocator) else { return closeNow() }
+            buffer = compressed
         }
         ex.responseBytes += buffer.readableBytes
         if ex.isHead { return }
@@ -1033,6 +1059,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let context else { return }
         if ex.tunnelPending { return completeTunnel(ex) }
         if let sb = ex.shaping, let route = ex.route { finishShaping(sb, ex, route: route) }
+        if let gz = ex.gzip {
+            ex.gzip = nil
+            if !ex.isHead, let tail = gz.finish(allocator: allocator), tail.readableBytes > 0 { upstreamBody(tail, ex) }
+        }
         if let c = ex.connection {
             ex.connection = nil
             c.pool.active -= 1
