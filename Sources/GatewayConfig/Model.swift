@@ -158,7 +158,7 @@ public struct Server: Sendable, Codable, Hashable {
     }
 }
 
-/// SPEC §2.4. Upstream TLS comes with a later part.
+/// SPEC §2.4.
 public struct Upstream: Sendable, Codable, Hashable {
     public var targets: [Target]
     public var balancer: String = "round_robin"
@@ -168,6 +168,29 @@ public struct Upstream: Sendable, Codable, Hashable {
     public var maxPendingRequests: Int = 1024
     public var healthCheck: HealthCheck?
     public var outlierDetection: OutlierDetection?
+    /// TLS to `https://` targets.
+    public var tls: UpstreamTLS?
+
+    public struct UpstreamTLS: Sendable, Codable, Hashable {
+        /// PEM file of the CAs to trust instead of the system's.
+        public var caFile: String?
+        /// The name to send (SNI) and verify; by default the target's host.
+        public var serverName: String?
+        public var verify: Bool = true
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case caFile = "ca_file"
+            case serverName = "server_name"
+            case verify
+        }
+        public init() {}
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            caFile = try c.decodeIfPresent(String.self, forKey: .caFile)
+            serverName = try c.decodeIfPresent(String.self, forKey: .serverName)
+            verify = try c.decodeIfPresent(Bool.self, forKey: .verify) ?? true
+        }
+    }
 
     public struct Target: Sendable, Codable, Hashable {
         public var url: String
@@ -197,6 +220,7 @@ public struct Upstream: Sendable, Codable, Hashable {
         case maxPendingRequests = "max_pending_requests"
         case healthCheck = "health_check"
         case outlierDetection = "outlier_detection"
+        case tls
     }
 
     public init(targets: [Target], balancer: String = "round_robin") {
@@ -205,7 +229,7 @@ public struct Upstream: Sendable, Codable, Hashable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["tls"])
+        try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         targets = try c.decode([Target].self, forKey: .targets)
         balancer = try c.decodeIfPresent(String.self, forKey: .balancer) ?? balancer
@@ -215,6 +239,7 @@ public struct Upstream: Sendable, Codable, Hashable {
         maxPendingRequests = try c.decodeIfPresent(Int.self, forKey: .maxPendingRequests) ?? maxPendingRequests
         healthCheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthCheck)
         outlierDetection = try c.decodeIfPresent(OutlierDetection.self, forKey: .outlierDetection)
+        tls = try c.decodeIfPresent(UpstreamTLS.self, forKey: .tls)
     }
 }
 

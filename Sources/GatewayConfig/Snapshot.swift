@@ -113,6 +113,8 @@ public struct UpstreamSpec: Sendable {
         public var port: Int
         public var weight: Int
         public var authority: String
+        /// `https://`: the connection is TLS.
+        public var tls: Bool = false
     }
     public var name: String
     public var index: Int
@@ -124,18 +126,24 @@ public struct UpstreamSpec: Sendable {
     public var maxPendingRequests: Int
     public var healthCheck: HealthCheckSpec?
     public var outlierDetection: OutlierDetector.Config?
+    /// How `https://` targets are verified.
+    public var tls: Upstream.UpstreamTLS
 
     init(name: String, index: Int, config u: Upstream) {
         self.name = name
         self.index = index
         targets = u.targets.compactMap { t in
-            TargetURL(t.url).map { TargetSpec(url: t.url, host: $0.host, port: $0.port, weight: max(1, t.weight), authority: $0.authority) }
+            TargetURL(t.url).map {
+                TargetSpec(
+                    url: t.url, host: $0.host, port: $0.port, weight: max(1, t.weight), authority: $0.authority, tls: $0.scheme == "https")
+            }
         }
         balancer = BalancerKind(rawValue: u.balancer) ?? .roundRobin
         hashOn = u.hashOn.flatMap(HashOn.init) ?? .clientIP
         connectTimeoutNanos = u.connectTimeout.nanoseconds
         maxConnectionsPerTarget = u.maxConnectionsPerTarget
         maxPendingRequests = u.maxPendingRequests
+        tls = u.tls ?? Upstream.UpstreamTLS()
         healthCheck = u.healthCheck.map(HealthCheckSpec.init)
         outlierDetection = u.outlierDetection.map(OutlierDetector.Config.init)
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 extension GatewayFile {
     /// Headers the gateway sets itself from the framing of each message.
     static let framingHeaders: Set<String> = [
@@ -55,10 +57,8 @@ extension GatewayFile {
             for (i, t) in u.targets.enumerated() {
                 let tp = "\(p).targets[\(i)]"
                 if let url = TargetURL(t.url) {
-                    if url.scheme == "https" {
-                        error(tp, "https targets \(notYetImplemented)")
-                    } else if url.scheme != "http" {
-                        error(tp, "scheme `\(url.scheme)` is not supported; use http://")
+                    if url.scheme != "http" && url.scheme != "https" {
+                        error(tp, "scheme `\(url.scheme)` is not supported; use http:// or https://")
                     }
                 } else {
                     error(tp, "\"\(t.url)\" is not a target URL like http://10.0.0.5:8080 (no path)")
@@ -83,6 +83,20 @@ extension GatewayFile {
             if u.connectTimeout.nanoseconds <= 0 { error("\(p).connect_timeout", "must be more than 0") }
             if u.maxConnectionsPerTarget < 1 { error("\(p).max_connections_per_target", "must be at least 1") }
             if u.maxPendingRequests < 0 { error("\(p).max_pending_requests", "must be 0 or more") }
+            if let tls = u.tls {
+                if !u.targets.contains(where: { TargetURL($0.url)?.scheme == "https" }) {
+                    warn("\(p).tls", "no target is https://: these settings are not used")
+                }
+                if let ca = tls.caFile, !FileManager.default.isReadableFile(atPath: ca) {
+                    error("\(p).tls.ca_file", "cannot read \(ca)")
+                }
+                if let n = tls.serverName, n.isEmpty || n.contains(" ") { error("\(p).tls.server_name", "\"\(n)\" is not a host name") }
+                if !tls.verify {
+                    warn(
+                        "\(p).tls.verify",
+                        "certificates of these targets are not verified: anyone on the path can read and change the traffic")
+                }
+            }
         }
 
         var routeNames = Set<String>()

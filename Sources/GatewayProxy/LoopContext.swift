@@ -3,6 +3,7 @@ import GatewayConfig
 import GatewayPolicies
 import Logging
 import NIOCore
+import NIOSSL
 
 /// Everything one event loop keeps for itself: its view of the current snapshot, its
 /// connection pools and balancer state, its id generator. Only touched on its own loop,
@@ -98,15 +99,20 @@ final class LoopContext {
         }
         upstreams = snapshot.upstreams.map { spec in
             let perLoopConns = (spec.maxConnectionsPerTarget + loopCount - 1) / loopCount
+            let tlsContext = spec.targets.contains(where: \.tls) ? Self.tlsContext(spec) : nil
             let pools = spec.targets.map { t -> TargetPool in
                 let k = spec.name + "\u{0}" + t.url
+                let tls = t.tls ? tlsContext.map { ($0, spec.tls.serverName ?? (IPAddressBytes(t.host) == nil ? t.host : nil)) } : nil
                 if let p = oldPools.removeValue(forKey: k) {
                     p.maxConnections = max(1, perLoopConns)
                     p.connectTimeout = .nanoseconds(spec.connectTimeoutNanos)
+                    p.tls = tls  // new connections use the new settings
                     return p
                 }
-                return TargetPool(
+                let p = TargetPool(
                     target: t, loop: loop, maxConnections: perLoopConns, connectTimeout: .nanoseconds(spec.connectTimeoutNanos))
+                p.tls = tls
+                return p
             }
             let perLoopPending = spec.maxPendingRequests == 0 ? 0 : max(1, (spec.maxPendingRequests + loopCount - 1) / loopCount)
             return UpstreamRuntime(
@@ -114,6 +120,22 @@ final class LoopContext {
                 health: shared.health.health(for: spec))
         }
         for p in oldPools.values { p.shutdown() }
+    }
+
+    /// The client TLS context of an upstream with `https://` targets: the system's trust
+    /// roots or `tls.ca_file`, verification unless `tls.verify` is false, HTTP/1.1.
+    static func tlsContext(_ spec: UpstreamSpec) -> NIOSSLContext? {
+        var config = TLSConfiguration.makeClientConfiguration()
+        if let ca = spec.tls.caFile { config.trustRoots = .file(ca) }
+        if !spec.tls.verify { config.certificateVerification = .none }
+        config.applicationProtocols = ["http/1.1"]
+        do {
+            return try NIOSSLContext(configuration: config)
+        } catch {
+            Logger(label: "gateway.tls").error(
+                "cannot set up TLS to the upstream's targets", metadata: ["upstream": "\(spec.name)", "error": "\(error)"])
+            return nil
+        }
     }
 
     func limitStoreFailed(_ error: any Error) {

@@ -1,6 +1,7 @@
 import GatewayConfig
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Keep-alive connections from one event loop to one target. Loop-confined: no locks.
 /// Limits (`max_connections_per_target`) are this loop's share of the upstream's limit.
@@ -35,6 +36,8 @@ final class TargetPool {
     private let address: SocketAddress?
     var maxConnections: Int
     var connectTimeout: TimeAmount
+    /// For an `https://` target: the TLS context and the name to send and verify.
+    var tls: (context: NIOSSLContext, serverName: String?)?
     private var idle: [UpstreamConnection] = []
     var idleCount: Int { idle.count }
     private var waiters = CircularBuffer<Waiter>()
@@ -118,11 +121,20 @@ final class TargetPool {
 
     private func connect() {
         open += 1
+        if target.tls && tls == nil {
+            // Never plain text to an https:// target, even when its TLS settings are unusable.
+            return loop.assumeIsolated().execute { self.connectFailed(.connectFailure("TLS to \(self.target.url) is not set up")) }
+        }
+        let tls = self.tls
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                    }
                     // The gateway parses responses and writes requests itself (HTTP1/).
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }

@@ -321,7 +321,7 @@ final class ResilienceRig: Sendable {
                 upstream: #"{ "targets": ["\#(u[0])"], "max_connections_per_target": 1, "max_pending_requests": 0 }"#, route: "")
         }
         defer { Task { await rig.stop() } }
-        rig.upstreams[0].set { $0.delayMs = 800 }
+        rig.upstreams[0].set { $0.delayMs = 3000 }  // long enough for a slow test machine to send the second
         async let first = rig.request("GET", "/busy")
         #expect(try await waitUntilAsync(timeout: 5) { rig.upstreams[0].requests == 1 })
         let (second, seconds) = try await rig.timed("GET", "/busy")
