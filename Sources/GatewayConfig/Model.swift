@@ -56,14 +56,54 @@ public struct GatewayFile: Sendable, Codable {
     }
 }
 
-/// SPEC §2.1. `tls` and `http2` come with TLS support.
+/// SPEC §2.1. `http2` comes with HTTP/2 support.
 public struct Listener: Sendable, Codable, Hashable {
     public var name: String
     public var address: String
+    public var tls: TLS?
     /// Position in the file's `listeners` array (for diagnostics); not part of the file.
     public var sourceIndex = 0
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, address }
+    /// TLS termination: the default certificate, more by SNI name, the lowest version.
+    public struct TLS: Sendable, Codable, Hashable {
+        public var certificateFile: String
+        public var privateKeyFile: String
+        public var sni: [String: Pair] = [:]
+        public var minVersion: String = "1.2"
+
+        public struct Pair: Sendable, Codable, Hashable {
+            public var certificateFile: String
+            public var privateKeyFile: String
+            enum CodingKeys: String, CodingKey, CaseIterable {
+                case certificateFile = "certificate_file"
+                case privateKeyFile = "private_key_file"
+            }
+            public init(from decoder: any Decoder) throws {
+                try decoder.rejectUnknownKeys(CodingKeys.self)
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                certificateFile = try c.decode(String.self, forKey: .certificateFile)
+                privateKeyFile = try c.decode(String.self, forKey: .privateKeyFile)
+            }
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case certificateFile = "certificate_file"
+            case privateKeyFile = "private_key_file"
+            case sni
+            case minVersion = "min_version"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            certificateFile = try c.decode(String.self, forKey: .certificateFile)
+            privateKeyFile = try c.decode(String.self, forKey: .privateKeyFile)
+            sni = try c.decodeIfPresent([String: Pair].self, forKey: .sni) ?? [:]
+            minVersion = try c.decodeIfPresent(String.self, forKey: .minVersion) ?? minVersion
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, address, tls }
 
     public init(name: String, address: String) {
         self.name = name
@@ -71,9 +111,10 @@ public struct Listener: Sendable, Codable, Hashable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["tls", "http2"])
+        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["http2"])
         let c = try decoder.container(keyedBy: CodingKeys.self)
         address = try c.decode(String.self, forKey: .address)
+        tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
         name = try c.decodeIfPresent(String.self, forKey: .name) ?? address
     }
 }

@@ -25,6 +25,20 @@ extension GatewayFile {
             }
             if !names.insert(l.name).inserted { error("listeners[\(i)].name", "listener name \"\(l.name)\" is used twice") }
             if !addresses.insert(l.address).inserted { error("listeners[\(i)].address", "address \(l.address) is used by two listeners") }
+            if let tls = l.tls {
+                let tp = "listeners[\(i)].tls"
+                var files = [("certificate_file", tls.certificateFile), ("private_key_file", tls.privateKeyFile)]
+                for (name, pair) in tls.sni.sorted(by: { $0.key < $1.key }) {
+                    if name.isEmpty || name.contains(" ") || name.contains("/") { error("\(tp).sni", "\"\(name)\" is not a host name") }
+                    files += [
+                        ("sni.\(name).certificate_file", pair.certificateFile), ("sni.\(name).private_key_file", pair.privateKeyFile),
+                    ]
+                }
+                for (key, file) in files where !FileManager.default.isReadableFile(atPath: file) {
+                    error("\(tp).\(key)", "cannot read \(file)")
+                }
+                if !["1.2", "1.3"].contains(tls.minVersion) { error("\(tp).min_version", "\"1.2\" or \"1.3\"") }
+            }
         }
         if let admin {
             if let hp = HostPort(parsing: admin.address) {

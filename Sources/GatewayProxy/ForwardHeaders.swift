@@ -11,7 +11,7 @@ enum ForwardHeaders {
     static func requestHead<Sink: HeadSink>(
         _ head: HTTPRequestHead, route: CompiledRoute, path: String, query: Substring?,
         target: UpstreamSpec.TargetSpec, requestID: String, peerIP: String, trusted: Bool,
-        upgrade: String?, identity: Identity? = nil, ids: inout IDGenerator, into out: inout Sink
+        upgrade: String?, identity: Identity? = nil, scheme: String = "http", ids: inout IDGenerator, into out: inout Sink
     ) -> Bool {
         let incoming = head.headers
         // Headers that carry verified claims are never taken from the client (SPEC §2.5).
@@ -73,7 +73,7 @@ enum ForwardHeaders {
         }
         emit("host", route.hostRewrite ?? host ?? target.authority)
         emit("x-forwarded-for", xff.map { $0 + ", " + peerIP } ?? peerIP)
-        emit("x-forwarded-proto", proto ?? "http")
+        emit("x-forwarded-proto", proto ?? scheme)
         if let h = fwdHost ?? host { emit("x-forwarded-host", h) }
         emit("x-request-id", requestID)
         if let tp = traceparent, TraceContext.isValid(tp) {

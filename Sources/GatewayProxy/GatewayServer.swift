@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// The proxy: its event loops, its listeners and the per-loop state behind them.
 public final class GatewayServer: Sendable {
@@ -19,6 +20,8 @@ public final class GatewayServer: Sendable {
     private let ticks: [RepeatedTask]
     /// Health checks and outlier housekeeping (`HealthService`), from `start()` to `shutdown()`.
     private let healthTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// Certificate file watchers of TLS listeners.
+    private let certificateWatchers = NIOLockedValueBox<[Task<Void, Never>]>([])
 
     /// `workers` event loops (0 = one per core) unless a group is given.
     /// `environment` holds the HMAC secrets JWT providers name.
@@ -78,7 +81,7 @@ public final class GatewayServer: Sendable {
         for listener in snapshot.file.listeners {
             guard let hp = HostPort(parsing: listener.address) else { throw BindError(address: listener.address, reason: "not host:port") }
             do {
-                let channel = try await bind(listener.name, host: hp.host, port: hp.port)
+                let channel = try await bind(listener.name, host: hp.host, port: hp.port, tls: listener.tls)
                 listeners.withLockedValue { $0.append((listener.name, listener.address, channel)) }
                 logger.info(
                     "listening",
@@ -95,9 +98,16 @@ public final class GatewayServer: Sendable {
         public var description: String { "could not bind \(address): \(reason)" }
     }
 
-    private func bind(_ name: String, host: String, port: Int) async throws -> any Channel {
+    private func bind(_ name: String, host: String, port: Int, tls: Listener.TLS? = nil) async throws -> any Channel {
         let contexts = self.contexts
         let shared = self.shared
+        var made: NIOSSLContext?
+        if let tls {
+            let certificates = try ListenerCertificates(listener: name, spec: tls)
+            made = try certificates.makeContext()
+            watchCertificates(certificates)
+        }
+        let sslContext = made
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -110,16 +120,30 @@ public final class GatewayServer: Sendable {
                     }
                     let loopContext = bound.value
                     let server = shared.snapshots.snapshot.server
-                    try Self.configure(channel, loopContext: loopContext, server: server, listener: name)
+                    if let sslContext { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext)) }
+                    try Self.configure(channel, loopContext: loopContext, server: server, listener: name, tls: sslContext != nil)
                 }
             }
             .bind(host: host, port: port).get()
     }
 
-    static func configure(_ channel: any Channel, loopContext: LoopContext, server: ServerSettings, listener: String) throws {
+    static func configure(
+        _ channel: any Channel, loopContext: LoopContext, server: ServerSettings, listener: String, tls: Bool = false
+    ) throws {
         // Requests are parsed and responses serialized by the proxy itself (HTTP1/).
         let ops = channel.pipeline.syncOperations
-        try ops.addHandler(ProxyHandler(loopContext: loopContext, server: server, listenerName: listener))
+        try ops.addHandler(ProxyHandler(loopContext: loopContext, server: server, listenerName: listener, tls: tls))
+    }
+
+    /// Certificate files are checked every 2 s and swapped when they change (SPEC §2.1).
+    private func watchCertificates(_ certificates: ListenerCertificates) {
+        let task = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: 2_000_000_000)
+                certificates.reloadIfChanged()
+            }
+        }
+        certificateWatchers.withLockedValue { $0.append(task) }
     }
 
     /// Publishes `snapshot` (SPEC §6) and opens or closes listeners to match its file. A
@@ -151,7 +175,7 @@ public final class GatewayServer: Sendable {
         for listener in snapshot.file.listeners where !present.contains(where: { $0.0 == listener.name && $0.1 == listener.address }) {
             guard let hp = HostPort(parsing: listener.address) else { continue }
             do {
-                let channel = try await bind(listener.name, host: hp.host, port: hp.port)
+                let channel = try await bind(listener.name, host: hp.host, port: hp.port, tls: listener.tls)
                 listeners.withLockedValue { $0.append((listener.name, listener.address, channel)) }
                 logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(listener.address)"])
             } catch {
@@ -284,6 +308,9 @@ public final class GatewayServer: Sendable {
     /// Closes listeners and pools and stops the event loops the server owns.
     public func shutdown() async {
         await closeListeners()
+        for t in certificateWatchers.withLockedValue({ w in
+            defer { w = [] }; return w
+        }) { t.cancel() }
         if let task = healthTask.withLockedValue({ t in
             defer { t = nil }; return t
         }) {

@@ -47,7 +47,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The channel's allocator is the default one; keeping it here saves a pipeline walk per write.
     private let allocator = ByteBufferAllocator()
 
-    init(loopContext: LoopContext, server: ServerSettings, listenerName: String) {
+    /// The listener terminates TLS: the upstream gets `X-Forwarded-Proto: https`.
+    let tls: Bool
+
+    init(loopContext: LoopContext, server: ServerSettings, listenerName: String, tls: Bool = false) {
+        self.tls = tls
         self.loopContext = loopContext
         self.timeouts = ConnectionTimeouts(headerTimeout: server.headerReadTimeoutNanos, idleTimeout: server.idleTimeoutNanos)
         self.listenerName = listenerName
@@ -861,7 +865,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         ex.upstreamChunked = bytes.writeHead(capacity: room) { out in
             ForwardHeaders.requestHead(
                 ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
-                peerIP: peerIP, trusted: trusted, upgrade: upgrade, identity: ex.identity, ids: &loopContext.ids, into: &out)
+                peerIP: peerIP, trusted: trusted, upgrade: upgrade, identity: ex.identity, scheme: tls ? "https" : "http",
+                ids: &loopContext.ids, into: &out)
         }
         ex.pendingHead = bytes
         ex.phase = .waitingForConnection
@@ -1374,7 +1379,7 @@ extension ProxyHandler {
         let nonce = PKCE.token()
         let verifier = PKCE.verifier()
         let returnTo = LocalRedirect.isSafe(ex.head.uri) ? ex.head.uri : "/"
-        let redirectURI = Self.callbackURL(ex, path: config.callbackPath, trusted: false)
+        let redirectURI = Self.callbackURL(ex, path: config.callbackPath, trusted: false, tls: tls)
         let pending = LoginFlow.PendingLogin(
             state: state, nonce: nonce, verifier: verifier, returnTo: returnTo, expires: Date().timeIntervalSince1970 + 600)
         var withURI = pending
@@ -1466,7 +1471,7 @@ extension ProxyHandler {
         let cookies = CookieChunks.parse(ex.head.headers["cookie"])
         var location = config.postLogoutPath
         if let end = provider.endpoints?.endSession {
-            let back = Self.callbackURL(ex, path: config.postLogoutPath, trusted: trusted)
+            let back = Self.callbackURL(ex, path: config.postLogoutPath, trusted: trusted, tls: tls)
             location =
                 end + (end.contains("?") ? "&" : "?")
                 + LoginFlow.form([("client_id", config.clientID), ("post_logout_redirect_uri", back)])
@@ -1506,9 +1511,10 @@ extension ProxyHandler {
 
     /// The absolute URL of a local path on the host the browser used (`X-Forwarded-Proto`
     /// from a trusted proxy gives the scheme).
-    static func callbackURL(_ ex: Exchange, path: String, trusted: Bool) -> String {
+    static func callbackURL(_ ex: Exchange, path: String, trusted: Bool, tls: Bool = false) -> String {
         let host = ex.head.headers.first(name: "host") ?? "localhost"
-        let proto = trusted ? (ex.head.headers.first(name: "x-forwarded-proto") ?? "http") : "http"
+        let own = tls ? "https" : "http"
+        let proto = trusted ? (ex.head.headers.first(name: "x-forwarded-proto") ?? own) : own
         return "\(proto == "https" ? "https" : "http")://\(host)\(path)"
     }
 

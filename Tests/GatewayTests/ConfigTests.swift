@@ -129,9 +129,9 @@ import Testing
             { "listeners": [ { "address": "127.0.0.1:8080" } ],
               "upstreams": { "a": { "targets": ["http://127.0.0.1:9000"] } },
               "routes": [ { "match": { "path": "/" }, "upstream": "a" } ] }
-            """.replacingOccurrences(of: #""address": "127.0.0.1:8080" }"#, with: #""address": "127.0.0.1:8080", "tls": {} }"#))
+            """.replacingOccurrences(of: #""address": "127.0.0.1:8080" }"#, with: #""address": "127.0.0.1:8080", "http2": true }"#))
         let e = try #require(r.errors.first)
-        #expect(e.path == "listeners[0].tls")
+        #expect(e.path == "listeners[0].http2")
         #expect(e.message.contains("not implemented"))
     }
 

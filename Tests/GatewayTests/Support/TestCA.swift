@@ -13,15 +13,15 @@ struct TestCA {
     var certFile: String { dir.appendingPathComponent("server.pem").path }
     var keyFile: String { dir.appendingPathComponent("server.key").path }
 
-    init(ipSAN: Bool = true) throws {
+    init(name: String = "localhost", ipSAN: Bool = true) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("ca-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try "subjectAltName=DNS:localhost\(ipSAN ? ",IP:127.0.0.1" : "")\n".write(
+        try "subjectAltName=DNS:\(name)\(ipSAN ? ",IP:127.0.0.1" : "")\n".write(
             to: dir.appendingPathComponent("ext.cnf"), atomically: true, encoding: .utf8)
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         try Self.openssl(
             ["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Gateway Test CA"], in: dir)
-        try Self.openssl(["req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"], in: dir)
+        try Self.openssl(["req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=\(name)"], in: dir)
         try Self.openssl(
             [
                 "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days",
