@@ -67,16 +67,9 @@ public enum LoginFlow {
         return try? JSONDecoder().decode(type, from: Data(bytes))
     }
 
-    /// `application/x-www-form-urlencoded` component escaping (RFC 3986 unreserved kept).
-    public static func formEscape(_ s: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        // `alphanumerics` includes non-ASCII letters: escape anything outside ASCII too.
-        return s.unicodeScalars.map { u -> String in
-            if u.isASCII && allowed.contains(u) { return String(u) }
-            return String(u).utf8.map { String(format: "%%%02X", $0) }.joined()
-        }.joined()
-    }
+    /// `application/x-www-form-urlencoded` component escaping: RFC 3986's unreserved
+    /// characters stay, everything else is %XX (the same as a backend path template's values).
+    public static func formEscape(_ s: String) -> String { PathTemplate.escape(s) }
 
     public static func form(_ fields: [(String, String)]) -> String {
         fields.map { formEscape($0.0) + "=" + formEscape($0.1) }.joined(separator: "&")

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GatewayConfig
 
 /// Cookie values sealed with AES-256-GCM (SPEC §2.5: sessions live in encrypted cookies, so
 /// any instance with the same secret can serve any browser). A sealed value is
@@ -12,14 +13,8 @@ public struct CookieSealer: Sendable {
     /// The key from `cookie_secret_env`: 32 bytes written as 64 hex digits or as base64
     /// (standard or URL alphabet). Anything else is nil.
     public init?(secret: String) {
-        let text = secret.trimmingCharacters(in: .whitespacesAndNewlines)
-        if text.count == 64, let bytes = Self.hex(text) {
-            key = SymmetricKey(data: bytes)
-        } else if let bytes = Base64URL.decode(Self.unpadded(text)), bytes.count == 32 {
-            key = SymmetricKey(data: bytes)
-        } else {
-            return nil
-        }
+        guard let bytes = CookieSecret.bytes(secret) else { return nil }
+        key = SymmetricKey(data: bytes)
     }
 
     public init(key bytes: [UInt8]) { key = SymmetricKey(data: bytes) }
@@ -39,34 +34,6 @@ public struct CookieSealer: Sendable {
         return Array(plain)
     }
 
-    /// Standard or URL-alphabet base64, padding dropped.
-    static func unpadded(_ s: String) -> String {
-        var t = s.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-        while t.hasSuffix("=") { t.removeLast() }
-        return t
-    }
-
-    static func hex(_ s: String) -> [UInt8]? {
-        var out: [UInt8] = []
-        out.reserveCapacity(s.utf8.count / 2)
-        var high: UInt8?
-        for c in s.utf8 {
-            let v: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): v = c - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            if let h = high {
-                out.append(h << 4 | v)
-                high = nil
-            } else {
-                high = v
-            }
-        }
-        return high == nil ? out : nil
-    }
 }
 
 /// A sealed value too long for one cookie goes in several: `NAME.0`, `NAME.1`, … each at

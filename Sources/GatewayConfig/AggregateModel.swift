@@ -51,9 +51,9 @@ public struct AggregateConfig: Sendable, Codable, Hashable {
     }
 }
 
-/// A backend path template, parsed: literal text and placeholders, each placeholder knowing
-/// whether it stands in the path (escaped as a path segment) or in the query (escaped as a
-/// query component).
+/// A backend path template, parsed: literal text and placeholders. A value is escaped the
+/// same way in the path and in the query (everything but unreserved characters), so it can
+/// add neither a segment nor a parameter.
 public struct PathTemplate: Sendable, Hashable {
     public enum Source: Sendable, Hashable {
         case param(String)
@@ -65,7 +65,7 @@ public struct PathTemplate: Sendable, Hashable {
     }
     public enum Part: Sendable, Hashable {
         case literal(String)
-        case value(Source, inQuery: Bool)
+        case value(Source)
     }
     public var parts: [Part]
 
@@ -74,7 +74,6 @@ public struct PathTemplate: Sendable, Hashable {
     public static func parse(_ text: String) -> Result<PathTemplate, ParseError> {
         var parts: [Part] = []
         var literal = ""
-        var inQuery = false
         var i = text.startIndex
         while i < text.endIndex {
             let c = text[i]
@@ -96,12 +95,11 @@ public struct PathTemplate: Sendable, Hashable {
                 case "query": source = .query(rest)
                 default: source = .backend(pieces[0], Array(pieces.dropFirst()))
                 }
-                parts.append(.value(source, inQuery: inQuery))
+                parts.append(.value(source))
                 i = text.index(after: close)
                 continue
             }
             if c == "}" { return .failure(.unknown("}")) }
-            if c == "?" { inQuery = true }
             literal.append(c)
             i = text.index(after: i)
         }
@@ -112,7 +110,7 @@ public struct PathTemplate: Sendable, Hashable {
     /// The backends a template reads from.
     public var backendNames: [String] {
         parts.compactMap {
-            if case .value(.backend(let name, _), _) = $0 { return name }
+            if case .value(.backend(let name, _)) = $0 { return name }
             return nil
         }
     }
@@ -124,16 +122,16 @@ public struct PathTemplate: Sendable, Hashable {
         for part in parts {
             switch part {
             case .literal(let s): out += s
-            case .value(let source, let inQuery):
+            case .value(let source):
                 guard let v = value(source) else { return nil }
-                out += Self.escape(v, inQuery: inQuery)
+                out += Self.escape(v)
             }
         }
         return out
     }
 
     /// RFC 3986: unreserved characters stay; everything else is %XX of its UTF-8 bytes.
-    public static func escape(_ s: String, inQuery: Bool) -> String {
+    public static func escape(_ s: String) -> String {
         var out = ""
         out.reserveCapacity(s.utf8.count)
         let hex = Array("0123456789ABCDEF".utf8)
@@ -149,7 +147,6 @@ public struct PathTemplate: Sendable, Hashable {
                 out.unicodeScalars.append(Unicode.Scalar(hex[Int(b & 0xF)]))
             }
         }
-        _ = inQuery  // both places escape the same set: unreserved characters only
         return out
     }
 }

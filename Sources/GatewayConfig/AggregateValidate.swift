@@ -65,7 +65,7 @@ extension GatewayFile {
                 error("\(bp).path", "\"\(b.path)\": \(why)")
             case .success(let t):
                 for part in t.parts {
-                    guard case .value(let source, _) = part else { continue }
+                    guard case .value(let source) = part else { continue }
                     switch source {
                     case .param(let n) where !params.contains(n):
                         error("\(bp).path", "{param.\(n)}: the route's match.path captures no {\(n)}")

@@ -199,15 +199,7 @@ extension GatewayFile {
         }
     }
 
-    /// 32 bytes as 64 hex digits or as base64.
-    static func isCookieSecret(_ s: String) -> Bool {
-        let t = s.trimmingCharacters(in: .whitespacesAndNewlines)
-        if t.count == 64 && t.allSatisfy({ $0.isHexDigit }) { return true }
-        var b64 = t.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while b64.hasSuffix("=") { b64.removeLast() }
-        while b64.utf8.count % 4 != 0 { b64 += "=" }
-        return Data(base64Encoded: b64)?.count == 32
-    }
+    static func isCookieSecret(_ s: String) -> Bool { CookieSecret.bytes(s) != nil }
 
     private func validateCORS(_ c: RouteCORS, path p: String, into out: inout [Diagnostic]) {
         func error(_ path: String, _ message: String) { out.append(Diagnostic(path: path, message: message)) }
@@ -272,5 +264,35 @@ public enum HexBytes {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
         default: return nil
         }
+    }
+}
+
+/// `cookie_secret_env`'s value (SPEC §2.5): 32 bytes written as 64 hex digits or as base64
+/// (standard or URL alphabet, padding optional).
+public enum CookieSecret {
+    public static func bytes(_ secret: String) -> [UInt8]? {
+        let t = secret.trimmingCharacters(in: .whitespacesAndNewlines)
+        if t.utf8.count == 64 {
+            var out: [UInt8] = []
+            var high: UInt8?
+            for c in t.utf8 {
+                guard let v = RequestPath.hexValue(c) else {
+                    out = []
+                    break
+                }
+                if let h = high {
+                    out.append(h << 4 | v)
+                    high = nil
+                } else {
+                    high = v
+                }
+            }
+            if out.count == 32 { return out }
+        }
+        var b64 = t.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while b64.hasSuffix("=") { b64.removeLast() }
+        while b64.utf8.count % 4 != 0 { b64 += "=" }
+        guard let data = Data(base64Encoded: b64), data.count == 32 else { return nil }
+        return Array(data)
     }
 }

@@ -213,14 +213,3 @@ public struct OutlierDetector: Sendable {
         return overflow ? cap : Swift.min(cap, product)
     }
 }
-
-/// Which targets a request may go to: those not ejected and not failing active health
-/// checks. When none is, all of them (panic mode, SPEC §2.4): sending traffic to targets that
-/// may be bad beats failing every request for sure.
-public enum Availability {
-    /// Whether the pool is in panic: no target is available.
-    public static func isPanic(count: Int, isAvailable: (Int) -> Bool) -> Bool {
-        for i in 0..<count where isAvailable(i) { return false }
-        return true
-    }
-}

@@ -53,7 +53,7 @@ final class ShapeBuffer {
 
     /// Whether a response should be held for shaping: 2xx with a body, JSON, identity or
     /// gzip encoded. `contentLength` over the limit is let go at once.
-    static func wants(_ head: ResponseParser.Head, isHead: Bool) -> (json: Bool, gzip: Bool, length: Int?)? {
+    static func wants(_ head: ResponseParser.Head, isHead: Bool) -> (gzip: Bool, length: Int?)? {
         guard (200..<300).contains(head.status), head.status != 204, !isHead else { return nil }
         guard let type = ForwardHeaders.value(of: "content-type", in: head), isJSON(type) else { return nil }
         var gzip = false
@@ -66,7 +66,7 @@ final class ShapeBuffer {
             }
         }
         let length = ForwardHeaders.value(of: "content-length", in: head).flatMap { Int($0.trimmingCharacters(in: " \t")) }
-        return (true, gzip, length)
+        return (gzip, length)
     }
 
     /// `application/json` or any `+json` type, parameters ignored.

@@ -91,8 +91,12 @@ final class CookieBrowser: @unchecked Sendable {
               "routes": [ { "name": "app", "match": { "path_prefix": "/app" }, "upstream": "app", "auth": { "login": "web" } } ] }
             """
         }
-        // Discovery and the keys are fetched in the background.
-        _ = try await waitUntilAsync(timeout: 30) { rig.server.authReady }
+        // Discovery and the keys are fetched in the background: wait for both (until then a
+        // login answers 503).
+        let snapshot = rig.server.shared.snapshots.snapshot
+        _ = try await waitUntilAsync(timeout: 30) {
+            rig.server.authReady && rig.server.shared.login.providers(for: snapshot).allSatisfy { $0.endpoints != nil }
+        }
         return Setup(rig: rig, idp: idp, group: group)
     }
 
@@ -100,12 +104,7 @@ final class CookieBrowser: @unchecked Sendable {
         let s = try await Self.start()
         defer { Task { await s.stop() } }
         let browser = CookieBrowser()
-        // Wait for discovery: until then a login answers 503.
-        var first = try await browser.get(s.base + "/app/page?x=1")
-        for _ in 0..<100 where first.status == 503 {
-            try await Task.sleep(nanoseconds: 100_000_000)
-            first = try await browser.get(s.base + "/app/page?x=1")
-        }
+        let first = try await browser.get(s.base + "/app/page?x=1")
         #expect(first.status == 302)
         let authorize = try #require(first.location)
         let items = Dictionary(uniqueKeysWithValues: (URLComponents(string: authorize)?.queryItems ?? []).map { ($0.name, $0.value ?? "") })
@@ -152,11 +151,6 @@ final class CookieBrowser: @unchecked Sendable {
     /// Logs a fresh browser in; returns it with its session.
     static func login(_ s: Setup, path: String = "/app/home") async throws -> CookieBrowser {
         let browser = CookieBrowser()
-        var first = try await browser.get(s.base + path)
-        for _ in 0..<100 where first.status == 503 {
-            try await Task.sleep(nanoseconds: 100_000_000)
-            first = try await browser.get(s.base + path)
-        }
         let page = try await browser.follow(s.base + path)
         #expect(page.status == 200)
         return browser
@@ -166,11 +160,7 @@ final class CookieBrowser: @unchecked Sendable {
         let s = try await Self.start()
         defer { Task { await s.stop() } }
         let browser = CookieBrowser()
-        var first = try await browser.get(s.base + "/app/x")
-        for _ in 0..<100 where first.status == 503 {
-            try await Task.sleep(nanoseconds: 100_000_000)
-            first = try await browser.get(s.base + "/app/x")
-        }
+        let first = try await browser.get(s.base + "/app/x")
         let firstLocation = try #require(first.location)
         let back = try await browser.get(firstLocation)
         let callback = try #require(back.location)

@@ -1,6 +1,9 @@
 import GatewayConfig
 import GatewayPolicies
+import NIOPosix
 import Testing
+
+@testable import GatewayProxy
 
 /// The pure parts of issue 6 with a manual clock: the outlier detector, the retry budget,
 /// backoff bounds, health-check thresholds, retry conditions and the config checks.
@@ -121,9 +124,34 @@ import Testing
         #expect(r7.isEmpty)
     }
 
-    @Test func panicWhenNothingIsAvailable() {
-        #expect(Availability.isPanic(count: 3) { _ in false })
-        #expect(!Availability.isPanic(count: 3) { $0 == 2 })
+    /// The balancer over published health (no sockets: pools are only picked, never used).
+    @Test func ejectedTargetsAreSkippedAndPanicUsesThemAll() throws {
+        let text = """
+            { "listeners": [ { "name": "l", "address": "127.0.0.1:0" } ],
+              "upstreams": { "u": { "targets": ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"],
+                                    "outlier_detection": { "max_ejection_percent": 100 } } },
+              "routes": [ { "match": { "path_prefix": "/" }, "upstream": "u" } ] }
+            """
+        let spec = try #require(ConfigLoader.load(bytes: Array(text.utf8), source: "t.json").snapshot?.upstreams.first)
+        let health = try #require(HealthRegistry(metrics: GatewayMetrics()).health(for: spec))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let pools = spec.targets.map { TargetPool(target: $0, loop: group.next(), maxConnections: 1, connectTimeout: .seconds(1)) }
+        let runtime = UpstreamRuntime(spec: spec, pools: pools, maxPending: 1, start: 0, health: health)
+        var rng = SplitMix64(seed: 3)
+        func picks(_ n: Int = 30) -> Set<Int> { Set((0..<n).compactMap { _ in runtime.pick(hashKey: nil, rng: &rng, now: 100) }) }
+        #expect(picks() == [0, 1, 2])
+        // Target 1 ejected until 1000: never picked while others are available.
+        health.targets[1].ejectedUntil.store(1000, ordering: .relaxed)
+        #expect(picks() == [0, 2])
+        // Nothing available: panic mode spreads over all of them rather than failing.
+        health.targets[0].ejectedUntil.store(1000, ordering: .relaxed)
+        health.targets[2].healthy.store(false, ordering: .relaxed)
+        #expect(picks() == [0, 1, 2])
+        // A retry avoids what it tried when something else is available.
+        health.targets[0].ejectedUntil.store(0, ordering: .relaxed)
+        health.targets[1].ejectedUntil.store(0, ordering: .relaxed)
+        for _ in 0..<10 { #expect(runtime.pick(hashKey: nil, rng: &rng, now: 100, avoid: 0b001) == 1) }
     }
 
     @Test func retryBudgetAllowsThreeAndThenAShareOfActiveRequests() {
