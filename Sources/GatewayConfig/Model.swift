@@ -56,11 +56,13 @@ public struct GatewayFile: Sendable, Codable {
     }
 }
 
-/// SPEC §2.1. `http2` comes with HTTP/2 support.
+/// SPEC §2.1.
 public struct Listener: Sendable, Codable, Hashable {
     public var name: String
     public var address: String
     public var tls: TLS?
+    /// HTTP/2 as well as HTTP/1.1: offered by ALPN with `tls`, else h2c with prior knowledge.
+    public var http2 = false
     /// Position in the file's `listeners` array (for diagnostics); not part of the file.
     public var sourceIndex = 0
 
@@ -103,7 +105,7 @@ public struct Listener: Sendable, Codable, Hashable {
         }
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, address, tls }
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, address, tls, http2 }
 
     public init(name: String, address: String) {
         self.name = name
@@ -111,10 +113,11 @@ public struct Listener: Sendable, Codable, Hashable {
     }
 
     public init(from decoder: any Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self, reserved: ["http2"])
+        try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         address = try c.decode(String.self, forKey: .address)
         tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
+        http2 = try c.decodeIfPresent(Bool.self, forKey: .http2) ?? false
         name = try c.decodeIfPresent(String.self, forKey: .name) ?? address
     }
 }
@@ -153,6 +156,8 @@ public struct Server: Sendable, Codable, Hashable {
     public var drainTimeout: ConfigDuration = .seconds(20)
     public var trustedProxies: [String] = []
     public var compression: Compression = Compression()
+    /// SETTINGS_MAX_CONCURRENT_STREAMS of HTTP/2 connections (not in SPEC; NGINX's default).
+    public var http2MaxConcurrentStreams = 128
 
     public struct Compression: Sendable, Codable, Hashable {
         public var gzip: Bool = true
@@ -180,6 +185,7 @@ public struct Server: Sendable, Codable, Hashable {
         case drainTimeout = "drain_timeout"
         case trustedProxies = "trusted_proxies"
         case compression
+        case http2MaxConcurrentStreams = "http2_max_concurrent_streams"
     }
 
     public init() {}
@@ -196,6 +202,7 @@ public struct Server: Sendable, Codable, Hashable {
         drainTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .drainTimeout) ?? drainTimeout
         trustedProxies = try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? trustedProxies
         compression = try c.decodeIfPresent(Compression.self, forKey: .compression) ?? compression
+        http2MaxConcurrentStreams = try c.decodeIfPresent(Int.self, forKey: .http2MaxConcurrentStreams) ?? http2MaxConcurrentStreams
     }
 }
 

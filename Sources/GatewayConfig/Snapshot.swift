@@ -63,6 +63,7 @@ public struct ServerSettings: Sendable {
     /// `compression.gzip`, and its `min_bytes`.
     public var gzip: Bool
     public var gzipMinBytes: Int
+    public var http2MaxConcurrentStreams: Int
 
     public init(_ s: Server) {
         workers = s.workers
@@ -75,6 +76,7 @@ public struct ServerSettings: Sendable {
         trustedProxies = s.trustedProxies.compactMap(CIDR.init)
         gzip = s.compression.gzip
         gzipMinBytes = s.compression.minBytes.bytes
+        http2MaxConcurrentStreams = s.http2MaxConcurrentStreams
     }
 
     public func isTrusted(_ ip: IPAddressBytes?) -> Bool {

@@ -200,6 +200,9 @@ extension GatewayFile {
         }
         if s.maxHeaderBytes.bytes < 1024 { error("max_header_bytes", "must be at least 1024") }
         if s.maxHeaderBytes.bytes > 1024 * 1024 { error("max_header_bytes", "must be at most 1MiB") }
+        if s.http2MaxConcurrentStreams < 1 || s.http2MaxConcurrentStreams > 10000 {
+            error("http2_max_concurrent_streams", "must be between 1 and 10000")
+        }
         for (i, c) in s.trustedProxies.enumerated() where CIDR(c) == nil {
             error("trusted_proxies[\(i)]", "\"\(c)\" is not an IP address or CIDR block")
         }

@@ -41,8 +41,9 @@ public enum Demo {
         return started
     }
 
-    /// Lines a newcomer can paste, for a gateway listening on `base` with its admin API on `admin`.
-    public static func curlLines(base: String, admin: String) -> [String] {
+    /// Lines a newcomer can paste, for a gateway listening on `base` (cleartext) and `tlsBase`
+    /// (TLS with the demo certificate) with its admin API on `admin`.
+    public static func curlLines(base: String, tlsBase: String, admin: String) -> [String] {
         [
             "# round robin across two user services (watch served_by alternate)",
             "curl -s \(base)/api/users/42",
@@ -90,6 +91,13 @@ public enum Demo {
             "# BFF: the same user shaped per client (x-client: mobile), and one call aggregating three",
             "curl -s \(base)/bff/users/7 -H 'x-client: mobile'; echo; curl -s \(base)/bff/users/7; echo",
             "curl -si \(base)/bff/home/7 | grep -iE '^(HTTP|x-gateway-)'; curl -s \(base)/bff/home/7; echo",
+            "# TLS and HTTP/2: the TLS listener has a self-signed localhost certificate (examples/certs) and ALPN",
+            "# offers h2 (h2load: 40 requests, 20 streams at a time on one connection, within the demo rate limit);",
+            "# the cleartext listener speaks h2c to clients with prior knowledge; gzip for clients that accept it",
+            "curl -s --cacert examples/certs/demo-localhost.pem \(tlsBase)/api/users/42 -o /dev/null -w '%{http_version}\\n'",
+            "h2load -n 40 -c 1 -m 20 \(tlsBase)/hello | grep -E '^(requests|status codes|Application)'",
+            "curl -s --http2-prior-knowledge \(base)/echo/h2 -o /dev/null -w '%{http_version}\\n'",
+            "curl -s -D - -o /dev/null -H 'accept-encoding: gzip' \"\(base)/echo/gz?pad=$(head -c 2000 /dev/zero | tr '\\0' a)\" | grep -i '^content-encoding'",
             "# which tier and key a request would be counted under",
             "curl -s '\(admin)/explain?path=/partner/x&header=x-api-key:\(demoAPIKey)'",
             "# the keys the gateway holds, and why a route would refuse a request",

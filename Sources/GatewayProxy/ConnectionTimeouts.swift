@@ -67,18 +67,32 @@ struct ConnectionTimeouts {
     }
 }
 
+/// What the clock ticks: an HTTP/1.1 connection (`ProxyHandler`), an HTTP/2 stream's
+/// `ProxyHandler`, or an HTTP/2 connection (`HTTP2Connection`).
+protocol ClockedConnection: AnyObject {
+    /// This connection's index in its loop's `ConnectionClock`.
+    var clockSlot: Int { get set }
+    var listenerName: String { get }
+    /// Whether the connection counts as one to drain (an HTTP/2 stream does not: its
+    /// connection does).
+    var isConnection: Bool { get }
+    func tick(now: UInt64)
+    /// Drain: finish what is in flight, then close.
+    func quiesce()
+}
+
 /// One per event loop: ticks every `interval` and lets each connection check its deadlines.
 /// Connections register when they start and leave when they close (swap-remove, O(1)).
 final class ConnectionClock {
-    private var handlers: [ProxyHandler] = []
+    private var handlers: [any ClockedConnection] = []
     static let interval = TimeAmount.milliseconds(50)
 
-    func register(_ h: ProxyHandler) {
+    func register(_ h: any ClockedConnection) {
         h.clockSlot = handlers.count
         handlers.append(h)
     }
 
-    func unregister(_ h: ProxyHandler) {
+    func unregister(_ h: any ClockedConnection) {
         let i = h.clockSlot
         guard i >= 0, i < handlers.count, handlers[i] === h else { return }
         let last = handlers.removeLast()
@@ -89,10 +103,11 @@ final class ConnectionClock {
         h.clockSlot = -1
     }
 
-    var count: Int { handlers.count }
+    /// Open connections (HTTP/2 streams are not counted; their connections are).
+    var count: Int { handlers.reduce(0) { $0 + ($1.isConnection ? 1 : 0) } }
 
     /// Calls `body` for every registered connection (on a copy: `body` may close them).
-    func forEach(_ body: (ProxyHandler) -> Void) {
+    func forEach(_ body: (any ClockedConnection) -> Void) {
         let current = handlers
         for h in current { body(h) }
     }

@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// The proxy: its event loops, its listeners and the per-loop state behind them.
 public final class GatewayServer: Sendable {
@@ -79,9 +80,9 @@ public final class GatewayServer: Sendable {
         let service = HealthService(shared: shared, group: group)
         healthTask.withLockedValue { $0 = Task { try? await service.run() } }
         for listener in snapshot.file.listeners {
-            guard let hp = HostPort(parsing: listener.address) else { throw BindError(address: listener.address, reason: "not host:port") }
+            guard HostPort(parsing: listener.address) != nil else { throw BindError(address: listener.address, reason: "not host:port") }
             do {
-                let channel = try await bind(listener.name, host: hp.host, port: hp.port, tls: listener.tls)
+                let channel = try await bind(listener)
                 listeners.withLockedValue { $0.append((listener.name, listener.address, channel)) }
                 logger.info(
                     "listening",
@@ -98,13 +99,16 @@ public final class GatewayServer: Sendable {
         public var description: String { "could not bind \(address): \(reason)" }
     }
 
-    private func bind(_ name: String, host: String, port: Int, tls: Listener.TLS? = nil) async throws -> any Channel {
+    private func bind(_ listener: Listener) async throws -> any Channel {
+        guard let hp = HostPort(parsing: listener.address) else { throw BindError(address: listener.address, reason: "not host:port") }
         let contexts = self.contexts
         let shared = self.shared
+        let name = listener.name
+        let http2 = listener.http2
         var made: NIOSSLContext?
-        if let tls {
+        if let tls = listener.tls {
             let certificates = try ListenerCertificates(listener: name, spec: tls)
-            made = try certificates.makeContext()
+            made = try certificates.makeContext(http2: http2)
             watchCertificates(certificates)
         }
         let sslContext = made
@@ -120,19 +124,45 @@ public final class GatewayServer: Sendable {
                     }
                     let loopContext = bound.value
                     let server = shared.snapshots.snapshot.server
-                    if let sslContext { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext)) }
-                    try Self.configure(channel, loopContext: loopContext, server: server, listener: name, tls: sslContext != nil)
+                    try Self.configure(
+                        channel, loopContext: loopContext, server: server, listener: name, tls: sslContext, http2: http2)
                 }
             }
-            .bind(host: host, port: port).get()
+            .bind(host: hp.host, port: hp.port).get()
     }
 
+    /// A new connection's pipeline: TLS when the listener has it, then HTTP/1.1 (`ProxyHandler`)
+    /// or, with `http2`, HTTP/2 when ALPN picks `h2` or a cleartext client starts with its preface.
     static func configure(
-        _ channel: any Channel, loopContext: LoopContext, server: ServerSettings, listener: String, tls: Bool = false
+        _ channel: any Channel, loopContext: LoopContext, server: ServerSettings, listener: String, tls: NIOSSLContext? = nil,
+        http2: Bool = false
     ) throws {
-        // Requests are parsed and responses serialized by the proxy itself (HTTP1/).
         let ops = channel.pipeline.syncOperations
-        try ops.addHandler(ProxyHandler(loopContext: loopContext, server: server, listenerName: listener, tls: tls))
+        let secure = tls != nil
+        if let tls { try ops.addHandler(NIOSSLServerHandler(context: tls)) }
+        // Requests are parsed and responses serialized by the proxy itself (HTTP1/).
+        let http1 = ProxyHandler(loopContext: loopContext, server: server, listenerName: listener, tls: secure)
+        guard http2 else { return try ops.addHandler(http1) }
+        let bound = NIOLoopBound(loopContext, eventLoop: channel.eventLoop)
+        if secure {
+            let http1Bound = NIOLoopBound(http1, eventLoop: channel.eventLoop)
+            try ops.addHandler(
+                ApplicationProtocolNegotiationHandler { result, channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if case .negotiated("h2") = result {
+                            try HTTP2Connection.configure(channel, loopContext: bound.value, server: server, listener: listener, tls: true)
+                        } else {
+                            try channel.pipeline.syncOperations.addHandler(http1Bound.value)
+                        }
+                    }
+                })
+        } else {
+            try ops.addHandler(
+                HTTP2PrefaceSniffer(http1: http1) { channel in
+                    try HTTP2Connection.configure(channel, loopContext: bound.value, server: server, listener: listener, tls: false)
+                })
+            try ops.addHandler(http1)
+        }
     }
 
     /// Certificate files are checked every 2 s and swapped when they change (SPEC §2.1).
@@ -173,9 +203,9 @@ public final class GatewayServer: Sendable {
         let present = listeners.withLockedValue { l in l.map { ($0.name, $0.address) } }
         var failures: [String] = []
         for listener in snapshot.file.listeners where !present.contains(where: { $0.0 == listener.name && $0.1 == listener.address }) {
-            guard let hp = HostPort(parsing: listener.address) else { continue }
+            guard HostPort(parsing: listener.address) != nil else { continue }
             do {
-                let channel = try await bind(listener.name, host: hp.host, port: hp.port, tls: listener.tls)
+                let channel = try await bind(listener)
                 listeners.withLockedValue { $0.append((listener.name, listener.address, channel)) }
                 logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(listener.address)"])
             } catch {

@@ -87,14 +87,14 @@ final class ListenerCertificates: Sendable {
         return o
     }
 
-    /// The listener's server context: TLS `min_version` and up, ALPN `http/1.1`, the
-    /// certificate chosen per handshake.
-    func makeContext() throws -> NIOSSLContext {
+    /// The listener's server context: TLS `min_version` and up, ALPN `h2` (with `http2`) and
+    /// `http/1.1`, the certificate chosen per handshake.
+    func makeContext(http2: Bool) throws -> NIOSSLContext {
         guard let initial = state.withLockedValue({ $0.pairs[""] }) else { throw NIOSSLError.failedToLoadCertificate }
         var config = TLSConfiguration.makeServerConfiguration(
             certificateChain: initial.chain.map { .certificate($0) }, privateKey: .privateKey(initial.key))
         config.minimumTLSVersion = spec.minVersion == "1.3" ? .tlsv13 : .tlsv12
-        config.applicationProtocols = ["http/1.1"]
+        config.applicationProtocols = http2 ? ["h2", "http/1.1"] : ["http/1.1"]
         config.sslContextCallback = { [self] values, promise in promise.succeed(override(for: values.serverHostname)) }
         return try NIOSSLContext(configuration: config)
     }

@@ -8,7 +8,7 @@ import NIOHTTP1
 /// The downstream side of one client connection: routes each request, forwards it to a target
 /// over a pooled keep-alive connection of the same event loop, and streams both bodies with
 /// backpressure (the side that cannot write stops the other side from reading).
-final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, ClockedConnection {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -49,9 +49,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The listener terminates TLS: the upstream gets `X-Forwarded-Proto: https`.
     let tls: Bool
+    /// This handler serves one HTTP/2 stream (behind `HTTP2StreamAdapter`), not a connection:
+    /// the connection's `HTTP2Connection` counts it, drains it (GOAWAY) and closes it.
+    let isStream: Bool
+    var isConnection: Bool { !isStream }
 
-    init(loopContext: LoopContext, server: ServerSettings, listenerName: String, tls: Bool = false) {
+    init(loopContext: LoopContext, server: ServerSettings, listenerName: String, tls: Bool = false, isStream: Bool = false) {
         self.tls = tls
+        self.isStream = isStream
         self.loopContext = loopContext
         self.timeouts = ConnectionTimeouts(headerTimeout: server.headerReadTimeoutNanos, idleTimeout: server.idleTimeoutNanos)
         self.listenerName = listenerName
@@ -64,7 +69,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         loopContext.clock.register(self)
-        loopContext.metrics.connectionOpened(listener: listenerName)
+        if !isStream { loopContext.metrics.connectionOpened(listener: listenerName) }
         timeouts.connectionStarted(now: NIODeadline.now().uptimeNanoseconds)
         if let remote = context.channel.remoteAddress, let ip = remote.ipAddress {
             peerIP = ip
@@ -74,7 +79,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         loopContext.clock.unregister(self)
-        loopContext.metrics.connectionClosed(listener: listenerName)
+        if !isStream { loopContext.metrics.connectionClosed(listener: listenerName) }
         self.context = nil
         exchange = nil  // (it holds this handler strongly)
         // Bytes the client sent after an upgrade request belong to the tunnel that replaced us.
@@ -278,8 +283,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closeNow()
     }
 
-    /// Drain (SPEC §9): an idle connection closes now, a busy one after its response.
+    /// Drain (SPEC §9): an idle connection closes now, a busy one after its response. (An
+    /// HTTP/2 stream finishes its exchange; its connection sends GOAWAY.)
     func quiesce() {
+        if isStream { return }
         if exchange == nil {
             closeNow()
         } else {
@@ -1294,7 +1301,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 }
 
 /// CRLF after each chunk's data.
-private let crlfBuffer = ByteBuffer(staticString: "\r\n")
+let crlfBuffer = ByteBuffer(staticString: "\r\n")
 
 extension UInt64 {
     var asInt64: Int64 { Int64(truncatingIfNeeded: self) }

@@ -92,11 +92,15 @@ struct Runner {
         if demo {
             // The lines below include JWT routes: print them once the demo's keys are in.
             for _ in 0..<100 where !server.authReady { try? await Task.sleep(nanoseconds: 50_000_000) }
-            let addr = server.boundAddresses.values.first
-            let base = "http://127.0.0.1:\(addr?.port ?? 8080)"
+            let listeners = server.shared.snapshots.snapshot.file.listeners
+            let bound = server.boundAddresses
+            let plain = listeners.first { $0.tls == nil }.flatMap { bound[$0.name] }
+            let secure = listeners.first { $0.tls != nil }.flatMap { bound[$0.name] }
+            let base = "http://127.0.0.1:\(plain?.port ?? 8080)"
+            let tlsBase = "https://localhost:\(secure?.port ?? 8443)"
             let adminBase = "http://127.0.0.1:\(admin?.port ?? 9901)"
             print("gateway demo is running. Try:\n")
-            for line in GatewayDemo.Demo.curlLines(base: base, admin: adminBase) { print("  " + line) }
+            for line in GatewayDemo.Demo.curlLines(base: base, tlsBase: tlsBase, admin: adminBase) { print("  " + line) }
             print("\nStop with Ctrl-C.")
             fflush(nil)
         }

@@ -15,41 +15,18 @@ import Testing
         defer { Task { await s.stop() } }
         let profile = FileManager.default.temporaryDirectory.appendingPathComponent("chromium-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: profile) }
-        let dom = try await Self.run(
+        // A browser that hangs is stopped after 60 s, which ends its output.
+        let dom = await Tool.run(
             binary,
             [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--user-data-dir=\(profile.path)", "--dump-dom", s.base + "/app/page",
-            ])
+            ]
+        ).output
         // The page is the upstream's JSON answer to /app/page, reached after the login.
         #expect(dom.contains("\"uri\":\"/app/page\""), "\(dom.prefix(500))")
         #expect(s.idp.granted("authorization_code") == 1)
         let auth = s.rig.upstreams[0].authorizations.last ?? ""
         #expect(auth.hasPrefix("Bearer ey"))
-    }
-
-    /// Runs a program with a bounded wait; its standard output.
-    static func run(_ path: String, _ arguments: [String]) async throws -> String {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, any Error>) in
-            Thread.detachNewThread {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: path)
-                p.arguments = arguments
-                let out = Pipe()
-                p.standardOutput = out
-                p.standardError = FileHandle.nullDevice
-                do {
-                    try p.run()
-                } catch {
-                    c.resume(throwing: error)
-                    return
-                }
-                // A browser that hangs is stopped, which ends its output.
-                DispatchQueue.global().asyncAfter(deadline: .now() + 60) { if p.isRunning { p.terminate() } }
-                let data = out.fileHandleForReading.readDataToEndOfFile()
-                p.waitUntilExit()
-                c.resume(returning: String(decoding: data, as: UTF8.self))
-            }
-        }
     }
 }

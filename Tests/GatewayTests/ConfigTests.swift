@@ -123,16 +123,22 @@ import Testing
         #expect(r.errors.contains { $0.path == "routes[1].respond.status" })
     }
 
-    @Test func laterFeaturesAreReportedAsNotImplementedNotAsTypos() throws {
-        let r = load(
-            """
-            { "listeners": [ { "address": "127.0.0.1:8080" } ],
+    @Test func http2ListenersAndTheirStreamLimit() throws {
+        let base = """
+            { "listeners": [ { "address": "127.0.0.1:8080", "http2": HTTP2 } ], SERVER
               "upstreams": { "a": { "targets": ["http://127.0.0.1:9000"] } },
               "routes": [ { "match": { "path": "/" }, "upstream": "a" } ] }
-            """.replacingOccurrences(of: #""address": "127.0.0.1:8080" }"#, with: #""address": "127.0.0.1:8080", "http2": true }"#))
-        let e = try #require(r.errors.first)
-        #expect(e.path == "listeners[0].http2")
-        #expect(e.message.contains("not implemented"))
+            """
+        let ok = load(base.replacingOccurrences(of: "HTTP2", with: "true").replacingOccurrences(of: "SERVER", with: ""))
+        #expect(ok.errors.isEmpty)
+        #expect(ok.snapshot?.file.listeners.first?.http2 == true)
+        #expect(ok.snapshot?.server.http2MaxConcurrentStreams == 128)
+        let notBool = load(base.replacingOccurrences(of: "HTTP2", with: "\"yes\"").replacingOccurrences(of: "SERVER", with: ""))
+        #expect(notBool.errors.contains { $0.path == "listeners[0].http2" && $0.message.contains("true or false") })
+        let zero = load(
+            base.replacingOccurrences(of: "HTTP2", with: "true")
+                .replacingOccurrences(of: "SERVER", with: #""server": { "http2_max_concurrent_streams": 0 },"#))
+        #expect(zero.errors.first?.path == "server.http2_max_concurrent_streams")
     }
 
     @Test func syntaxErrorHasLocation() throws {

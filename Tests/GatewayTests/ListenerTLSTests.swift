@@ -4,28 +4,13 @@ import GatewayProxy
 import Testing
 
 /// TLS termination on a listener (issue 10): HTTPS with a test CA, SNI picking the
-/// certificate, and a certificate swapped on disk seen by the next handshake. Checked with
-/// curl, a real TLS client.
+/// certificate, and a certificate swapped on disk seen by the next handshake (its fingerprint)
+/// while a connection opened before keeps working. Checked with curl and a NIOSSL client.
 @Suite struct ListenerTLSTests {
     /// `curl` against the listener; the status code, or nil when TLS (or anything) failed.
     static func curl(_ port: Int, host: String, ca: String) async -> Int? {
-        await withCheckedContinuation { (c: CheckedContinuation<Int?, Never>) in
-            Thread.detachNewThread {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-                p.arguments = [
-                    "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--cacert", ca, "--resolve",
-                    "\(host):\(port):127.0.0.1", "https://\(host):\(port)/hello",
-                ]
-                let out = Pipe()
-                p.standardOutput = out
-                p.standardError = FileHandle.nullDevice
-                guard (try? p.run()) != nil else { return c.resume(returning: nil) }
-                let data = out.fileHandleForReading.readDataToEndOfFile()
-                p.waitUntilExit()
-                c.resume(returning: p.terminationStatus == 0 ? Int(String(decoding: data, as: UTF8.self)) : nil)
-            }
-        }
+        await Tool.curl(["-o", "/dev/null", "--cacert", ca, "--resolve", "\(host):\(port):127.0.0.1", "https://\(host):\(port)/hello"])
+            .status
     }
 
     @Test(.timeLimit(.minutes(2))) func httpsWithSNIAndACertificateSwappedOnDisk() async throws {
@@ -63,6 +48,13 @@ import Testing
         // SNI: api.test gets its own certificate (only its CA verifies it).
         #expect(await Self.curl(port, host: "api.test", ca: api.caFile) == 200)
         #expect(await Self.curl(port, host: "api.test", ca: main.caFile) == nil)
+        // A connection opened now, and kept open across the swap.
+        let open = try await TLSClient.connect(port: port, caFile: main.caFile, group: server.group)
+        defer { Task { await open.close() } }
+        #expect(try await open.get("/hello", expect: "hello over TLS") != nil)
+        let before = try await open.fingerprint()
+        let mainPrint = try certificateFingerprint(main.certFile)
+        #expect(before != nil && before == mainPrint)
         // A new certificate on disk: the next handshakes present it.
         try FileManager.default.removeItem(atPath: cert)
         try FileManager.default.removeItem(atPath: key)
@@ -75,5 +67,15 @@ import Testing
         }
         #expect(swapped)
         #expect(await Self.curl(port, host: "localhost", ca: main.caFile) == nil)
+        let fresh = try await TLSClient.connect(port: port, caFile: next.caFile, group: server.group)
+        defer { Task { await fresh.close() } }
+        #expect(try await fresh.get("/hello", expect: "hello over TLS") != nil)
+        let after = try await fresh.fingerprint()
+        let nextPrint = try certificateFingerprint(next.certFile)
+        #expect(after != nil && after == nextPrint && after != before)
+        // The connection opened before the swap was not dropped: it still answers, on the old certificate.
+        #expect(try await open.get("/hello", expect: "hello over TLS") != nil)
+        let still = try await open.fingerprint()
+        #expect(still == before)
     }
 }

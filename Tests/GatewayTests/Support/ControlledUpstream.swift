@@ -25,7 +25,10 @@ final class ControlledUpstream: Sendable {
     private let behaviour = NIOLockedValueBox(Behaviour())
     private let state = NIOLockedValueBox<(server: (any Channel)?, children: [ObjectIdentifier: any Channel])>((nil, [:]))
     private let counts = NIOLockedValueBox(
-        (requests: 0, health: 0, methods: [String](), bodies: [Int](), mirrored: 0, uris: [String](), authorizations: [String]()))
+        (
+            requests: 0, health: 0, methods: [String](), bodies: [Int](), mirrored: 0, uris: [String](), authorizations: [String](),
+            headers: [HTTPHeaders]()
+        ))
 
     private init(name: String, group: any EventLoopGroup) {
         self.name = name
@@ -62,6 +65,8 @@ final class ControlledUpstream: Sendable {
     var bodies: [Int] { counts.withLockedValue { $0.bodies } }
     /// Request targets, in order.
     var uris: [String] { counts.withLockedValue { $0.uris } }
+    /// The request headers of each request, in order.
+    var headers: [HTTPHeaders] { counts.withLockedValue { $0.headers } }
     /// `Authorization` values received (requests without one are not listed).
     var authorizations: [String] { counts.withLockedValue { $0.authorizations } }
     /// Requests marked `x-gateway-mirror: 1`.
@@ -120,6 +125,7 @@ final class ControlledUpstream: Sendable {
                         c.bodies.append(bodyBytes)
                         if head.headers.first(name: "x-gateway-mirror") == "1" { c.mirrored += 1 }
                         c.uris.append(head.uri)
+                        c.headers.append(head.headers)
                         if let auth = head.headers.first(name: "authorization") { c.authorizations.append(auth) }
                     }
                 }
