@@ -15,14 +15,26 @@ public final class GatewayServer: Sendable {
     public let shared: SharedState
     private let ownsGroup: Bool
     private let contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>]
-    private let listeners = NIOLockedValueBox<[(name: String, address: String, channel: any Channel)]>([])
+    private let listeners = NIOLockedValueBox<[BoundListener]>([])
     private let logger: Logger
     /// Each loop's `ConnectionClock` tick, cancelled before the loops stop.
     private let ticks: [RepeatedTask]
     /// Health checks and outlier housekeeping (`HealthService`), from `start()` to `shutdown()`.
     private let healthTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
-    /// Certificate file watchers of TLS listeners.
-    private let certificateWatchers = NIOLockedValueBox<[Task<Void, Never>]>([])
+
+    /// A listener that is bound: what the file said, its channel, and the task watching its
+    /// certificate files (TLS).
+    private struct BoundListener {
+        var spec: Listener
+        var channel: any Channel
+        var watcher: Task<Void, Never>?
+        var name: String { spec.name }
+
+        /// Whether `other` (from a new file) is this listener unchanged; else it is bound again.
+        func same(as other: Listener) -> Bool {
+            spec.name == other.name && spec.address == other.address && spec.tls == other.tls && spec.http2 == other.http2
+        }
+    }
 
     /// `workers` event loops (0 = one per core) unless a group is given.
     /// `environment` holds the HMAC secrets JWT providers name.
@@ -69,7 +81,7 @@ public final class GatewayServer: Sendable {
     public var boundAddresses: [String: SocketAddress] {
         listeners.withLockedValue { l in
             var out: [String: SocketAddress] = [:]
-            for (name, _, ch) in l { if let a = ch.localAddress { out[name] = a } }
+            for entry in l { if let a = entry.channel.localAddress { out[entry.name] = a } }
             return out
         }
     }
@@ -82,11 +94,13 @@ public final class GatewayServer: Sendable {
         for listener in snapshot.file.listeners {
             guard HostPort(parsing: listener.address) != nil else { throw BindError(address: listener.address, reason: "not host:port") }
             do {
-                let channel = try await bind(listener)
-                listeners.withLockedValue { $0.append((listener.name, listener.address, channel)) }
+                let entry = try await bind(listener)
+                listeners.withLockedValue { $0.append(entry) }
                 logger.info(
                     "listening",
-                    metadata: ["listener": "\(listener.name)", "address": "\(channel.localAddress.map { "\($0)" } ?? listener.address)"])
+                    metadata: [
+                        "listener": "\(listener.name)", "address": "\(entry.channel.localAddress.map { "\($0)" } ?? listener.address)",
+                    ])
             } catch {
                 throw BindError(address: listener.address, reason: "\(error)")
             }
@@ -99,20 +113,21 @@ public final class GatewayServer: Sendable {
         public var description: String { "could not bind \(address): \(reason)" }
     }
 
-    private func bind(_ listener: Listener) async throws -> any Channel {
+    private func bind(_ listener: Listener) async throws -> BoundListener {
         guard let hp = HostPort(parsing: listener.address) else { throw BindError(address: listener.address, reason: "not host:port") }
         let contexts = self.contexts
         let shared = self.shared
         let name = listener.name
         let http2 = listener.http2
         var made: NIOSSLContext?
+        var certificates: ListenerCertificates?
         if let tls = listener.tls {
-            let certificates = try ListenerCertificates(listener: name, spec: tls)
-            made = try certificates.makeContext(http2: http2)
-            watchCertificates(certificates)
+            let loaded = try ListenerCertificates(listener: name, spec: tls)
+            made = try loaded.makeContext(http2: http2)
+            certificates = loaded
         }
         let sslContext = made
-        return try await ServerBootstrap(group: group)
+        let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -129,6 +144,7 @@ public final class GatewayServer: Sendable {
                 }
             }
             .bind(host: hp.host, port: hp.port).get()
+        return BoundListener(spec: listener, channel: channel, watcher: certificates.map(Self.watch))
     }
 
     /// A new connection's pipeline: TLS when the listener has it, then HTTP/1.1 (`ProxyHandler`)
@@ -165,48 +181,50 @@ public final class GatewayServer: Sendable {
         }
     }
 
-    /// Certificate files are checked every 2 s and swapped when they change (SPEC §2.1).
-    private func watchCertificates(_ certificates: ListenerCertificates) {
-        let task = Task {
+    /// Certificate files are checked every 2 s and swapped when they change (SPEC §2.1),
+    /// until the listener closes.
+    private static func watch(_ certificates: ListenerCertificates) -> Task<Void, Never> {
+        Task {
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: 2_000_000_000)
                 certificates.reloadIfChanged()
             }
         }
-        certificateWatchers.withLockedValue { $0.append(task) }
     }
 
     /// Publishes `snapshot` (SPEC §6) and opens or closes listeners to match its file. A
     /// listener whose name or address is new is bound; one that left the file stops
-    /// accepting, and its connections finish the request they are on and close. Returns a
-    /// message for each listener that could not be bound (the rest of the snapshot applies).
+    /// accepting, and its connections finish the request they are on and close; one whose
+    /// `tls` or `http2` changed is closed that way and bound again. Returns a message for
+    /// each listener that could not be bound (the rest of the snapshot applies).
     public func apply(_ snapshot: Snapshot) async -> [String] {
         // Key stores of new providers start fetching before any request can need them.
         _ = shared.auth.providers(for: snapshot)
         shared.snapshots.publish(snapshot)
         shared.auth.retainOnly(snapshot)
         if shared.draining { return [] }
-        let wanted = snapshot.file.listeners.map { ($0.name, $0.address) }
-        let removed = listeners.withLockedValue { l -> [(name: String, address: String, channel: any Channel)] in
-            let gone = l.filter { entry in !wanted.contains { $0.0 == entry.name && $0.1 == entry.address } }
-            l.removeAll { entry in !wanted.contains { $0.0 == entry.name && $0.1 == entry.address } }
+        let wanted = snapshot.file.listeners
+        let removed = listeners.withLockedValue { l -> [BoundListener] in
+            let gone = l.filter { entry in !wanted.contains { entry.same(as: $0) } }
+            l.removeAll { entry in !wanted.contains { entry.same(as: $0) } }
             return gone
         }
         for entry in removed {
+            entry.watcher?.cancel()
             try? await entry.channel.close()
             let name = entry.name
             for (_, bound) in contexts {
                 try? await bound.eventLoop.submit { bound.value.clock.forEach { if $0.listenerName == name { $0.quiesce() } } }.get()
             }
-            logger.info("listener closed", metadata: ["listener": "\(name)", "address": "\(entry.address)"])
+            logger.info("listener closed", metadata: ["listener": "\(name)", "address": "\(entry.spec.address)"])
         }
-        let present = listeners.withLockedValue { l in l.map { ($0.name, $0.address) } }
+        let present = listeners.withLockedValue { $0 }
         var failures: [String] = []
-        for listener in snapshot.file.listeners where !present.contains(where: { $0.0 == listener.name && $0.1 == listener.address }) {
+        for listener in snapshot.file.listeners where !present.contains(where: { $0.same(as: listener) }) {
             guard HostPort(parsing: listener.address) != nil else { continue }
             do {
-                let channel = try await bind(listener)
-                listeners.withLockedValue { $0.append((listener.name, listener.address, channel)) }
+                let entry = try await bind(listener)
+                listeners.withLockedValue { $0.append(entry) }
                 logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(listener.address)"])
             } catch {
                 let message = "listener \(listener.name): could not bind \(listener.address): \(error)"
@@ -310,12 +328,14 @@ public final class GatewayServer: Sendable {
     }
 
     private func closeListeners() async {
-        let channels = listeners.withLockedValue { l in
-            let c = l.map(\.channel)
-            l.removeAll()
-            return c
+        let closing = listeners.withLockedValue { l in
+            defer { l.removeAll() }
+            return l
         }
-        for c in channels { try? await c.close() }
+        for entry in closing {
+            entry.watcher?.cancel()
+            try? await entry.channel.close()
+        }
     }
 
     /// Every JWKS a route needs has been fetched once (or failed for good): `/readyz`.
@@ -338,9 +358,6 @@ public final class GatewayServer: Sendable {
     /// Closes listeners and pools and stops the event loops the server owns.
     public func shutdown() async {
         await closeListeners()
-        for t in certificateWatchers.withLockedValue({ w in
-            defer { w = [] }; return w
-        }) { t.cancel() }
         if let task = healthTask.withLockedValue({ t in
             defer { t = nil }; return t
         }) {

@@ -1,8 +1,10 @@
 import Foundation
 import GatewayConfig
-import GatewayProxy
 import NIOCore
+import NIOHPACK
 import Testing
+
+@testable import GatewayProxy
 
 /// HTTP/2 downstream (issue 10): ALPN `h2` on TLS listeners and h2c with prior knowledge on
 /// cleartext ones, every stream through the same pipeline as HTTP/1.1, many concurrent
@@ -108,6 +110,24 @@ import Testing
         #expect(up.headers.last?.first(name: "cookie") == "a=1; b=2")
     }
 
+    @Test func responseHeadsBecomeHTTP2Fields() throws {
+        var parser = ResponseParser()
+        var bytes = ByteBuffer(
+            string: "HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nConnection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\n"
+                + "Set-Cookie: session=secret\r\nTransfer-Encoding: chunked\r\nX-Request-Id: abc\r\n\r\n")
+        guard case .head(let head) = try parser.next(&bytes) else { Issue.record("no head"); return }
+        let fields = HTTP2StreamAdapter.responseFields(head)
+        #expect(
+            fields.map { "\($0.name)=\($0.value)" } == [
+                ":status=201", "content-type=text/plain", "set-cookie=session=secret", "x-request-id=abc",
+            ])
+        // Cookies never enter the HPACK dynamic table.
+        #expect(fields.first { $0.name == "set-cookie" }?.indexable == .neverIndexed)
+        #expect(fields.first { $0.name == "content-type" }?.indexable == .indexable)
+        let trailers = ByteBuffer(string: "Grpc-Status: 0\r\nConnection: close\r\n")
+        #expect(HTTP2StreamAdapter.trailerFields(trailers).map { "\($0.name)=\($0.value)" } == ["grpc-status=0"])
+    }
+
     @Test(.timeLimit(.minutes(2))) func aHundredConcurrentStreamsOnOneConnection() async throws {
         let r = try await Self.rig()
         defer { Task { await r.stop() } }
@@ -141,6 +161,30 @@ import Testing
         let run = await Tool.run("/usr/bin/h2load", ["-c", "1", "-m", "40", "-n", "40", "http://127.0.0.1:\(clear)/app/x"])
         #expect(run.output.contains("40 succeeded"))
         #expect(r.upstream.requests == 40)
+    }
+
+    @Test(.timeLimit(.minutes(2))) func aReloadThatTurnsHTTP2OnBindsTheListenerAgain() async throws {
+        let port = freePort()
+        func file(_ http2: Bool) throws -> Snapshot {
+            let text = """
+                { "listeners": [ { "name": "edge", "address": "127.0.0.1:\(port)", "http2": \(http2) } ],
+                  "access_log": { "enabled": false }, "upstreams": {},
+                  "routes": [ { "match": { "path": "/hello" }, "respond": { "status": 200, "body": "hello" } } ] }
+                """
+            let loaded = ConfigLoader.load(bytes: Array(text.utf8), source: "reload.json")
+            return try #require(loaded.snapshot, "\(loaded.errors)")
+        }
+        let server = GatewayServer(snapshot: try file(false))
+        try await server.start()
+        defer { Task { await server.shutdown() } }
+        let url = "http://127.0.0.1:\(port)/hello"
+        #expect(await Tool.curl(["--http2-prior-knowledge", url]).status == nil)
+        #expect(await Tool.curl([url]).status == 200)
+        #expect(await server.apply(try file(true)).isEmpty)
+        let on = await Tool.curl(["--http2-prior-knowledge", url])
+        #expect(on.status == 200 && on.version == "2")
+        #expect(await server.apply(try file(false)).isEmpty)
+        #expect(await Tool.curl(["--http2-prior-knowledge", url]).status == nil)
     }
 
     @Test(.timeLimit(.minutes(2))) func drainSendsGoAwayAndTheStreamInFlightFinishes() async throws {

@@ -104,9 +104,66 @@ final class HTTP2Connection: ChannelInboundHandler, ClockedConnection {
                 }
             })
         let ops = channel.pipeline.syncOperations
+        try ops.addHandler(FlushCoalescer())
         try ops.addHandler(http2)
         try ops.addHandler(management)
         try ops.addHandler(handler)
+    }
+}
+
+/// Below NIOHTTP2: a flush that comes outside a read of the connection (a stream's answer,
+/// after its upstream read) is done once the event loop has handled all the I/O it is on, so
+/// the answers of several streams that arrive in one loop iteration leave in one write (one
+/// TLS record run, one syscall, one wake-up of the client) rather than one each.
+final class FlushCoalescer: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var reading = false
+    private var flushScheduled = false
+    private var flushAfterRead = false
+    private var removed = false
+
+    func handlerRemoved(context: ChannelHandlerContext) { removed = true }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        // What is written goes out before the close (GOAWAY's close comes right after the last stream's end).
+        if flushScheduled || flushAfterRead {
+            flushAfterRead = false
+            context.flush()
+        }
+        context.close(mode: mode, promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        reading = true
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
+        reading = false
+        if flushAfterRead {
+            flushAfterRead = false
+            context.flush()
+        }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        if reading {
+            flushAfterRead = true  // the end of this read flushes
+            return
+        }
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = loopBound.value
+            handler.flushScheduled = false
+            if !handler.removed { context.flush() }
+        }
     }
 }
 

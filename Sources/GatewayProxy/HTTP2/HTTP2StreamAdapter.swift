@@ -227,7 +227,7 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
                     .lowercased()
                 if isConnectionSpecific(name) { continue }
                 let value = String(decoding: UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueEnd)]), as: UTF8.self)
-                out.add(name: name, value: value)
+                out.add(name: name, value: value, indexing: indexing(name))
             }
         }
         return out
@@ -248,6 +248,12 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
             }
         }
         return out
+    }
+
+    /// Cookies are never indexed by HPACK, so their secrets cannot be probed through the
+    /// compression context (RFC 7541 §7.1.3).
+    private static func indexing(_ name: String) -> HPACKIndexing {
+        name == "set-cookie" ? .neverIndexed : .indexable
     }
 
     private static func isConnectionSpecific(_ name: String) -> Bool {
