@@ -185,7 +185,7 @@ import Testing
             }
             let ok = try await httpRequestOffPool(port: r.admin.port, "GET", "/config", headers: [("Authorization", "Bearer s3cret-token")])
             #expect(ok.status == 200)
-            let put = try httpRequest(
+            let put = try await httpRequestOffPool(
                 port: r.admin.port, "PUT", "/config", headers: [("Authorization", "Bearer s3cret-token")],
                 body: Array(Self.file("four").utf8))
             #expect(put.status == 200)

@@ -273,7 +273,7 @@ import Testing
         }
     }
 
-    @Test func validateCommandExitCodesAndOutput() throws {
+    @Test func validateCommandExitCodesAndOutput() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("validate-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -285,28 +285,20 @@ import Testing
           "routes": [ { "match": { "path": "/" }, "upstream": "nope" } ]
         }
         """.write(to: bad, atomically: true, encoding: .utf8)
-        func run(_ args: [String]) throws -> (Int32, String) {
-            let p = Process()
-            p.executableURL = gatewayBinary()
-            p.arguments = args
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        func run(_ args: [String]) async -> (Int32, String) {
+            let r = await Tool.run(gatewayBinary().path, args, stderr: true, timeout: 20)
+            return (r.status, r.output)
         }
-        let (badStatus, badOut) = try run(["validate", bad.path])
+        let (badStatus, badOut) = await run(["validate", bad.path])
         #expect(badStatus == 1)
         #expect(badOut.contains("bad.json:2:"))
         #expect(badOut.contains("listeners[0].tls"))
         #expect(badOut.contains("routes[0].upstream"))
-        let (okStatus, okOut) = try run(["validate", repositoryRoot().appendingPathComponent("gateway.json").path])
+        let (okStatus, okOut) = await run(["validate", repositoryRoot().appendingPathComponent("gateway.json").path])
         #expect(okStatus == 0, "\(okOut)")
-        let (missingStatus, _) = try run(["validate", dir.appendingPathComponent("absent.json").path])
+        let (missingStatus, _) = await run(["validate", dir.appendingPathComponent("absent.json").path])
         #expect(missingStatus == 1)
-        let (flagStatus, flagOut) = try run(["run", "--no-such-flag"])
+        let (flagStatus, flagOut) = await run(["run", "--no-such-flag"])
         #expect(flagStatus == 1)
         #expect(flagOut.contains("no-such-flag"))
     }

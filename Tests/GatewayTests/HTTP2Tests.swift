@@ -16,16 +16,16 @@ import Testing
         let ca: TestCA
         var upstream: ControlledUpstream { rig.upstreams[0] }
         func port(_ listener: String) -> Int { rig.server.boundAddresses[listener]?.port ?? 0 }
-        func stop() async {
-            await rig.stop()
-            ca.remove()
-        }
+        func stop() async { await rig.stop() }
     }
+
+    /// One test CA for the suite (making one runs openssl three times).
+    static let sharedCA = Task { try await TestCA() }
 
     /// Listeners `tls` (TLS + http2), `clear` (cleartext + http2) and `h1` (TLS, no http2)
     /// in front of one upstream under `/app/`.
     static func rig(server: String = "{ \"workers\": 1 }") async throws -> Rig {
-        let ca = try TestCA()
+        let ca = try await sharedCA.value
         let tls = "{ \"certificate_file\": \"\(ca.certFile)\", \"private_key_file\": \"\(ca.keyFile)\" }"
         let rig = try await ResilienceRig.start(1) { u in
             """

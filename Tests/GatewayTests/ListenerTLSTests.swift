@@ -14,9 +14,9 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(2))) func httpsWithSNIAndACertificateSwappedOnDisk() async throws {
-        let main = try TestCA()
-        let api = try TestCA(name: "api.test", ipSAN: false)
-        let next = try TestCA()
+        let main = try await TestCA()
+        let api = try await TestCA(name: "api.test", ipSAN: false)
+        let next = try await TestCA()
         defer {
             main.remove()
             api.remove()

@@ -6,12 +6,12 @@ import Testing
 
 /// Behaviour only a real gateway process shows: signals, exit codes, memory under streaming.
 @Suite struct ProcessTests {
-    func template(_ upstream: String, server: String = "{}") -> String {
+    func template(_ upstream: String, server: String = "{}", timeout: String = "10s") -> String {
         """
         { "listeners": [ { "name": "p", "address": "127.0.0.1:@PORT@" } ],
           "server": \(server),
           "upstreams": { "up": { "targets": ["\(upstream)"] } },
-          "routes": [ { "match": { "path_prefix": "/" }, "upstream": "up", "timeout": "10s" } ],
+          "routes": [ { "match": { "path_prefix": "/" }, "upstream": "up", "timeout": "\(timeout)" } ],
           "access_log": { "enabled": false } }
         """
     }
@@ -19,7 +19,7 @@ import Testing
     @Test func sigtermLetsASlowRequestFinish() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let svc = try await DemoService.start(name: "slow", port: 0, group: group)
-        let gw = try GatewayProcess(configTemplate: template(svc.url, server: #"{ "drain_timeout": "5s" }"#))
+        let gw = try await GatewayProcess.start(configTemplate: template(svc.url, server: #"{ "drain_timeout": "5s" }"#))
         let idle = try RawHTTPClient(port: gw.port)
         #expect(try idle.request("GET", "/healthz").status == 200)
         let busy = try RawHTTPClient(port: gw.port)
@@ -34,7 +34,7 @@ import Testing
         #expect(r.status == 200)
         #expect(r.header("connection") == "close")
         #expect((r.json?["slept_ms"] as? Int) == 1500)
-        #expect(gw.waitForExit(timeout: 10) == 0)
+        #expect(await gw.waitForExit(timeout: 10) == 0)
         await svc.stop()
         try await group.shutdownGracefully()
     }
@@ -45,16 +45,9 @@ import Testing
     }
 
     @Test(.enabled(if: demoPortsFree, "the demo's ports are in use on this machine"))
-    func demoServesItsCurlLinesAndStopsOnSIGINT() throws {
-        let p = Process()
-        p.executableURL = gatewayBinary()
-        p.arguments = ["demo"]
-        p.currentDirectoryURL = repositoryRoot()
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        defer { if p.isRunning { p.terminate() } }
+    func demoServesItsCurlLinesAndStopsOnSIGINT() async throws {
+        let p = try await ChildProcess.start(gatewayBinary().path, ["demo"], workingDirectory: repositoryRoot().path, stderr: false)
+        defer { p.signal(SIGKILL) }
         #expect(waitUntil(timeout: 20) { (try? httpRequest(port: 8080, "GET", "/hello"))?.status == 200 })
         var servedBy = Set<String>()
         for _ in 0..<4 {
@@ -72,15 +65,13 @@ import Testing
         #expect(me.status == 200)
         #expect(me.text.contains("carol"))
         #expect(try httpRequest(port: 8080, "GET", "/api/me").status == 401)
-        kill(p.processIdentifier, SIGINT)
-        #expect(waitUntil(timeout: 15) { !p.isRunning })
-        #expect(p.terminationStatus == 0)
-        let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(printed.contains("curl -s http://127.0.0.1:8080/api/users/42"))
+        p.signal(SIGINT)
+        #expect(await p.waitForExit(timeout: 15) == 0)
+        #expect(p.output.contains("curl -s http://127.0.0.1:8080/api/users/42"))
     }
 
-    @Test func sighupReloadsTheFileAndAnInvalidFileChangesNothing() throws {
-        let gw = try GatewayProcess(
+    @Test func sighupReloadsTheFileAndAnInvalidFileChangesNothing() async throws {
+        let gw = try await GatewayProcess.start(
             configTemplate: """
                 { "listeners": [ { "address": "127.0.0.1:@PORT@" } ], "upstreams": {},
                   "routes": [ { "match": { "path": "/v" }, "respond": { "body": "one" } } ], "access_log": { "enabled": false } }
@@ -102,35 +93,30 @@ import Testing
         #expect(waitUntil(timeout: 5) { gw.printed("config not reloaded") })
         #expect(try httpRequest(port: gw.port, "GET", "/v").text == "two")
         gw.signal(SIGTERM)
-        #expect(gw.waitForExit(timeout: 10) == 0)
+        #expect(await gw.waitForExit(timeout: 10) == 0)
     }
 
-    @Test func badConfigExits1AndBusyPortExits2() throws {
+    @Test func badConfigExits1AndBusyPortExits2() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("exit-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
-        func run(_ config: String) throws -> Int32 {
+        func run(_ config: String) async throws -> Int32 {
             let path = dir.appendingPathComponent("g.json")
             try config.write(to: path, atomically: true, encoding: .utf8)
-            let p = Process()
-            p.executableURL = gatewayBinary()
-            p.arguments = ["run", "--config", path.path]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            p.waitUntilExit()
-            return p.terminationStatus
+            return await Tool.run(gatewayBinary().path, ["run", "--config", path.path], timeout: 20).status
         }
-        #expect(try run("{ \"listeners\": 5 }") == 1)
+        #expect(try await run("{ \"listeners\": 5 }") == 1)
         // a port someone else holds
-        let holder = try GatewayProcess(configTemplate: template("http://127.0.0.1:9"))
-        #expect(try run(template("http://127.0.0.1:9").replacingOccurrences(of: "@PORT@", with: String(holder.port))) == 2)
+        let holder = try await GatewayProcess.start(configTemplate: template("http://127.0.0.1:9"))
+        #expect(try await run(template("http://127.0.0.1:9").replacingOccurrences(of: "@PORT@", with: String(holder.port))) == 2)
     }
 
     @Test func hundredMebibytesStreamWithoutGrowingMemory() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let svc = try await DemoService.start(name: "files", port: 0, group: group)
-        let gw = try GatewayProcess(configTemplate: template(svc.url, server: #"{ "max_body_bytes": "1GiB", "workers": 2 }"#))
+        // 100 MiB each way through a debug build on a busy 2-core machine can take more than 10 s.
+        let gw = try await GatewayProcess.start(
+            configTemplate: template(svc.url, server: #"{ "max_body_bytes": "1GiB", "workers": 2 }"#, timeout: "120s"))
         #expect(try httpRequest(port: gw.port, "GET", "/healthz").status == 200)
         let baseline = gw.rssKiB
         var peak = baseline

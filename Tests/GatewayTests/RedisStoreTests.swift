@@ -71,7 +71,7 @@ import Testing
 
     @Test func burstAndSeveralLimitsAtomicallyInRedis() async throws {
         let redis = RedisServer()
-        try redis.start()
+        try await redis.start()
         defer { redis.stop() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let r = try await OnLoop(group: group, port: redis.port)
@@ -107,7 +107,7 @@ import Testing
         let first = try await r.timedDecision("k", [l])
         #expect(first.failed)
         #expect(first.seconds < 1, "a refused connection fails within the connect timeout (500 ms): \(first.seconds) s")
-        try redis.start()
+        try await redis.start()
         defer { redis.stop() }
         // After the backoff the next decision reconnects.
         var recovered = false
@@ -141,7 +141,7 @@ import Testing
 
     @Test func aBurstThroughTheGatewayAndHeaders() async throws {
         let redis = RedisServer()
-        try redis.start()
+        try await redis.start()
         defer { redis.stop() }
         try await withGateway(Self.template(redisPort: redis.port)) { h in
             let rs = try await RateLimitTests.send(h.port, "/x", count: 15)
@@ -154,7 +154,7 @@ import Testing
 
     @Test func twoGatewaysShareOneLimit() async throws {
         let redis = RedisServer()
-        try redis.start()
+        try await redis.start()
         defer { redis.stop() }
         try await withGateway(Self.template(redisPort: redis.port, limit: 50, burst: 50)) { a in
             try await withGateway(Self.template(redisPort: redis.port, limit: 50, burst: 50)) { b in
@@ -173,9 +173,9 @@ import Testing
         }
     }
 
-    @Test func twoGatewayProcessesShareOneLimit() throws {
+    @Test func twoGatewayProcessesShareOneLimit() async throws {
         let redis = RedisServer()
-        try redis.start()
+        try await redis.start()
         defer { redis.stop() }
         let template = """
             { "listeners": [ { "name": "p", "address": "127.0.0.1:@PORT@" } ], "access_log": { "enabled": false },
@@ -184,8 +184,8 @@ import Testing
                                "tiers": { "anonymous": [ { "limit": 50, "per": "1h", "burst": 50 } ] } },
               "upstreams": {}, "routes": [ { "match": { "path_prefix": "/" }, "respond": { "status": 200, "body": "ok" } } ] }
             """
-        let a = try GatewayProcess(configTemplate: template)
-        let b = try GatewayProcess(configTemplate: template)
+        let a = try await GatewayProcess.start(configTemplate: template)
+        let b = try await GatewayProcess.start(configTemplate: template)
         let clients = [try RawHTTPClient(port: a.port), try RawHTTPClient(port: b.port)]
         var admitted = 0
         var perProcess = [0, 0]
@@ -199,7 +199,7 @@ import Testing
 
     @Test func redisDownAllowFallsBackDenyAnswers503AndBothRecover() async throws {
         let redis = RedisServer()
-        try redis.start()
+        try await redis.start()
         try await withGateway(Self.template(redisPort: redis.port, onError: "allow", limit: 1000, burst: 1000)) { allow in
             try await withGateway(Self.template(redisPort: redis.port, onError: "deny", limit: 1000, burst: 1000)) { deny in
                 #expect(try await RateLimitTests.send(allow.port, "/x", count: 1).first?.status == 200)
@@ -213,7 +213,7 @@ import Testing
                 #expect(d.allSatisfy { $0.status == 503 }, "\(d.map(\.status))")
                 #expect(d.first?.text.contains("\"error\":\"unavailable\"") == true)
                 // Redis back on the same port: both recover (after the reconnect backoff).
-                try redis.start()
+                try await redis.start()
                 defer { redis.stop() }
                 var recovered = false
                 let deadline = Date().addingTimeInterval(15)

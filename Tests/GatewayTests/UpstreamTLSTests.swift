@@ -6,9 +6,9 @@ import Testing
 /// the wrong CA, and `verify: false` accepted with a warning.
 @Suite struct UpstreamTLSTests {
     @Test func httpsTargetsAreVerifiedAgainstTheirCA() async throws {
-        let ca = try TestCA()
-        let other = try TestCA()
-        let nameOnly = try TestCA(ipSAN: false)
+        let ca = try await TestCA()
+        let other = try await TestCA()
+        let nameOnly = try await TestCA(ipSAN: false)
         defer {
             ca.remove()
             other.remove()

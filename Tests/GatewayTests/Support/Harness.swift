@@ -4,7 +4,6 @@ import GatewayDemo
 import GatewayProxy
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// A gateway running in this process on an ephemeral port, in front of demo services.
 /// The config is a JSON template: `@UP0@`, `@UP1@`… are the demo services' URLs.
@@ -79,42 +78,38 @@ func repositoryRoot() -> URL {
 }
 
 /// A gateway process started from the built binary, for what only a process shows: signals, RSS, exit codes.
-final class GatewayProcess {
-    let process = Process()
+final class GatewayProcess: Sendable {
+    let process: ChildProcess
     let port: Int
     let directory: URL
-    let output: Pipe
-    /// Everything the process printed so far (stdout and stderr).
-    let log = OutputLog()
 
-    func printed(_ text: String) -> Bool { log.text.withLock { $0.contains(text) } }
+    /// Everything the process printed so far (stdout and stderr) contains `text`.
+    func printed(_ text: String) -> Bool { process.output.contains(text) }
 
-    init(configTemplate: String) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)")
+    /// Writes the config (`@PORT@` becomes a free port), starts `gateway run` on it, and
+    /// returns once the listener accepts connections.
+    static func start(configTemplate: String) async throws -> GatewayProcess {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        port = freePort()
+        let port = freePort()
         let text = configTemplate.replacingOccurrences(of: "@PORT@", with: String(port))
         let path = directory.appendingPathComponent("gateway.json")
         try text.write(to: path, atomically: true, encoding: .utf8)
-        process.executableURL = gatewayBinary()
-        process.arguments = ["run", "--config", path.path]
-        output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        let log = self.log
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            log.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
-        }
-        try process.run()
-        let ready = waitUntil(timeout: 20) { (try? RawHTTPClient(port: port)) != nil }
-        if !ready {
-            process.terminate()
+        let process = try await ChildProcess.start(gatewayBinary().path, ["run", "--config", path.path])
+        let gateway = GatewayProcess(process: process, port: port, directory: directory)
+        guard await waitUntilAsync(timeout: 20, { (try? RawHTTPClient(port: port)) != nil }) else {
             throw RawHTTPClient.Failure(description: "gateway process did not start listening")
         }
+        return gateway
     }
 
-    var pid: Int32 { process.processIdentifier }
+    private init(process: ChildProcess, port: Int, directory: URL) {
+        self.process = process
+        self.port = port
+        self.directory = directory
+    }
+
+    var pid: Int32 { process.pid }
 
     /// Resident set size in KiB, from /proc.
     var rssKiB: Int {
@@ -125,20 +120,13 @@ final class GatewayProcess {
         return 0
     }
 
-    func signal(_ sig: Int32) { kill(pid, sig) }
+    func signal(_ sig: Int32) { process.signal(sig) }
 
     /// Waits for the process to exit; nil when it is still running after `timeout`.
-    func waitForExit(timeout: Double) -> Int32? {
-        let done = waitUntil(timeout: timeout) { !process.isRunning }
-        return done ? process.terminationStatus : nil
-    }
+    func waitForExit(timeout: Double) async -> Int32? { await process.waitForExit(timeout: timeout) }
 
     deinit {
-        output.fileHandleForReading.readabilityHandler = nil
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        if process.isRunning { kill(process.pid, SIGKILL) }
         try? FileManager.default.removeItem(at: directory)
     }
 }
@@ -155,9 +143,4 @@ func withGateway(
         throw error
     }
     await h.stop()
-}
-
-/// A child process's output, appended from the pipe's reader thread.
-final class OutputLog: Sendable {
-    let text = Mutex("")
 }

@@ -3,9 +3,10 @@ import Foundation
 /// A real `redis-server` (the Debian package) on a free loopback port, persistence off,
 /// for the tests of the Redis rate-limit store. `.ci/run` installs the package.
 final class RedisServer: @unchecked Sendable {
-    // `process` is set in `start` and only read after; `port` never changes.
+    // `process` is set in `start` and `stop`, which a test calls in turn from its own task;
+    // `port` never changes.
     let port: Int
-    private var process: Process?
+    private var process: ChildProcess?
 
     init(port: Int = freePort()) { self.port = port }
 
@@ -14,30 +15,27 @@ final class RedisServer: @unchecked Sendable {
     }
 
     /// Starts it and waits until it answers PING.
-    func start() throws {
+    func start() async throws {
         if let p = process, p.isRunning, ping() { return }
         guard let bin = Self.binary else {
             throw RawHTTPClient.Failure(description: "redis-server is not installed (apt-get install redis-server)")
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: bin)
-        p.arguments = [
-            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
-            "--protected-mode", "no",
-        ]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        process = p
-        guard waitUntil(timeout: 10, { self.ping() }) else { throw RawHTTPClient.Failure(description: "redis-server did not start") }
+        process = try await ChildProcess.start(
+            bin,
+            [
+                "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile",
+                "", "--protected-mode", "no",
+            ])
+        guard await waitUntilAsync(timeout: 10, { self.ping() }) else {
+            throw RawHTTPClient.Failure(description: "redis-server did not start")
+        }
     }
 
+    /// Stopped once it no longer answers; killed if it does not stop.
     func stop() {
         guard let p = process, p.isRunning else { return }
-        p.terminate()
-        // Stopped once it no longer answers (`waitUntilExit` can wait for a run loop an
-        // async test does not run); killed if it does not stop.
-        if !waitUntil(timeout: 5, { !self.ping() }) { kill(p.processIdentifier, SIGKILL) }
+        p.signal(SIGTERM)
+        if !waitUntil(timeout: 5, { !self.ping() }) { p.signal(SIGKILL) }
     }
 
     /// Sends one inline command and returns the first reply line (or nil when it cannot connect).
@@ -50,5 +48,5 @@ final class RedisServer: @unchecked Sendable {
 
     func ping() -> Bool { command("PING") == "+PONG" }
 
-    deinit { stop() }
+    deinit { if let p = process, p.isRunning { kill(p.pid, SIGKILL) } }
 }

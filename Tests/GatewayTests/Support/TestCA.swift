@@ -13,16 +13,16 @@ struct TestCA {
     var certFile: String { dir.appendingPathComponent("server.pem").path }
     var keyFile: String { dir.appendingPathComponent("server.key").path }
 
-    init(name: String = "localhost", ipSAN: Bool = true) throws {
+    init(name: String = "localhost", ipSAN: Bool = true) async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("ca-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try "subjectAltName=DNS:\(name)\(ipSAN ? ",IP:127.0.0.1" : "")\n".write(
             to: dir.appendingPathComponent("ext.cnf"), atomically: true, encoding: .utf8)
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        try Self.openssl(
+        try await Self.openssl(
             ["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Gateway Test CA"], in: dir)
-        try Self.openssl(["req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=\(name)"], in: dir)
-        try Self.openssl(
+        try await Self.openssl(["req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=\(name)"], in: dir)
+        try await Self.openssl(
             [
                 "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days",
                 "2", "-extfile", "ext.cnf",
@@ -31,16 +31,9 @@ struct TestCA {
 
     func remove() { try? FileManager.default.removeItem(at: dir) }
 
-    static func openssl(_ args: [String], in dir: URL) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = args
-        p.currentDirectoryURL = dir
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw RawHTTPClient.Failure(description: "openssl \(args.first ?? "") failed") }
+    static func openssl(_ args: [String], in dir: URL) async throws {
+        let r = await Tool.run("/usr/bin/openssl", args, workingDirectory: dir.path)
+        guard r.status == 0 else { throw RawHTTPClient.Failure(description: "openssl \(args.first ?? "") failed") }
     }
 }
 
