@@ -375,7 +375,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
             closeAfterResponse = true
             return sendError(.badRequest(hostCount == 0 ? "missing Host header" : "more than one Host header"), ex)
         }
+        if let hostValue, !Self.isValidHost(hostValue) {
+            closeAfterResponse = true
+            return sendError(.badRequest("invalid Host header"), ex)
+        }
         if hasTransferEncoding {
+            // HTTP/1.0 has no chunked framing: a Transfer-Encoding there is faulty framing (RFC 9112 §6.1).
+            if head.version.minor == 0 {
+                closeAfterResponse = true
+                return sendError(.badRequest("Transfer-Encoding in an HTTP/1.0 request"), ex)
+            }
             if lengthCount > 0 {
                 closeAfterResponse = true
                 return sendError(.badRequest("both Content-Length and Transfer-Encoding"), ex)
@@ -1297,6 +1306,28 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         c.pool.active -= 1
         c.pool.detach(c)
         Tunnel.join(downstream: context, upstream: c, proxy: self)
+    }
+}
+
+extension ProxyHandler {
+    /// `Host` is `uri-host [ ":" port ]` (RFC 9110 §7.2): reg-name, IPv4 or an IPv6 literal
+    /// characters only. Anything else (spaces, `/`, `@`, controls) is refused, so it never
+    /// reaches routing, logs or an upstream.
+    static func isValidHost(_ host: String) -> Bool {
+        for c in host.utf8 {
+            switch c {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                continue
+            case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "!"), UInt8(ascii: "$"),
+                UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"),
+                UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: "%"), UInt8(ascii: ":"), UInt8(ascii: "["),
+                UInt8(ascii: "]"):
+                continue
+            default:
+                return false
+            }
+        }
+        return true
     }
 }
 

@@ -36,12 +36,61 @@ import Testing
                 ("climbing path", "GET /a/../../b HTTP/1.1\r\nHost: a\r\n\r\n"),
                 ("encoded climbing path", "GET /%2e%2e/%2e%2e/b HTTP/1.1\r\nHost: a\r\n\r\n"),
                 ("garbage request line", "HELLO\r\n\r\n"),
+                // answered at once, not after the header timeout (which would be a 408)
+                ("bare LF line endings", "GET / HTTP/1.1\nHost: a\n\n"),
+                ("bare LF after a field", "GET / HTTP/1.1\r\nHost: a\nX-A: b\r\n\r\n"),
+                ("bare LF first", "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+                ("TE on HTTP/1.0", "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                ("TE twice", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                ("space before the colon", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+                ("CL as a list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello"),
+                ("CL with a sign", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello"),
+                (
+                    "oversized chunk extension",
+                    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;" + String(repeating: "x", count: 10000)
+                        + "\r\nhello\r\n0\r\n\r\n"
+                ),
+                (
+                    "chunk size overflow",
+                    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nhello\r\n0\r\n\r\n"
+                ),
+                ("Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+                ("Host with a slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"),
+                ("Host with user info", "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n"),
+                ("HTTP/2 version on HTTP/1", "GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
             ]
             for (name, raw) in cases {
                 let status = try statusFor(h.port, raw)
                 #expect(status == 400, "\(name): got \(status)")
             }
             #expect(try httpRequest(port: h.port, "GET", "/healthz").status == 200)
+        }
+    }
+
+    /// An absolute-form target is routed by its path (and its authority in place of `Host`);
+    /// dot segments are removed before routing, so nothing reaches a route outside its prefix.
+    @Test func absoluteFormAndDotSegmentsStayInsideTheirPrefix() async throws {
+        let template = config(
+            upstreams: #"{ "echo": { "targets": ["@UP0@"] } }"#,
+            routes: #"[ { "match": { "path_prefix": "/api/" }, "upstream": "echo" } ]"#)
+        try await withGateway(template) { h in
+            let c = try RawHTTPClient(port: h.port)
+            try c.send("GET http://evil.example/api/x HTTP/1.1\r\nHost: a\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.status == 200)
+            #expect(r.json?["uri"] as? String == "/api/x")
+            let outside: [(String, Int)] = [
+                ("GET http://a/etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+                ("GET /api/../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+                ("GET /api/%2e%2e/etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+                ("GET /api/%2E%2E/etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+                ("GET /api%2f..%2fetc HTTP/1.1\r\nHost: a\r\n\r\n", 404),
+                ("GET /api/x/../../../etc HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+                ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            ]
+            for (raw, want) in outside {
+                #expect(try statusFor(h.port, raw) == want, "\(raw.prefix(40))")
+            }
         }
     }
 

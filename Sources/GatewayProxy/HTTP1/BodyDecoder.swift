@@ -120,20 +120,34 @@ struct BodyDecoder {
 /// pieces is not rescanned from its start each time; it is reset when the end is found.
 func findHeadEnd(_ buffer: ByteBuffer, scanned: inout Int, max limit: Int) throws(HTTP1ParseError) -> Int? {
     let from = max(0, scanned - 3)
+    // -1: a bare LF (not after CR), refused at once rather than waited on until the
+    // header timeout (RFC 9112 §2.2 lets a recipient refuse it; two parties reading it
+    // differently is how requests are smuggled).
     let found: Int? = buffer.withUnsafeReadableBytes { raw in
+        if from == 0 && raw.count > 0 && raw[0] == UInt8(ascii: "\n") { return -1 }
         var i = from
         while i + 3 < raw.count {
             if raw[i + 3] != UInt8(ascii: "\n") {
                 i += 1
                 continue
             }
-            if raw[i] == UInt8(ascii: "\r") && raw[i + 1] == UInt8(ascii: "\n") && raw[i + 2] == UInt8(ascii: "\r") {
+            if raw[i + 2] != UInt8(ascii: "\r") { return -1 }
+            if raw[i] == UInt8(ascii: "\r") && raw[i + 1] == UInt8(ascii: "\n") {
                 return i + 4
             }
             i += 1
         }
+        // A bare LF among the first three bytes (the loop starts looking at the fourth).
+        if from == 0 {
+            var j = 1
+            while j < min(3, raw.count) {
+                if raw[j] == UInt8(ascii: "\n") && raw[j - 1] != UInt8(ascii: "\r") { return -1 }
+                j += 1
+            }
+        }
         return nil
     }
+    if found == -1 { throw HTTP1ParseError(reason: "bare LF in the head") }
     if let found {
         scanned = 0
         if found > limit { throw HTTP1ParseError(reason: "head too large", tooLarge: true) }

@@ -64,7 +64,11 @@ final class HTTP2Connection: ChannelInboundHandler, ClockedConnection {
     }
 
     func quiesce() {
-        context?.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        guard let channel = context?.channel else { return }
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        // The management handler defers its flush while it believes a read is in progress;
+        // a drain happens between reads, so the GOAWAY is pushed out now.
+        channel.flush()
     }
 
     /// Makes `channel` (after TLS and ALPN `h2`, or a cleartext connection that began with the
