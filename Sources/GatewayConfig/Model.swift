@@ -63,6 +63,8 @@ public struct Listener: Sendable, Codable, Hashable {
     public var tls: TLS?
     /// HTTP/2 as well as HTTP/1.1: offered by ALPN with `tls`, else h2c with prior knowledge.
     public var http2 = false
+    /// Open client connections at most; one more is closed as soon as it is accepted (not in SPEC).
+    public var maxConnections = 20000
     /// Position in the file's `listeners` array (for diagnostics); not part of the file.
     public var sourceIndex = 0
 
@@ -105,7 +107,10 @@ public struct Listener: Sendable, Codable, Hashable {
         }
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, address, tls, http2 }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, address, tls, http2
+        case maxConnections = "max_connections"
+    }
 
     public init(name: String, address: String) {
         self.name = name
@@ -118,6 +123,7 @@ public struct Listener: Sendable, Codable, Hashable {
         address = try c.decode(String.self, forKey: .address)
         tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
         http2 = try c.decodeIfPresent(Bool.self, forKey: .http2) ?? false
+        maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? maxConnections
         name = try c.decodeIfPresent(String.self, forKey: .name) ?? address
     }
 }

@@ -25,6 +25,9 @@ extension GatewayFile {
             }
             if !names.insert(l.name).inserted { error("listeners[\(i)].name", "listener name \"\(l.name)\" is used twice") }
             if !addresses.insert(l.address).inserted { error("listeners[\(i)].address", "address \(l.address) is used by two listeners") }
+            if l.maxConnections < 1 || l.maxConnections > 1_000_000 {
+                error("listeners[\(i)].max_connections", "must be between 1 and 1000000")
+            }
             if let tls = l.tls {
                 let tp = "listeners[\(i)].tls"
                 var files = [("certificate_file", tls.certificateFile), ("private_key_file", tls.privateKeyFile)]

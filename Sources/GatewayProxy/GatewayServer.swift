@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import GatewayAuth
 import GatewayConfig
@@ -33,6 +34,7 @@ public final class GatewayServer: Sendable {
         /// Whether `other` (from a new file) is this listener unchanged; else it is bound again.
         func same(as other: Listener) -> Bool {
             spec.name == other.name && spec.address == other.address && spec.tls == other.tls && spec.http2 == other.http2
+                && spec.maxConnections == other.maxConnections
         }
     }
 
@@ -127,13 +129,23 @@ public final class GatewayServer: Sendable {
             certificates = loaded
         }
         let sslContext = made
+        let limit = listener.maxConnections
+        let open = ManagedAtomic(0)
+        let rejected = shared.metrics.counter("gateway_connections_rejected_total", [("listener", name)])
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                // `max_connections`: one connection over the limit is closed as soon as it is accepted.
+                if open.loadThenWrappingIncrement(ordering: .relaxed) >= limit {
+                    open.wrappingDecrement(ordering: .relaxed)
+                    rejected.increment()
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in open.wrappingDecrement(ordering: .relaxed) }
+                return channel.eventLoop.makeCompletedFuture {
                     guard let bound = contexts[ObjectIdentifier(channel.eventLoop)] else {
                         throw ChannelError.ioOnClosedChannel
                     }

@@ -139,6 +139,10 @@ import Testing
             base.replacingOccurrences(of: "HTTP2", with: "true")
                 .replacingOccurrences(of: "SERVER", with: #""server": { "http2_max_concurrent_streams": 0 },"#))
         #expect(zero.errors.first?.path == "server.http2_max_concurrent_streams")
+        #expect(ok.snapshot?.file.listeners.first?.maxConnections == 20000)
+        let capped = load(
+            base.replacingOccurrences(of: #""http2": HTTP2"#, with: #""max_connections": 0"#).replacingOccurrences(of: "SERVER", with: ""))
+        #expect(capped.errors.first?.path == "listeners[0].max_connections")
     }
 
     @Test func syntaxErrorHasLocation() throws {

@@ -146,6 +146,32 @@ import Testing
         }
     }
 
+    /// `max_connections`: the connection over the limit is closed at once (and counted); the
+    /// ones held keep working, and a slot freed is taken by the next connection.
+    @Test func connectionsOverTheListenerLimitAreClosed() async throws {
+        let template = """
+            { "listeners": [ { "name": "capped", "address": "127.0.0.1:0", "max_connections": 3 } ],
+              "access_log": { "enabled": false }, "upstreams": {},
+              "routes": [ { "match": { "path_prefix": "/" }, "respond": { "status": 200, "body": "ok" } } ] }
+            """
+        try await withGateway(services: 0, template) { h in
+            let held = try (0..<3).map { _ in try RawHTTPClient(port: h.port, timeout: 5) }
+            for c in held { #expect(try c.request("GET", "/").text == "ok") }
+            let extra = try RawHTTPClient(port: h.port, timeout: 5)
+            #expect(extra.isClosedByPeer())
+            let metrics = String(decoding: h.server.shared.metrics.exposition(), as: UTF8.self)
+            #expect(metrics.contains(#"gateway_connections_rejected_total{listener="capped"} 1"#))
+            #expect(try held[0].request("GET", "/").text == "ok")
+            held[1].close()
+            var served = false
+            for _ in 0..<50 where !served {
+                served = (try? RawHTTPClient(port: h.port, timeout: 2).request("GET", "/").text) == "ok"
+                if !served { try await Task.sleep(nanoseconds: 50_000_000) }
+            }
+            #expect(served)
+        }
+    }
+
     /// Waits up to 0.3 s for an answer on a connection that is still being written.
     private func pollStatus(_ c: RawHTTPClient) throws -> Int? {
         var p = pollfd(fd: c.fd, events: Int16(POLLIN), revents: 0)
