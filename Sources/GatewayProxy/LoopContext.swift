@@ -184,8 +184,13 @@ final class UpstreamRuntime {
         ring = spec.balancer == .consistentHash ? ConsistentHashRing(targets: spec.targets.map(\.url), weights: weights) : nil
     }
 
-    /// Requests of this loop on this upstream: holding a connection or waiting for one.
-    var activeRequests: Int { pools.reduce(pending) { $0 + $1.active } }
+    /// Requests waiting out a retry backoff (in no pool meanwhile).
+    var backingOff = 0
+
+    /// Requests of this loop on this upstream: holding a connection, waiting for one, or
+    /// waiting to retry (the retry budget's base: a request does not stop being active while
+    /// its retry backs off).
+    var activeRequests: Int { pools.reduce(pending + backingOff) { $0 + $1.active } }
 
     /// The index of the target for the next try. `hashKey` is used by consistent_hash only.
     /// `avoid` has bit `i` set for targets this request already tried (a retry goes

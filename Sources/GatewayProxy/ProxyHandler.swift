@@ -778,9 +778,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         ex.buffered = ex.replay
         ex.bufferedBytes = ex.replayBytes
         ex.backingOff = true
+        upstream.backingOff += 1
         context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(wait)) { [self] in
             guard exchange === ex, ex.backingOff, ex.phase == .waitingForConnection else { return }
-            ex.backingOff = false
+            endBackoff(ex)
             startTry(ex, route: route, a)
         }
         return true
@@ -1271,7 +1272,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
     }
 
     /// The exchange is over: metrics, and the access log when there is one.
+    private func endBackoff(_ ex: Exchange) {
+        guard ex.backingOff else { return }
+        ex.backingOff = false
+        ex.upstream?.backingOff -= 1
+    }
+
     private func log(_ ex: Exchange) {
+        endBackoff(ex)
         if ex.holdsRetrySlot {
             ex.holdsRetrySlot = false
             ex.upstream?.activeRetries -= 1

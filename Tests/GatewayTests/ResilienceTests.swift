@@ -111,6 +111,37 @@ final class ResilienceRig: Sendable {
         #expect((rig.metric("gateway_retries_total", ["route": "r", "reason": "status:503"]) ?? 0) >= 1)
     }
 
+    /// Half the requests in flight fail at once (their target goes away): a request waiting
+    /// out its retry backoff still counts as active, so a 60% budget covers all of them (10
+    /// retries against 60% of the 19 other requests active; without it, 3 would be refused).
+    @Test(.timeLimit(.minutes(1))) func aTargetDyingUnderLoadIsRetriedWithinTheBudget() async throws {
+        let rig = try await ResilienceRig.start(2) { u in
+            ResilienceRig.config(
+                upstream: #"{ "targets": ["\#(u[0])", "\#(u[1])"] }"#,
+                route: #""retry": { "attempts": 3, "on": ["reset"], "budget_percent": 60, "backoff": { "base": "50ms", "max": "100ms" } }"#)
+        }
+        defer { Task { await rig.stop() } }
+        // Answers take 8 s, so t1 has answered none of its requests when it goes away.
+        for u in rig.upstreams { u.set { $0.delayMs = 8000 } }
+        let results = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<20 { group.addTask { (try? await rig.request("GET", "/x"))?.status ?? 0 } }
+            // Once all 20 are at the upstreams, t1 goes away with its 10 requests.
+            let deadline = Date().addingTimeInterval(6)
+            while rig.upstreams[0].requests + rig.upstreams[1].requests < 20 && Date() < deadline {
+                try? await Task.sleep(nanoseconds: 10_000_000)
+            }
+            await rig.upstreams[1].kill()
+            var statuses: [Int] = []
+            for await s in group { statuses.append(s) }
+            return statuses
+        }
+        #expect(results.filter { $0 == 200 }.count == 20, "\(results.sorted())")
+        // Every request t1 held was retried (10 when all 20 were in flight at the kill, as on a quiet machine).
+        let held = rig.upstreams[1].requests
+        #expect(held > 0)
+        #expect(rig.metric("gateway_retries_total", ["route": "r", "reason": "reset"]) == Double(held))
+    }
+
     @Test func postIsNotRetriedUnlessItCarriesAnIdempotencyKey() async throws {
         let rig = try await ResilienceRig.start(2) { u in
             ResilienceRig.config(upstream: #"{ "targets": ["\#(u[0])", "\#(u[1])"] }"#, route: Self.retryAll)
