@@ -131,7 +131,7 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func aHundredConcurrentStreamsOnOneConnection() async throws {
         let r = try await Self.rig()
         defer { Task { await r.stop() } }
-        // Every answer takes 500 ms: one after the other, 100 would take 50 s.
+        // Every answer takes 500 ms: one after the other, 100 would take 50 s (the bound is 30 s, for busy CI machines).
         r.upstream.set { $0.delayMs = 500 }
         let started = ContinuousClock.now
         let run = await Tool.run(
@@ -141,7 +141,7 @@ import Testing
         #expect(run.output.contains("requests: 100 total, 100 started, 100 done, 100 succeeded"))
         #expect(run.output.contains("status codes: 100 2xx"))
         #expect(r.upstream.requests == 100)
-        #expect(took < .seconds(15), "took \(took)")
+        #expect(took < .seconds(30), "took \(took)")
     }
 
     @Test(.timeLimit(.minutes(2))) func streamAndHeaderLimitsAreAdvertisedAndEnforced() async throws {
