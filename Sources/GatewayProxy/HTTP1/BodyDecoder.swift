@@ -262,6 +262,21 @@ func scanFieldLines(
     return nil
 }
 
+/// Calls `body` with the name and value of each field line of a trailer section (lines
+/// already validated by the body decoder, each ending in CRLF, without the empty line).
+func forEachTrailerField(_ trailers: ByteBuffer, _ body: (String, String) -> Void) {
+    var block = trailers
+    block.writeStaticString("\r\n")  // the empty line the scanner expects at the end
+    _ = block.withUnsafeReadableBytes { raw in
+        scanFieldLines(raw, from: 0) { name, value in
+            body(
+                String(decoding: UnsafeRawBufferPointer(rebasing: raw[name]), as: UTF8.self),
+                String(decoding: UnsafeRawBufferPointer(rebasing: raw[value]), as: UTF8.self))
+            return nil
+        }
+    }
+}
+
 /// What the framing and connection headers of a head said.
 struct FramingHeaders {
     var contentLength: Int?

@@ -149,16 +149,7 @@ struct RequestParser {
     /// Trailer field lines (already validated) as headers.
     private static func trailerHeaders(_ block: ByteBuffer) -> HTTPHeaders {
         var headers = HTTPHeaders()
-        var withEmptyLine = block
-        withEmptyLine.writeStaticString("\r\n")
-        _ = withEmptyLine.withUnsafeReadableBytes { raw in
-            scanFieldLines(raw, from: 0) { name, value in
-                headers.add(
-                    name: String(decoding: UnsafeRawBufferPointer(rebasing: raw[name]), as: UTF8.self),
-                    value: String(decoding: UnsafeRawBufferPointer(rebasing: raw[value]), as: UTF8.self))
-                return nil
-            }
-        }
+        forEachTrailerField(block) { headers.add(name: $0, value: $1) }
         return headers
     }
 }

@@ -236,16 +236,9 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
     /// The field lines of a chunked body's trailers (each ending in CRLF).
     static func trailerFields(_ trailers: ByteBuffer) -> HPACKHeaders {
         var out = HPACKHeaders()
-        var block = trailers
-        block.writeStaticString("\r\n")  // the empty line the scanner expects at the end
-        block.withUnsafeReadableBytes { raw in
-            _ = scanFieldLines(raw, from: 0) { name, value in
-                let n = String(decoding: UnsafeRawBufferPointer(rebasing: raw[name]), as: UTF8.self).lowercased()
-                if !isConnectionSpecific(n) {
-                    out.add(name: n, value: String(decoding: UnsafeRawBufferPointer(rebasing: raw[value]), as: UTF8.self))
-                }
-                return nil
-            }
+        forEachTrailerField(trailers) { name, value in
+            let n = name.lowercased()
+            if !isConnectionSpecific(n) { out.add(name: n, value: value) }
         }
         return out
     }
