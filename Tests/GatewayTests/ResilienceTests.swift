@@ -121,12 +121,13 @@ final class ResilienceRig: Sendable {
                 route: #""retry": { "attempts": 3, "on": ["reset"], "budget_percent": 60, "backoff": { "base": "50ms", "max": "100ms" } }"#)
         }
         defer { Task { await rig.stop() } }
-        // Answers take 8 s, so t1 has answered none of its requests when it goes away.
-        for u in rig.upstreams { u.set { $0.delayMs = 8000 } }
+        // Answers take 25 s, so t1 has answered none of its requests when it goes away, and all 20
+        // are in flight by then even on a busy machine.
+        for u in rig.upstreams { u.set { $0.delayMs = 25000 } }
         let results = await withTaskGroup(of: Int.self) { group in
             for _ in 0..<20 { group.addTask { (try? await rig.request("GET", "/x"))?.status ?? 0 } }
             // Once all 20 are at the upstreams, t1 goes away with its 10 requests.
-            let deadline = Date().addingTimeInterval(6)
+            let deadline = Date().addingTimeInterval(20)
             while rig.upstreams[0].requests + rig.upstreams[1].requests < 20 && Date() < deadline {
                 try? await Task.sleep(nanoseconds: 10_000_000)
             }
