@@ -29,7 +29,7 @@ public final class DemoService: Sendable {
         let connections = RequestCounter()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 connections.increment()
                 let upgrader = NIOWebSocketServerUpgrader(

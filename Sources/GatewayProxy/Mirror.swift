@@ -68,7 +68,7 @@ final class MirrorSender {
         inFlight += 1
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(m.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Discard()) }
             }

@@ -309,6 +309,12 @@ import Testing
             let r = try await httpRequestOffPool(port: h.port, "GET", "/p", headers: Self.bearer(another))
             #expect(r.status == 200)
             #expect(try await httpRequestOffPool(port: admin.port, "GET", "/readyz").status == 200)
+            // Back again: the next fetch succeeds and clears the error.
+            try await jwks.listen()
+            let back = try await httpRequestOffPool(port: admin.port, "POST", "/jwks/refresh")
+            #expect(back.status == 200)
+            #expect(!back.text.contains("\"last_error\":\"cannot fetch"), "\(back.text)")
+            #expect(back.text.contains("\"key_ids\":[\"k1\"]"))
         }
         try? await group.shutdownGracefully()
     }

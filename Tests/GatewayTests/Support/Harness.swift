@@ -81,32 +81,55 @@ func repositoryRoot() -> URL {
 final class GatewayProcess: Sendable {
     let process: ChildProcess
     let port: Int
+    /// The port `@ADMIN@` stood for in the config.
+    let adminPort: Int
     let directory: URL
+    /// The config file as the test sees it.
+    let configPath: String
 
     /// Everything the process printed so far (stdout and stderr) contains `text`.
     func printed(_ text: String) -> Bool { process.output.contains(text) }
 
-    /// Writes the config (`@PORT@` becomes a free port), starts `gateway run` on it, and
-    /// returns once the listener accepts connections.
-    static func start(configTemplate: String) async throws -> GatewayProcess {
+    /// Writes the config (`@PORT@` and `@ADMIN@` become free ports), starts `gateway run` on
+    /// it, and returns once the listener accepts connections. With `diskBytes`, the config lives
+    /// on a tmpfs of that size mounted for the gateway alone (a user and mount namespace of its
+    /// own, `unshare -rm`), so the test can fill the disk under it; `configPath` is then where
+    /// the test sees that file.
+    static func start(configTemplate: String, diskBytes: Int? = nil) async throws -> GatewayProcess {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let port = freePort()
+        let adminPort = freePort()
         let text = configTemplate.replacingOccurrences(of: "@PORT@", with: String(port))
+            .replacingOccurrences(of: "@ADMIN@", with: String(adminPort))
         let path = directory.appendingPathComponent("gateway.json")
         try text.write(to: path, atomically: true, encoding: .utf8)
-        let process = try await ChildProcess.start(gatewayBinary().path, ["run", "--config", path.path])
-        let gateway = GatewayProcess(process: process, port: port, directory: directory)
+        let process: ChildProcess
+        var configPath = path.path
+        if let diskBytes {
+            let disk = directory.appendingPathComponent("disk")
+            try FileManager.default.createDirectory(at: disk, withIntermediateDirectories: true)
+            let script =
+                #"mount -t tmpfs -o size="$0" tmpfs "$1/disk" && cp "$1/gateway.json" "$1/disk/" && exec "$2" run --config "$1/disk/gateway.json""#
+            process = try await ChildProcess.start(
+                "/usr/bin/unshare", ["-rm", "sh", "-c", script, String(diskBytes), directory.path, gatewayBinary().path])
+            configPath = "/proc/\(process.pid)/root" + disk.appendingPathComponent("gateway.json").path
+        } else {
+            process = try await ChildProcess.start(gatewayBinary().path, ["run", "--config", path.path])
+        }
+        let gateway = GatewayProcess(process: process, port: port, adminPort: adminPort, directory: directory, configPath: configPath)
         guard await waitUntilAsync(timeout: 20, { (try? RawHTTPClient(port: port)) != nil }) else {
-            throw RawHTTPClient.Failure(description: "gateway process did not start listening")
+            throw RawHTTPClient.Failure(description: "gateway process did not start listening: \(process.output)")
         }
         return gateway
     }
 
-    private init(process: ChildProcess, port: Int, directory: URL) {
+    private init(process: ChildProcess, port: Int, adminPort: Int, directory: URL, configPath: String) {
         self.process = process
         self.port = port
+        self.adminPort = adminPort
         self.directory = directory
+        self.configPath = configPath
     }
 
     var pid: Int32 { process.pid }
