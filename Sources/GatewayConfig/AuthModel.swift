@@ -78,7 +78,7 @@ public struct AuthSection: Sendable, Codable, Hashable {
             hmacSecretEnv = try c.decodeIfPresent(String.self, forKey: .hmacSecretEnv)
             clockSkew = try c.decodeIfPresent(ConfigDuration.self, forKey: .clockSkew) ?? clockSkew
             from = try c.decodeIfPresent([String].self, forKey: .from) ?? from
-            forwardClaims = try c.decodeIfPresent([String: String].self, forKey: .forwardClaims) ?? [:]
+            forwardClaims = try c.decodeEntries(String.self, forKey: .forwardClaims) ?? [:]
             jwksTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .jwksTimeout) ?? jwksTimeout
         }
     }

@@ -60,7 +60,12 @@ public enum ConfigLoader {
             var d = d
             if d.location == nil { d.location = locator.keyLocation(of: d.path) ?? locator.nearestLocation(of: d.path) }
             return d
-        }.sorted { ($0.location?.line ?? 0, $0.location?.column ?? 0) < ($1.location?.line ?? 0, $1.location?.column ?? 0) }
+        }.sorted {
+            // In file order; at one place, by path and message (validation walks dictionaries,
+            // whose order changes from one load to the next).
+            ($0.location?.line ?? 0, $0.location?.column ?? 0, $0.path, $0.message)
+                < ($1.location?.line ?? 0, $1.location?.column ?? 0, $1.path, $1.message)
+        }
         result.file = file
         if let file, result.errors.isEmpty {
             result.snapshot = Snapshot(file: file, version: version)

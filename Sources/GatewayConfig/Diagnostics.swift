@@ -109,6 +109,16 @@ extension Diagnostic {
     }
 }
 
+extension KeyedDecodingContainer {
+    /// A JSON object of named entries, each decoded on its own (`Collected`): the error of
+    /// every bad entry is recorded, not only the first met. Decoding the whole dictionary
+    /// would stop at the first bad entry in hash order, which changes from one load to the
+    /// next, so the same file would give different diagnostics (found by Fuzz/config).
+    func decodeEntries<T: Decodable & Sendable>(_: T.Type, forKey key: Key) throws -> [String: T]? {
+        try decodeIfPresent([String: Collected<T>].self, forKey: key)?.compactMapValues(\.value)
+    }
+}
+
 /// A value decoded on its own: an error inside it is recorded and the rest of the file still decodes.
 struct Collected<T: Decodable & Sendable>: Decodable, Sendable {
     var value: T?
@@ -121,13 +131,15 @@ struct Collected<T: Decodable & Sendable>: Decodable, Sendable {
 }
 
 extension Array where Element == String {
-    /// The closest name by edit distance, for "did you mean" hints.
+    /// The closest name by edit distance, for "did you mean" hints. A tie goes to the name
+    /// that sorts first, so the hint does not depend on the order of a dictionary's keys
+    /// (which changes from one process to the next).
     func nearest(to word: String) -> String? {
         var best: (String, Int)?
         for candidate in self {
             let d = editDistance([UInt8](candidate.utf8), [UInt8](word.utf8))
             guard d <= Swift.max(2, candidate.count / 3) else { continue }
-            if let b = best, b.1 <= d { continue }
+            if let b = best, b.1 < d || (b.1 == d && b.0 <= candidate) { continue }
             best = (candidate, d)
         }
         return best?.0

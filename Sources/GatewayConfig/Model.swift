@@ -102,7 +102,7 @@ public struct Listener: Sendable, Codable, Hashable {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             certificateFile = try c.decode(String.self, forKey: .certificateFile)
             privateKeyFile = try c.decode(String.self, forKey: .privateKeyFile)
-            sni = try c.decodeIfPresent([String: Pair].self, forKey: .sni) ?? [:]
+            sni = try c.decodeEntries(Pair.self, forKey: .sni) ?? [:]
             minVersion = try c.decodeIfPresent(String.self, forKey: .minVersion) ?? minVersion
         }
     }
@@ -392,8 +392,8 @@ public struct Route: Sendable, Codable, Hashable {
             pathPrefix = try c.decodeIfPresent(String.self, forKey: .pathPrefix)
             methods = try c.decodeIfPresent([String].self, forKey: .methods)
             host = try c.decodeIfPresent(String.self, forKey: .host)
-            headers = try c.decodeIfPresent([String: String].self, forKey: .headers)
-            query = try c.decodeIfPresent([String: String].self, forKey: .query)
+            headers = try c.decodeEntries(String.self, forKey: .headers)
+            query = try c.decodeEntries(String.self, forKey: .query)
         }
     }
 
@@ -433,8 +433,8 @@ public struct Route: Sendable, Codable, Hashable {
         public init(from decoder: any Decoder) throws {
             try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            set = try c.decodeIfPresent([String: String].self, forKey: .set) ?? [:]
-            add = try c.decodeIfPresent([String: String].self, forKey: .add) ?? [:]
+            set = try c.decodeEntries(String.self, forKey: .set) ?? [:]
+            add = try c.decodeEntries(String.self, forKey: .add) ?? [:]
             remove = try c.decodeIfPresent([String].self, forKey: .remove) ?? []
         }
     }
@@ -453,7 +453,7 @@ public struct Route: Sendable, Codable, Hashable {
             try decoder.rejectUnknownKeys(CodingKeys.self)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             status = try c.decodeIfPresent(Int.self, forKey: .status) ?? 200
-            headers = try c.decodeIfPresent([String: String].self, forKey: .headers) ?? [:]
+            headers = try c.decodeEntries(String.self, forKey: .headers) ?? [:]
             body = try c.decodeIfPresent(JSONValue.self, forKey: .body)
         }
     }

@@ -87,13 +87,15 @@ public struct PathPattern: Sendable, Hashable {
         let ok = bytes.withUnsafeBytes { matches($0) }
         guard ok else { return nil }
         var out: [(String, String)] = []
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        // Split on the "/" byte, as `matches` does: split by Character, a combining mark
+        // after a "/" would hide it (found by Fuzz/route).
+        let parts = bytes.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst()
         for (seg, part) in zip(segments, parts) {
-            if case .parameter(let name) = seg { out.append((name, String(part))) }
+            if case .parameter(let name) = seg { out.append((name, String(decoding: part, as: UTF8.self))) }
         }
         if catchAll {
-            let rest = parts.dropFirst(segments.count).joined(separator: "/")
-            out.append(("*", rest))
+            let rest = parts.dropFirst(segments.count).joined(separator: [UInt8(ascii: "/")])
+            out.append(("*", String(decoding: Array(rest), as: UTF8.self)))
         }
         return out
     }
@@ -109,13 +111,14 @@ public enum RequestPath {
     public static func normalize(_ uri: String) -> Result<(path: String, query: Substring?), Failure> {
         var uri = Substring(uri)
         // absolute-form (a proxy request): keep the path part only
+        // Every search below is on the UTF-8 view: byte compares, no grapheme breaking (a
+        // combining mark after "/" must not hide the "/" from the parser).
         if uri.utf8.first != UInt8(ascii: "/") {
-            if uri == "*" { return .failure(.notOriginForm) }
-            guard let scheme = uri.range(of: "://") else { return .failure(.notOriginForm) }
-            let afterAuthority = uri[scheme.upperBound...]
-            if let slash = afterAuthority.firstIndex(where: { $0 == "/" || $0 == "?" }) {
-                uri = afterAuthority[slash...]
-                if uri.hasPrefix("?") { uri = "/" + uri }
+            if uri.utf8.elementsEqual("*".utf8) { return .failure(.notOriginForm) }
+            guard let afterScheme = afterSchemeSeparator(uri) else { return .failure(.notOriginForm) }
+            if let end = afterScheme.utf8.firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) {
+                uri = afterScheme[end...]
+                if uri.utf8.first == UInt8(ascii: "?") { uri = "/" + uri }
             } else {
                 uri = "/"
             }
@@ -176,11 +179,31 @@ public enum RequestPath {
 
     /// The authority of an absolute-form target (`http://host:port/path` → `host:port`), without user info.
     public static func authority(of uri: String) -> Substring? {
-        guard let scheme = uri.range(of: "://") else { return nil }
-        var rest = uri[scheme.upperBound...]
-        if let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
-        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        guard var rest = afterSchemeSeparator(Substring(uri)) else { return nil }
+        if let end = rest.utf8.firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
+            rest = rest[..<end]
+        }
+        if let at = rest.utf8.lastIndex(of: UInt8(ascii: "@")) { rest = rest[rest.utf8.index(after: at)...] }
         return rest.isEmpty ? nil : rest
+    }
+
+    /// What follows the first `://` of `uri`, found byte by byte; nil without one.
+    static func afterSchemeSeparator(_ uri: Substring) -> Substring? {
+        let bytes = uri.utf8
+        var i = bytes.startIndex
+        while i != bytes.endIndex {
+            if bytes[i] == UInt8(ascii: ":") {
+                let slash1 = bytes.index(after: i)
+                if slash1 != bytes.endIndex, bytes[slash1] == UInt8(ascii: "/") {
+                    let slash2 = bytes.index(after: slash1)
+                    if slash2 != bytes.endIndex, bytes[slash2] == UInt8(ascii: "/") {
+                        return uri[bytes.index(after: slash2)...]
+                    }
+                }
+            }
+            i = bytes.index(after: i)
+        }
+        return nil
     }
 
     @inline(__always)

@@ -27,7 +27,7 @@ public struct RateLimits: Sendable, Codable, Hashable {
         tierFrom = try c.decodeIfPresent([String].self, forKey: .tierFrom) ?? tierFrom
         defaultTier = try c.decodeIfPresent(String.self, forKey: .defaultTier) ?? defaultTier
         keyFrom = try c.decodeIfPresent([String].self, forKey: .keyFrom) ?? keyFrom
-        tiers = try c.decodeIfPresent([String: Tier].self, forKey: .tiers) ?? [:]
+        tiers = try c.decodeEntries(Tier.self, forKey: .tiers) ?? [:]
         perIP = try c.decodeIfPresent([Limit].self, forKey: .perIP) ?? []
         shadow = try c.decodeIfPresent(Bool.self, forKey: .shadow) ?? false
     }
@@ -129,7 +129,7 @@ public enum RouteRateLimit: Sendable, Codable, Hashable {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self = .override(
-            tiers: try c.decodeIfPresent([String: RateLimits.Tier].self, forKey: .tiers) ?? [:],
+            tiers: try c.decodeEntries(RateLimits.Tier.self, forKey: .tiers) ?? [:],
             shadow: try c.decodeIfPresent(Bool.self, forKey: .shadow))
     }
 

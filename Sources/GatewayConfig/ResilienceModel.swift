@@ -266,7 +266,7 @@ public struct ShapeConfig: Sendable, Codable, Hashable {
         collection = try c.decodeIfPresent(Bool.self, forKey: .collection) ?? false
         allow = try c.decodeIfPresent([String].self, forKey: .allow)
         deny = try c.decodeIfPresent([String].self, forKey: .deny) ?? []
-        rename = try c.decodeIfPresent([String: String].self, forKey: .rename) ?? [:]
+        rename = try c.decodeEntries(String.self, forKey: .rename) ?? [:]
         group = try c.decodeIfPresent(String.self, forKey: .group)
         maxBytes = try c.decodeIfPresent(ByteSize.self, forKey: .maxBytes) ?? maxBytes
     }

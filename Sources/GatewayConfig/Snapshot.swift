@@ -282,20 +282,34 @@ public final class CompiledRoute: Sendable {
         return true
     }
 
-    /// Host header (port stripped, any case) against `match.host`.
+    /// Host header (port stripped, ASCII case-insensitive) against `match.host`. Compared
+    /// byte by byte: a combining mark or a compatibility character (KELVIN SIGN for `k`)
+    /// in a Host header never matches an ASCII name.
     public func matchesHost(_ hostHeader: Substring?) -> Bool {
         guard let want = host else { return true }
-        guard var h = hostHeader else { return false }
-        if h.hasPrefix("[") {
-            if let close = h.firstIndex(of: "]") { h = h[...close] }
-        } else if let colon = h.lastIndex(of: ":") {
+        guard let hostHeader else { return false }
+        var h = hostHeader.utf8[...]
+        if h.first == UInt8(ascii: "[") {
+            if let close = h.firstIndex(of: UInt8(ascii: "]")) { h = h[...close] }
+        } else if let colon = h.lastIndex(of: UInt8(ascii: ":")) {
             h = h[..<colon]
         }
-        if want.hasPrefix("*.") {
-            let suffix = want.dropFirst(1)  // ".example.com"
-            return h.count > suffix.count && h.lowercased().hasSuffix(suffix)
+        let w = want.utf8
+        if w.starts(with: "*.".utf8) {
+            let suffix = w.dropFirst(1)  // ".example.com"
+            return h.count > suffix.count && Self.equalIgnoringASCIICase(h.suffix(suffix.count), suffix)
         }
-        return h.count == want.count && h.lowercased() == want
+        return Self.equalIgnoringASCIICase(h, w[...])
+    }
+
+    /// `a` equals `lowered` (already lowercase) when ASCII letters in `a` are lowercased.
+    static func equalIgnoringASCIICase(_ a: Substring.UTF8View.SubSequence, _ lowered: String.UTF8View.SubSequence) -> Bool {
+        guard a.count == lowered.count else { return false }
+        for (x, y) in zip(a, lowered) {
+            let lx = (x >= UInt8(ascii: "A") && x <= UInt8(ascii: "Z")) ? x | 0x20 : x
+            if lx != y { return false }
+        }
+        return true
     }
 
     public func allowsMethod(_ method: String) -> Bool {

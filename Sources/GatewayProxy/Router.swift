@@ -3,7 +3,7 @@ import NIOHTTP1
 
 /// Route selection (SPEC §2.7): routes are tried in order and the first whose every matcher
 /// agrees wins. A route that matched all but the method makes the answer 405 instead of 404.
-enum RouteDecision {
+package enum RouteDecision {
     case matched(CompiledRoute)
     case notFound
     case methodNotAllowed(allow: [String])
@@ -11,7 +11,7 @@ enum RouteDecision {
 
 public enum Router {
     /// `host`: the request's host (its `Host` header, or the authority of an absolute-form target).
-    static func route(
+    package static func route(
         _ snapshot: Snapshot, method: String, path: String, query: Substring?, headers: HTTPHeaders, host: Substring?
     ) -> RouteDecision {
         var allow: [String]? = nil
@@ -38,7 +38,7 @@ public enum Router {
 
     static func matchesHeaders(_ route: CompiledRoute, _ headers: HTTPHeaders) -> Bool {
         for (name, value) in route.headers {
-            guard headers[name].contains(where: { $0 == value }) else { return false }
+            guard headers[name].contains(where: { $0.utf8.elementsEqual(value.utf8) }) else { return false }
         }
         return true
     }
@@ -46,15 +46,19 @@ public enum Router {
     static func matchesQuery(_ route: CompiledRoute, _ query: Substring?) -> Bool {
         guard let query else { return false }
         var params: [(Substring, Substring)] = []
-        for pair in query.split(separator: "&") {
-            if let eq = pair.firstIndex(of: "=") {
-                params.append((pair[..<eq], pair[pair.index(after: eq)...]))
+        for pair in query.utf8.split(separator: UInt8(ascii: "&")).map({ Substring($0) }) {
+            if let eq = pair.utf8.firstIndex(of: UInt8(ascii: "=")) {
+                params.append((pair[..<eq], pair[pair.utf8.index(after: eq)...]))
             } else {
                 params.append((pair, ""))
             }
         }
         for (name, value) in route.query {
-            guard params.contains(where: { percentDecoded($0.0) == name && percentDecoded($0.1) == value }) else { return false }
+            guard
+                params.contains(where: {
+                    percentDecoded($0.0).utf8.elementsEqual(name.utf8) && percentDecoded($0.1).utf8.elementsEqual(value.utf8)
+                })
+            else { return false }
         }
         return true
     }

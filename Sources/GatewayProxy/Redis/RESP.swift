@@ -36,12 +36,12 @@ public enum RESPError: Error, Equatable {
 }
 
 /// Parses RESP replies out of a buffer; returns nil until a whole reply is there.
-enum RESPParser {
+package enum RESPParser {
     static let maxDepth = 8
     static let maxBulk = 16 * 1024 * 1024
 
     /// Reads one reply from `buffer`, consuming its bytes only when it is complete.
-    static func parse(_ buffer: inout ByteBuffer) throws -> RESPValue? {
+    package static func parse(_ buffer: inout ByteBuffer) throws -> RESPValue? {
         var copy = buffer
         guard let v = try value(&copy, depth: 0) else { return nil }
         buffer = copy
@@ -84,8 +84,9 @@ enum RESPParser {
         case UInt8(ascii: "*"), UInt8(ascii: "~"), UInt8(ascii: ">"), UInt8(ascii: "%"):
             guard var n = Int(text) else { throw RESPError.protocolError("bad array length") }
             if n < 0 { return .array(nil) }
-            if type == UInt8(ascii: "%") { n *= 2 }  // a map: keys and values in turn
+            // Checked before a map's count is doubled: a huge count must not overflow (found by Fuzz/resp).
             guard n <= 1_000_000 else { throw RESPError.protocolError("array too large") }
+            if type == UInt8(ascii: "%") { n *= 2 }  // a map: keys and values in turn
             var items: [RESPValue] = []
             items.reserveCapacity(min(n, 64))
             for _ in 0..<n {
@@ -105,7 +106,7 @@ enum RESPParser {
     }
 
     /// A command as an array of bulk strings.
-    static func encode(_ args: [String], into out: inout ByteBuffer) {
+    package static func encode(_ args: [String], into out: inout ByteBuffer) {
         out.writeString("*\(args.count)\r\n")
         for a in args {
             out.writeString("$\(a.utf8.count)\r\n")
