@@ -110,7 +110,8 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "GatewayConfig", "GatewayPolicies", "GatewayAuth", "GatewayProxy", "GatewayAdmin", "GatewayDemo", "gateway", webSocket, crypto,
+                "GatewayConfig", "GatewayPolicies", "GatewayAuth", "GatewayProxy", "GatewayAdmin", "GatewayDemo", "gateway", webSocket,
+                crypto,
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -122,3 +123,32 @@ let package = Package(
             swiftSettings: strict),
     ]
 )
+
+// libFuzzer targets (Fuzz/README.md), only when GATEWAY_FUZZ=1: a normal build has no
+// use for them and could not link them (libFuzzer supplies their `main`). The gateway's own
+// modules get coverage instrumentation and AddressSanitizer; dependencies are built as usual.
+if Context.environment["GATEWAY_FUZZ"] == "1" {
+    let sanitizers = ["-sanitize=fuzzer,address"]
+    for target in package.targets where target.type == .regular {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(sanitizers)]
+    }
+    let fuzzers: [(String, [Target.Dependency])] = [
+        ("fuzz-config", ["GatewayConfig"]),
+        ("fuzz-shape", ["GatewayPolicies"]),
+        ("fuzz-route", ["GatewayConfig", "GatewayProxy", .product(name: "NIOHTTP1", package: "swift-nio")]),
+        ("fuzz-cookie", ["GatewayAuth"]),
+        ("fuzz-resp", ["GatewayProxy", .product(name: "NIOCore", package: "swift-nio")]),
+    ]
+    package.targets.append(.target(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"))
+    package.targets.append(
+        .target(
+            name: "FuzzSupport", dependencies: ["CFuzzDriver"], path: "Fuzz/FuzzSupport",
+            swiftSettings: strict + [.unsafeFlags(sanitizers)]))
+    for (name, dependencies) in fuzzers {
+        package.targets.append(
+            .executableTarget(
+                name: name, dependencies: dependencies + ["FuzzSupport"], path: "Fuzz/\(name.dropFirst(5))",
+                swiftSettings: strict + [.unsafeFlags(sanitizers + ["-parse-as-library"])],
+                linkerSettings: [.unsafeFlags(sanitizers)]))
+    }
+}
