@@ -354,9 +354,10 @@ final class BackendCall: UpstreamClient {
     /// Another try, as the route's `retry` allows (attempts, budget, backoff within the time left).
     private func retry(reason: String) -> Bool {
         guard let policy = aggregate.route.retry, attempts < policy.attempts else { return false }
-        guard
-            RetryBudget.allows(
-                activeRequests: upstream.activeRequests, activeRetries: upstream.activeRetries, percent: policy.budgetPercent)
+        // This call is one of the active requests, though its failed try has given up its
+        // connection (as in ProxyHandler.retry).
+        let active = upstream.activeRequests + (connection == nil ? 1 : 0)
+        guard RetryBudget.allows(activeRequests: active, activeRetries: upstream.activeRetries, percent: policy.budgetPercent)
         else { return false }
         let ctx = context
         let wait = Backoff.delay(
@@ -365,8 +366,10 @@ final class BackendCall: UpstreamClient {
         ctx.metrics.retry(route: aggregate.route.name, reason: reason)
         dropConnection()
         upstream.activeRetries += 1
+        upstream.backingOff += 1  // still an active request while it waits
         backoff = ctx.loop.assumeIsolated().scheduleTask(in: .nanoseconds(wait)) { [self] in
             upstream.activeRetries -= 1
+            upstream.backingOff -= 1
             backoff = nil
             if !done { tryOnce() }
         }
@@ -388,6 +391,7 @@ final class BackendCall: UpstreamClient {
         if let b = backoff {
             b.cancel()
             upstream.activeRetries -= 1
+            upstream.backingOff -= 1
             backoff = nil
         }
         dropConnection()

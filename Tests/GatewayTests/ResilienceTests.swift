@@ -143,6 +143,41 @@ final class ResilienceRig: Sendable {
         #expect(rig.metric("gateway_retries_total", ["route": "r", "reason": "reset"]) == Double(held))
     }
 
+    /// The budget's boundary: 10 of 20 requests in flight fail at once and `budget_percent`
+    /// is 50, so exactly 10 retries fit. Each failing request counts among the 20 active
+    /// ones although its try has given up its connection; without that the base was 19 and
+    /// the 10th retry was refused (the last 502s of the soak, when a target died with all of
+    /// a loop's requests in flight).
+    @Test(.timeLimit(.minutes(1))) func theRequestBeingRetriedCountsInTheBudgetsBase() async throws {
+        let rig = try await ResilienceRig.start(2) { u in
+            ResilienceRig.config(
+                upstream: #"{ "targets": ["\#(u[0])", "\#(u[1])"] }"#,
+                route: #""retry": { "attempts": 3, "on": ["reset"], "budget_percent": 50, "backoff": { "base": "50ms", "max": "100ms" } }"#)
+        }
+        defer { Task { await rig.stop() } }
+        for u in rig.upstreams { u.set { $0.delayMs = 25_000 } }
+        let results = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<20 { group.addTask { (try? await rig.request("GET", "/x"))?.status ?? 0 } }
+            let deadline = Date().addingTimeInterval(20)
+            while rig.upstreams[0].requests + rig.upstreams[1].requests < 20 && Date() < deadline {
+                try? await Task.sleep(nanoseconds: 10_000_000)
+            }
+            // t0 answers at once from now on, so the retries do not wait out the 25 s.
+            rig.upstreams[0].set { $0.delayMs = 0 }
+            await rig.upstreams[1].kill()
+            var statuses: [Int] = []
+            for _ in 0..<10 {
+                if let s = await group.next() { statuses.append(s) }
+            }
+            group.cancelAll()
+            return statuses
+        }
+        // The 10 requests t1 held come back first: all retried on t0 and answered.
+        #expect(rig.upstreams[1].requests == 10)
+        #expect(results == Array(repeating: 200, count: 10), "\(results.sorted())")
+        #expect(rig.metric("gateway_retries_total", ["route": "r", "reason": "reset"]) == 10)
+    }
+
     @Test func postIsNotRetriedUnlessItCarriesAnIdempotencyKey() async throws {
         let rig = try await ResilienceRig.start(2) { u in
             ResilienceRig.config(upstream: #"{ "targets": ["\#(u[0])", "\#(u[1])"] }"#, route: Self.retryAll)
