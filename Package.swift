@@ -103,6 +103,11 @@ let package = Package(
             path: "Benchmarks/AuthBench",
             swiftSettings: strict),
         .executableTarget(
+            name: "proxy-harness",
+            dependencies: ["GatewayConfig", "GatewayProxy", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Benchmarks/ProxyHarness",
+            swiftSettings: strict),
+        .executableTarget(
             name: "shape-bench",
             dependencies: ["GatewayPolicies"],
             path: "Benchmarks/ShapeBench",

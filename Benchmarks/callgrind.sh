@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Instructions per request on the plain proxy route, counted by callgrind (issue 12): exact
+# and repeatable where wall-clock benchmarks on a shared VM are not. From the project root:
+#   Benchmarks/callgrind.sh [requests, default 20000] [connections, default 4]
+# Builds `proxy-harness` (the gateway's data path with a plain main, see its source),
+# strips its debug info (valgrind 3.19 cannot read Swift 6's DWARF), runs it under
+# callgrind with one event loop in front of a local NGINX, warms up with 2,000 requests,
+# zeroes the counters, sends the requests with h2load (HTTP/1.1 keep-alive), and prints
+# the instructions of the gateway process (user space, all threads) per request, and the
+# functions that cost the most.
+set -euo pipefail
+[[ -f Package.swift ]] || { echo "run this from the project's root" >&2; exit 1; }
+requests=${1:-20000}
+conns=${2:-4}
+for tool in valgrind callgrind_control callgrind_annotate nginx h2load; do
+  command -v $tool >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
+done
+swift build -c release --product proxy-harness >&2
+work=$(mktemp -d /tmp/callgrind.XXXXXX)
+objcopy --strip-debug "$(swift build -c release --show-bin-path)/proxy-harness" "$work/proxy-harness"
+port_up=18821 port_gw=18822
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$port_up;
+    keepalive_requests 1000000;
+    location / { default_type application/json; return 200 '{"ok":true}'; }
+  }
+}
+CONF
+cat > "$work/gateway.json" <<JSON
+{ "listeners": [ { "name": "bench", "address": "127.0.0.1:$port_gw" } ],
+  "server": { "workers": 1 },
+  "upstreams": { "app": { "targets": [ "http://127.0.0.1:$port_up" ] } },
+  "routes": [ { "name": "app", "match": { "path_prefix": "/" }, "upstream": "app" } ],
+  "access_log": { "enabled": false } }
+JSON
+nginx -c "$work/nginx.conf"
+valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$work/proxy-harness" "$work/gateway.json" > "$work/valgrind.log" 2>&1 &
+vg=$!
+cleanup() { kill "$vg" 2>/dev/null || true; [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 120); do grep -q "^listening" "$work/valgrind.log" 2>/dev/null && break; sleep 1; done
+pid=$(pgrep -f "valgrind.bin.*$work/proxy-harness" | head -1)
+h2load --h1 -n 2000 -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/warmup.txt"
+callgrind_control -z "$pid" > /dev/null
+h2load --h1 -n "$requests" -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/h2load.txt"
+callgrind_control -d "$pid" > /dev/null
+sleep 1
+dump=$(ls "$work"/cg.out.* | tail -1)
+grep -E "^requests:|^status codes:" "$work/h2load.txt"
+total=$(awk '/^totals:/ { print $2 }' "$dump")
+echo "instructions: $total for $requests requests = $((total / requests)) per request"
+echo "top functions (exclusive instructions per request):"
+callgrind_annotate --threshold=100 --auto=no "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | grep -v "PROGRAM TOTALS" \
+  | awk -v n="$requests" '{ v = $1; gsub(",", "", v); if (v / n >= 200) { $2 = ""; printf "%8d  %s\n", v / n, substr($0, index($0, $3)) } }' \
+  | grep -v "clone\|start_thread\|NIOThread\|setupThreadAndRun\|ThreadOpsPosix\|MultiThreadedEventLoopGroup" | head -25 | cut -c1-160
+echo "callgrind output: $dump"
