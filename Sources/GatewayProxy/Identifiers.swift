@@ -37,12 +37,19 @@ struct IDGenerator {
         }
     }
 
+    /// 16 hex digits of `v` at `offset`. Callers give a buffer with room (32 or 55 bytes,
+    /// offsets fixed), so the stores skip bounds checks.
     private func write(_ v: UInt64, into buf: UnsafeMutableBufferPointer<UInt8>, at offset: Int) {
+        guard offset >= 0, offset + 16 <= buf.count, let base = buf.baseAddress else { return }
+        let out = base + offset
         var v = v
-        for i in stride(from: 15, through: 0, by: -1) {
+        var i = 15
+        while i >= 0 {
             let d = UInt8(truncatingIfNeeded: v & 0xf)
-            buf[offset + i] = d < 10 ? 48 + d : 87 + d
-            v >>= 4
+            // 0-9 → '0'-'9', 10-15 → 'a'-'f', without a branch
+            out[i] = d &+ 48 &+ (UInt8(truncatingIfNeeded: (Int8(9) &- Int8(bitPattern: d)) >> 7) & 39)
+            v &>>= 4
+            i &-= 1
         }
     }
 }

@@ -1325,20 +1325,25 @@ extension ProxyHandler {
     /// characters only. Anything else (spaces, `/`, `@`, controls) is refused, so it never
     /// reaches routing, logs or an upstream.
     static func isValidHost(_ host: String) -> Bool {
-        for c in host.utf8 {
-            switch c {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                continue
-            case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "!"), UInt8(ascii: "$"),
-                UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"),
-                UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: "%"), UInt8(ascii: ":"), UInt8(ascii: "["),
-                UInt8(ascii: "]"):
-                continue
-            default:
-                return false
+        // The bytes a Host may hold (RFC 3986 reg-name, IP literal brackets, `:` before the
+        // port): letters, digits, `-._~!$&'()*+,;=%:[]`, as two 64-bit masks (bytes 0-63,
+        // 64-127): a test and a shift per byte where a switch took some 40 instructions.
+        // Read through a pointer: a host of up to 15 bytes is a small string, whose
+        // `utf8` view unpacks every byte on its own.
+        let low: UInt64 = 0x2fff_7ff2_0000_0000
+        let high: UInt64 = 0x47ff_fffe_afff_fffe
+        var host = host
+        return host.withUTF8 { bytes in
+            for c in bytes {
+                let bit = UInt64(1) &<< UInt64(c & 63)
+                switch c >> 6 {
+                case 0: if low & bit == 0 { return false }
+                case 1: if high & bit == 0 { return false }
+                default: return false
+                }
             }
+            return true
         }
-        return true
     }
 }
 
