@@ -80,7 +80,16 @@ struct RequestParser {
 
     static func parseHead(_ block: ByteBuffer) throws(Error) -> (HTTPRequestHead, BodyFraming, keepAlive: Bool) {
         var headers = HTTPHeaders()
-        let parsed: Result<(method: String, uri: String, major: Int, minor: Int, info: FramingHeaders), Error> =
+        // A struct, not a tuple, in the Result: a tuple type's metadata is looked up at run
+        // time on every call.
+        struct RequestLine {
+            var method: String
+            var uri: String
+            var major: Int
+            var minor: Int
+            var info: FramingHeaders
+        }
+        let parsed: Result<RequestLine, Error> =
             block.withUnsafeReadableBytes { raw in
                 let n = raw.count - 2
                 var i = 0
@@ -122,9 +131,9 @@ struct RequestParser {
                     return info.note(name: nameBytes, value: valueBytes)
                 }
                 if let failure { return .failure(failure) }
-                return .success((method, uri, major, minor, info))
+                return .success(RequestLine(method: method, uri: uri, major: major, minor: minor, info: info))
             }
-        let request: (method: String, uri: String, major: Int, minor: Int, info: FramingHeaders)
+        let request: RequestLine
         switch parsed {
         case .success(let r): request = r
         case .failure(let e): throw e

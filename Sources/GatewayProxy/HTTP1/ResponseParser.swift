@@ -122,7 +122,15 @@ struct ResponseParser {
 
     static func parseHeadBlock(_ block: ByteBuffer, requestIsHead: Bool, fields: inout [Field]) throws(Error) -> Head {
         if fields.capacity < 16 { fields.reserveCapacity(16) }
-        let parsed: Result<(status: Int, minor: Int, reason: Range<Int>, info: FramingHeaders), Error> = block.withUnsafeReadableBytes {
+        // A struct, not a tuple, in the Result: a tuple type's metadata is looked up at run
+        // time on every call (callgrind showed ~350 instructions per request for it).
+        struct StatusLine {
+            var status: Int
+            var minor: Int
+            var reason: Range<Int>
+            var info: FramingHeaders
+        }
+        let parsed: Result<StatusLine, Error> = block.withUnsafeReadableBytes {
             raw in
             let p = raw.bindMemory(to: UInt8.self)
             let n = p.count - 2  // the final CRLF of the empty line
@@ -159,13 +167,14 @@ struct ResponseParser {
                 return info.note(name: UnsafeRawBufferPointer(rebasing: raw[name]), value: UnsafeRawBufferPointer(rebasing: raw[value]))
             }
             if let failure { return .failure(failure) }
-            return .success((status, minor, reason, info))
+            return .success(StatusLine(status: status, minor: minor, reason: reason, info: info))
         }
-        let (status, minor, reason, info): (Int, Int, Range<Int>, FramingHeaders)
+        let line: StatusLine
         switch parsed {
-        case .success(let v): (status, minor, reason, info) = v
+        case .success(let v): line = v
         case .failure(let e): throw e
         }
+        let (status, minor, reason, info) = (line.status, line.minor, line.reason, line.info)
         var keepAlive = minor >= 1 ? !info.connectionClose : info.connectionKeepAlive && !info.connectionClose
         let framing: Framing
         if requestIsHead || status < 200 || status == 204 || status == 304 {
