@@ -71,9 +71,10 @@ public final class GatewayMetrics: Sendable {
 /// One event loop's cache of metric objects, keyed by what the labels come from. Loop-confined.
 final class LoopMetrics {
     private let metrics: GatewayMetrics
+    /// Hashed on every request: no `String` in it (the method is its label's index).
     private struct RequestKey: Hashable {
         var route: ObjectIdentifier?
-        var method: String
+        var method: UInt8
         var code: Int
     }
     private struct UpstreamKey: Hashable {
@@ -85,7 +86,9 @@ final class LoopMetrics {
     private var requests: [RequestKey: (CompiledRoute?, CoreMetrics.Counter)] = [:]
     private var durations: [ObjectIdentifier?: (CompiledRoute?, CoreMetrics.Timer)] = [:]
     private var upstreamRequests: [UpstreamKey: (TargetPool, CoreMetrics.Counter)] = [:]
-    private var upstreamDurations: [String: CoreMetrics.Timer] = [:]
+    /// By target pool (several pools of one upstream share its timer): hashing an
+    /// identifier, not the upstream's name, on every request.
+    private var upstreamDurations: [ObjectIdentifier: (TargetPool, CoreMetrics.Timer)] = [:]
     private var connections: [String: Prometheus.Gauge] = [:]
     /// Counters with two labels whose values come from the file or small fixed sets, by
     /// metric name and label values.
@@ -144,19 +147,20 @@ final class LoopMetrics {
         requests.removeAll()
         durations.removeAll()
         upstreamRequests.removeAll()
+        upstreamDurations.removeAll()
     }
 
     /// `gateway_requests_total{route,method,code}` and `gateway_request_duration_seconds{route}`.
     /// Requests answered before a route was chosen (400, 404, 405, 408, 431) have `route=""`.
     func request(route: CompiledRoute?, method: HTTPMethod, code: Int, nanos: Int64) {
-        let methodLabel = HTTPMethodName.label(method)
         let id = route.map { ObjectIdentifier($0) }
-        let key = RequestKey(route: id, method: methodLabel, code: code)
+        let key = RequestKey(route: id, method: HTTPMethodName.index(method), code: code)
         if let entry = requests[key] {
             entry.1.increment()
         } else {
             let c = metrics.counter(
-                "gateway_requests_total", [("route", route?.name ?? ""), ("method", methodLabel), ("code", String(code))])
+                "gateway_requests_total",
+                [("route", route?.name ?? ""), ("method", HTTPMethodName.label(method)), ("code", String(code))])
             requests[key] = (route, c)
             c.increment()
         }
@@ -180,11 +184,11 @@ final class LoopMetrics {
             upstreamRequests[key] = (pool, c)
             c.increment()
         }
-        if let t = upstreamDurations[upstream] {
-            t.recordNanoseconds(nanos)
+        if let entry = upstreamDurations[ObjectIdentifier(pool)] {
+            entry.1.recordNanoseconds(nanos)
         } else {
             let t = metrics.timer("gateway_upstream_duration_seconds", [("upstream", upstream)])
-            upstreamDurations[upstream] = t
+            upstreamDurations[ObjectIdentifier(pool)] = (pool, t)
             t.recordNanoseconds(nanos)
         }
     }
@@ -204,6 +208,22 @@ final class LoopMetrics {
 /// Method labels: the common methods by name, anything else as `OTHER` (a client must not be
 /// able to create series at will).
 enum HTTPMethodName {
+    /// The label's index, for keys hashed on every request (`OTHER` is 0).
+    static func index(_ m: HTTPMethod) -> UInt8 {
+        switch m {
+        case .GET: return 1
+        case .HEAD: return 2
+        case .POST: return 3
+        case .PUT: return 4
+        case .DELETE: return 5
+        case .PATCH: return 6
+        case .OPTIONS: return 7
+        case .CONNECT: return 8
+        case .TRACE: return 9
+        default: return 0
+        }
+    }
+
     static func label(_ m: HTTPMethod) -> String {
         switch m {
         case .GET: return "GET"
