@@ -79,7 +79,10 @@ struct RequestParser {
     }
 
     static func parseHead(_ block: ByteBuffer) throws(Error) -> (HTTPRequestHead, BodyFraming, keepAlive: Bool) {
-        var headers = HTTPHeaders()
+        // Built as an array and handed to HTTPHeaders whole: `add` checks every name for
+        // non-ASCII bytes, and the scanner has already allowed only token bytes in names.
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(12)
         // A struct, not a tuple, in the Result: a tuple type's metadata is looked up at run
         // time on every call.
         struct RequestLine {
@@ -127,7 +130,7 @@ struct RequestParser {
                 let failure = scanFieldLines(raw, from: i + 11) { name, value in
                     let nameBytes = UnsafeRawBufferPointer(rebasing: raw[name])
                     let valueBytes = UnsafeRawBufferPointer(rebasing: raw[value])
-                    headers.add(name: String(decoding: nameBytes, as: UTF8.self), value: String(decoding: valueBytes, as: UTF8.self))
+                    fields.append((String(decoding: nameBytes, as: UTF8.self), String(decoding: valueBytes, as: UTF8.self)))
                     return info.note(name: nameBytes, value: valueBytes)
                 }
                 if let failure { return .failure(failure) }
@@ -149,7 +152,7 @@ struct RequestParser {
         }
         let head = HTTPRequestHead(
             version: HTTPVersion(major: request.major, minor: request.minor), method: HTTPMethod(rawValue: request.method),
-            uri: request.uri, headers: headers)
+            uri: request.uri, headers: HTTPHeaders(fields))
         let info = request.info
         let keepAlive = request.minor >= 1 ? !info.connectionClose : info.connectionKeepAlive && !info.connectionClose
         return (head, framing, keepAlive)
