@@ -41,4 +41,29 @@ import Testing
         let text = head.readString(length: head.readableBytes) ?? ""
         #expect(TraceContext.isValid(text), "\(text)")
     }
+
+    /// The header-value loop's fast path: for every byte inside a value, the verdict and
+    /// the trimmed value are those of the rule (visible ASCII, space, HTAB and obs-text pass,
+    /// other controls and DEL do not; spaces and tabs at the ends are trimmed).
+    @Test func everyByteInAHeaderValueGetsTheRulesVerdict() {
+        for b in UInt8.min...UInt8.max {
+            let line: [UInt8] = Array("X-A: a".utf8) + [b] + Array("b \t\r\n\r\n".utf8)
+            var value: [UInt8]? = nil
+            let failure = line.withUnsafeBytes { raw in
+                scanFieldLines(raw, from: 0) { _, v in
+                    value = Array(raw[v])
+                    return nil
+                }
+            }
+            let passes = (b >= 0x20 && b != 0x7F) || b == 0x09 || b >= 0x80
+            if b == UInt8(ascii: "\r") {
+                #expect(failure != nil, "a bare CR in a value")
+            } else if passes {
+                #expect(failure == nil, "byte \(b)")
+                #expect(value == [UInt8(ascii: "a"), b, UInt8(ascii: "b")], "byte \(b)")
+            } else {
+                #expect(failure != nil, "byte \(b)")
+            }
+        }
+    }
 }

@@ -243,15 +243,23 @@ func scanFieldLines(
         var valueEnd = i
         while i < n {
             let c = p[i]
+            // Visible ASCII (0x21-0x7E), the common case, in one compare.
+            if c &- 0x21 < 0x5E {
+                i &+= 1
+                valueEnd = i
+                continue
+            }
             if c == UInt8(ascii: "\r") { break }
-            // Visible ASCII, space and obs-text pass; of the controls only HTAB does.
-            if c < 0x20 {
-                if c != 0x09 { return HTTP1ParseError(reason: "invalid character in a header value") }
-            } else if c == 0x7F {
+            // Space and HTAB pass (and are trimmed at the end); obs-text passes; any other
+            // control character and DEL do not.
+            if c == UInt8(ascii: " ") || c == 0x09 {
+                i &+= 1
+            } else if c >= 0x80 {
+                i &+= 1
+                valueEnd = i
+            } else {
                 return HTTP1ParseError(reason: "invalid character in a header value")
             }
-            i += 1
-            if c != UInt8(ascii: " ") && c != 0x09 { valueEnd = i }
         }
         guard i + 1 < raw.count, p[i] == UInt8(ascii: "\r"), p[i + 1] == UInt8(ascii: "\n") else {
             return HTTP1ParseError(reason: "malformed header line")
