@@ -104,7 +104,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "proxy-harness",
-            dependencies: ["GatewayConfig", "GatewayProxy", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["GatewayConfig", "GatewayProxy"],
             path: "Benchmarks/ProxyHarness",
             swiftSettings: strict),
         .executableTarget(

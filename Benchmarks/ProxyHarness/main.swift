@@ -2,14 +2,13 @@ import Dispatch
 import Foundation
 import GatewayConfig
 import GatewayProxy
-import NIOCore
-import NIOPosix
 
 // The gateway's data path for instruction counting (`Benchmarks/callgrind.sh`): loads a
 // config, binds its listeners, and serves until SIGINT or SIGTERM. It exists because
 // valgrind 3.19 crashes on `gateway run`, whose async main leaves the main thread in
 // `dispatch_main` (pthread_exit) while the event-loop threads are created; here the main
-// thread just waits on a semaphore, and Swift concurrency runs on NIO's threads.
+// thread just waits on a semaphore (and the start runs in a detached task: top-level code
+// is on the main actor, which that wait blocks).
 guard CommandLine.arguments.count == 2 else {
     FileHandle.standardError.write(Data("usage: proxy-harness CONFIG\n".utf8))
     exit(2)
@@ -20,9 +19,6 @@ guard let snapshot = loaded.snapshot else {
     for d in loaded.diagnostics { FileHandle.standardError.write(Data("\(path):\(d)\n".utf8)) }
     exit(1)
 }
-// Swift concurrency on NIO's threads rather than libdispatch's workers, which valgrind does
-// not start either.
-_ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
 // Exit (and so write callgrind's output) on SIGINT or SIGTERM.
 signal(SIGINT) { _ in exit(0) }
 signal(SIGTERM) { _ in exit(0) }
