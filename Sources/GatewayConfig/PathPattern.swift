@@ -189,21 +189,8 @@ public enum RequestPath {
 
     /// What follows the first `://` of `uri`, found byte by byte; nil without one.
     static func afterSchemeSeparator(_ uri: Substring) -> Substring? {
-        let bytes = uri.utf8
-        var i = bytes.startIndex
-        while i != bytes.endIndex {
-            if bytes[i] == UInt8(ascii: ":") {
-                let slash1 = bytes.index(after: i)
-                if slash1 != bytes.endIndex, bytes[slash1] == UInt8(ascii: "/") {
-                    let slash2 = bytes.index(after: slash1)
-                    if slash2 != bytes.endIndex, bytes[slash2] == UInt8(ascii: "/") {
-                        return uri[bytes.index(after: slash2)...]
-                    }
-                }
-            }
-            i = bytes.index(after: i)
-        }
-        return nil
+        guard let separator = uri.utf8.firstRange(of: "://".utf8) else { return nil }
+        return uri[separator.upperBound...]
     }
 
     @inline(__always)

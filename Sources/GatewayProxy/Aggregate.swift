@@ -354,11 +354,7 @@ final class BackendCall: UpstreamClient {
     /// Another try, as the route's `retry` allows (attempts, budget, backoff within the time left).
     private func retry(reason: String) -> Bool {
         guard let policy = aggregate.route.retry, attempts < policy.attempts else { return false }
-        // This call is one of the active requests, though its failed try has given up its
-        // connection (as in ProxyHandler.retry).
-        let active = upstream.activeRequests + (connection == nil ? 1 : 0)
-        guard RetryBudget.allows(activeRequests: active, activeRetries: upstream.activeRetries, percent: policy.budgetPercent)
-        else { return false }
+        guard upstream.allowsRetry(percent: policy.budgetPercent, retryingIsCounted: connection != nil) else { return false }
         let ctx = context
         let wait = Backoff.delay(
             retry: attempts, baseNanos: policy.backoffBaseNanos, maxNanos: policy.backoffMaxNanos, random: ctx.rng.next())

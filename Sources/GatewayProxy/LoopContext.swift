@@ -192,6 +192,16 @@ final class UpstreamRuntime {
     /// its retry backs off).
     var activeRequests: Int { pools.reduce(pending + backingOff) { $0 + $1.active } }
 
+    /// Whether the retry budget allows one more retry now. `retryingIsCounted` says whether
+    /// the request to retry is still in `activeRequests` (holding a connection, in line, or
+    /// backing off); when its failed try has already given up its connection it is not, but
+    /// it is one of the active requests all the same (without it, a loop whose every request
+    /// in flight failed at once refused the last retry).
+    func allowsRetry(percent: Double, retryingIsCounted: Bool) -> Bool {
+        RetryBudget.allows(
+            activeRequests: activeRequests + (retryingIsCounted ? 0 : 1), activeRetries: activeRetries, percent: percent)
+    }
+
     /// The index of the target for the next try. `hashKey` is used by consistent_hash only.
     /// `avoid` has bit `i` set for targets this request already tried (a retry goes
     /// elsewhere when it can). Only available targets are picked (not ejected, not failing

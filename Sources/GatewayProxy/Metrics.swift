@@ -224,18 +224,8 @@ enum HTTPMethodName {
         }
     }
 
-    static func label(_ m: HTTPMethod) -> String {
-        switch m {
-        case .GET: return "GET"
-        case .HEAD: return "HEAD"
-        case .POST: return "POST"
-        case .PUT: return "PUT"
-        case .DELETE: return "DELETE"
-        case .PATCH: return "PATCH"
-        case .OPTIONS: return "OPTIONS"
-        case .CONNECT: return "CONNECT"
-        case .TRACE: return "TRACE"
-        default: return "OTHER"
-        }
-    }
+    /// The labels, by index.
+    private static let labels = ["OTHER", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"]
+
+    static func label(_ m: HTTPMethod) -> String { labels[Int(index(m))] }
 }

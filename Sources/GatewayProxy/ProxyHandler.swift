@@ -754,13 +754,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         else { return false }
         guard policy.methods.contains(ex.head.method.rawValue) || ex.head.headers.contains(name: "idempotency-key") else { return false }
         if !ex.holdsRetrySlot {
-            // The request being retried is one of the active requests, though its failed
-            // try has already given up its connection (or its place in line): without it, a
-            // loop whose every request in flight failed at once refused the last retry.
             let counted = ex.connection != nil || ex.waiter?.exchange != nil || ex.backingOff
-            let active = upstream.activeRequests + (counted ? 0 : 1)
-            guard RetryBudget.allows(activeRequests: active, activeRetries: upstream.activeRetries, percent: policy.budgetPercent)
-            else { return false }
+            guard upstream.allowsRetry(percent: policy.budgetPercent, retryingIsCounted: counted) else { return false }
         }
         let wait = Backoff.delay(
             retry: ex.attempts, baseNanos: policy.backoffBaseNanos, maxNanos: policy.backoffMaxNanos, random: loopContext.rng.next())
