@@ -55,9 +55,17 @@ import Testing
             let (stalled, closed, final, received) = try await offPool { () throws -> (Int, Bool, Int, Int) in
                 let c = try RawHTTPClient(port: port, timeout: 20)
                 try c.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
-                // Streaming starts, then stalls on the client's full socket.
+                // Streaming starts, then stalls on the client's full socket: polled until the
+                // count stops moving (five samples 20 ms apart alike).
                 _ = waitUntil(timeout: 10) { upstream.snapshot.written > 0 }
-                usleep(1_500_000)
+                var last = -1
+                var alike = 0
+                _ = waitUntil(timeout: 10) {
+                    let now = upstream.snapshot.written
+                    alike = now == last ? alike + 1 : 0
+                    last = now
+                    return alike >= 5
+                }
                 let stalled = upstream.snapshot.written
                 // The route timeout cuts the exchange: the upstream connection is closed...
                 let closed = waitUntil(timeout: 20) { upstream.snapshot.closed >= 1 }

@@ -63,6 +63,17 @@ final class ResilienceRig: Sendable {
         }
     }
 
+    /// Waits (polling, up to 20 s) until `count` requests have reached the two targets, then
+    /// makes t0 answer at once from now on and kills t1 with the requests it holds.
+    func killSecondTargetOnceAllArrive(_ count: Int) async {
+        let deadline = Date().addingTimeInterval(20)
+        while upstreams[0].requests + upstreams[1].requests < count && Date() < deadline {
+            try? await Task.sleep(nanoseconds: 10_000_000)
+        }
+        upstreams[0].set { $0.delayMs = 0 }
+        await upstreams[1].kill()
+    }
+
     func target(_ url: String) async -> GatewayServer.TargetStatus? { await server.upstreamStatus().first { $0.url == url } }
 
     func metric(_ name: String, _ labels: [String: String]) -> Double? {
@@ -136,12 +147,7 @@ final class ResilienceRig: Sendable {
             }
             // Once all 20 are at the upstreams, t1 goes away with its 10 requests; t0 answers
             // the retries at once.
-            let deadline = Date().addingTimeInterval(20)
-            while rig.upstreams[0].requests + rig.upstreams[1].requests < 20 && Date() < deadline {
-                try? await Task.sleep(nanoseconds: 10_000_000)
-            }
-            rig.upstreams[0].set { $0.delayMs = 0 }
-            await rig.upstreams[1].kill()
+            await rig.killSecondTargetOnceAllArrive(20)
             var statuses: [Int] = []
             for await s in group { statuses.append(s) }
             return statuses
@@ -168,13 +174,8 @@ final class ResilienceRig: Sendable {
         for u in rig.upstreams { u.set { $0.delayMs = 25_000 } }
         let results = await withTaskGroup(of: Int.self) { group in
             for _ in 0..<20 { group.addTask { (try? await rig.request("GET", "/x"))?.status ?? 0 } }
-            let deadline = Date().addingTimeInterval(20)
-            while rig.upstreams[0].requests + rig.upstreams[1].requests < 20 && Date() < deadline {
-                try? await Task.sleep(nanoseconds: 10_000_000)
-            }
-            // t0 answers at once from now on, so the retries do not wait out the 25 s.
-            rig.upstreams[0].set { $0.delayMs = 0 }
-            await rig.upstreams[1].kill()
+            // t0 answers at once from then on, so the retries do not wait out the 25 s.
+            await rig.killSecondTargetOnceAllArrive(20)
             var statuses: [Int] = []
             for _ in 0..<10 {
                 if let s = await group.next() { statuses.append(s) }
