@@ -12,6 +12,9 @@
 #   resilience a route with `retry` (3 attempts, per-try timeout) to an upstream with
 #              `outlier_detection` and `health_check` (issue 6): every response fed to the
 #              outlier detector, the body-replay and per-try bookkeeping, probes every second
+#   jwtrl      JWT auth and the memory rate limiter together, as an API route is set up (issue
+#              12): the tier from the token's `tier` claim, the key from its `sub`, one
+#              limit no run reaches; every request verified (cached), counted and admitted
 #   aggregate  an aggregate route of 3 backends (the same upstream, each answer grouped
 #              under its name) against the plain route (issue 8): every request makes 3
 #              upstream requests, parses 3 JSON answers and serializes the merge
@@ -24,9 +27,9 @@
 # wrk's requests (keep-alive) all take the JWT route.
 set -euo pipefail
 [[ -f Package.swift ]] || { echo "run this from the project's root" >&2; exit 1; }
-feature=${1:?usage: route-cost.sh jwt|ratelimit|redis|resilience|aggregate [rounds] [compare.sh options]}
+feature=${1:?usage: route-cost.sh jwt|ratelimit|jwtrl|redis|resilience|aggregate [rounds] [compare.sh options]}
 shift
-case $feature in jwt|ratelimit|redis|resilience|aggregate) ;; *) echo "unknown feature $feature" >&2; exit 1 ;; esac
+case $feature in jwt|ratelimit|jwtrl|redis|resilience|aggregate) ;; *) echo "unknown feature $feature" >&2; exit 1 ;; esac
 if [[ $feature == redis ]]; then
   command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
   redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --logfile "" --protected-mode no \
@@ -57,12 +60,14 @@ for kind in plain "$feature"; do
   auth="" limits="" upextra="" dest='"upstream": "up"'
   [[ $kind == aggregate ]] && dest='"aggregate": { "backends": [ { "name": "a", "upstream": "up", "path": "/", "group": "a" },
       { "name": "b", "upstream": "up", "path": "/", "group": "b" }, { "name": "c", "upstream": "up", "path": "/", "group": "c" } ] }'
-  [[ $kind == jwt ]] && auth=', "auth": { "jwt": "idp" }'
+  [[ $kind == jwt || $kind == jwtrl ]] && auth=', "auth": { "jwt": "idp" }'
   [[ $kind == resilience ]] && auth=', "retry": { "attempts": 3, "on": ["connect-failure", "reset", "gateway-error"], "per_try_timeout": "2s" }'
   [[ $kind == resilience ]] && upextra=', "health_check": { "path": "/", "interval": "1s" },
                    "outlier_detection": { "consecutive_5xx": 5, "consecutive_gateway_failures": 5, "max_ejection_percent": 100 }'
   [[ $kind == ratelimit ]] && limits='"rate_limits": { "default_tier": "all", "key_from": ["client_ip"],
                    "tiers": { "all": [ { "limit": 1000000000, "per": "1s" } ] } },'
+  [[ $kind == jwtrl ]] && limits='"rate_limits": { "tier_from": ["claim:tier"], "default_tier": "anonymous", "key_from": ["claim:sub", "client_ip"],
+                   "tiers": { "pro": [ { "limit": 1000000000, "per": "1s" } ], "anonymous": [ { "limit": 10, "per": "1s" } ] } },'
   [[ $kind == redis ]] && limits='"rate_limits": { "default_tier": "all", "key_from": ["client_ip"],
                    "store": { "kind": "redis", "url": "redis://127.0.0.1:16379/0", "on_error": "deny" },
                    "tiers": { "all": [ { "limit": 1000000000, "per": "1s" } ] } },'
