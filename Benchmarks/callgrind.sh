@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Instructions per request on the plain proxy route, counted by callgrind (issue 12): exact
-# and repeatable where wall-clock benchmarks on a shared VM are not. From the project root:
-#   Benchmarks/callgrind.sh [requests, default 20000] [connections, default 4]
+# Instructions per request on a proxy route, counted by callgrind (issue 12): exact and
+# repeatable where wall-clock benchmarks on a shared VM are not. From the project root:
+#   Benchmarks/callgrind.sh [requests, default 20000] [connections, default 4] [route, default plain]
+# route: plain (one catch-all route to one upstream), or jwtrl (the same route with ES256 JWT
+# auth, two claims forwarded, and the memory rate limiter with the tier from the token's
+# `tier` claim and the key from its `sub`: every request verified from the cache, counted
+# and admitted). Both send the same `Authorization: Bearer` token (minted by auth-bench),
+# so the two differ only in what the route does with it.
 # Builds `proxy-harness` (the gateway's data path with a plain main, see its source),
 # strips its debug info (valgrind 3.19 cannot read Swift 6's DWARF), runs it under
 # callgrind with one event loop in front of a local NGINX, warms up with 2,000 requests,
@@ -12,11 +17,21 @@ set -euo pipefail
 [[ -f Package.swift ]] || { echo "run this from the project's root" >&2; exit 1; }
 requests=${1:-20000}
 conns=${2:-4}
+route=${3:-plain}
+case $route in plain|jwtrl) ;; *) echo "unknown route $route (plain or jwtrl)" >&2; exit 1 ;; esac
 for tool in valgrind callgrind_control callgrind_annotate nginx h2load; do
   command -v $tool >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
 done
 swift build -c release --product proxy-harness >&2
+swift build -c release --product auth-bench >&2
 work=$(mktemp -d /tmp/callgrind.XXXXXX)
+"$(swift build -c release --show-bin-path)/auth-bench" --mint "$work" >&2
+auth="" limits=""
+if [[ $route == jwtrl ]]; then
+  auth=', "auth": { "jwt": "idp" }'
+  limits='"rate_limits": { "tier_from": ["claim:tier"], "default_tier": "anonymous", "key_from": ["claim:sub", "client_ip"],
+    "tiers": { "pro": [ { "limit": 1000000000, "per": "1s" } ], "anonymous": [ { "limit": 10, "per": "1s" } ] } },'
+fi
 objcopy --strip-debug "$(swift build -c release --show-bin-path)/proxy-harness" "$work/proxy-harness"
 port_up=18821 port_gw=18822
 cat > "$work/nginx.conf" <<CONF
@@ -37,8 +52,11 @@ CONF
 cat > "$work/gateway.json" <<JSON
 { "listeners": [ { "name": "bench", "address": "127.0.0.1:$port_gw" } ],
   "server": { "workers": 1 },
+  $limits
+  "auth": { "jwt": { "idp": { "issuer": "https://idp.bench", "audiences": ["api"], "jwks_file": "$work/jwks.json",
+                              "algorithms": ["ES256"], "forward_claims": { "sub": "x-user-id", "tier": "x-user-tier" } } } },
   "upstreams": { "app": { "targets": [ "http://127.0.0.1:$port_up" ] } },
-  "routes": [ { "name": "app", "match": { "path_prefix": "/" }, "upstream": "app" } ],
+  "routes": [ { "name": "app", "match": { "path_prefix": "/" }, "upstream": "app"$auth } ],
   "access_log": { "enabled": false } }
 JSON
 nginx -c "$work/nginx.conf"
@@ -48,17 +66,19 @@ cleanup() { kill "$vg" 2>/dev/null || true; [[ -f $work/nginx.pid ]] && kill "$(
 trap cleanup EXIT
 for _ in $(seq 120); do grep -q "^listening" "$work/valgrind.log" 2>/dev/null && break; sleep 1; done
 pid=$(pgrep -f "valgrind.bin.*$work/proxy-harness" | head -1)
-h2load --h1 -n 2000 -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/warmup.txt"
+token="Authorization: Bearer $(cat "$work/token")"
+h2load --h1 -H "$token" -n 2000 -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/warmup.txt"
 callgrind_control -z "$pid" > /dev/null
-h2load --h1 -n "$requests" -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/h2load.txt"
+h2load --h1 -H "$token" -n "$requests" -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/h2load.txt"
 callgrind_control -d "$pid" > /dev/null
 sleep 1
 dump=$(ls "$work"/cg.out.* | tail -1)
 grep -E "^requests:|^status codes:" "$work/h2load.txt"
+echo "route: $route"
 total=$(awk '/^totals:/ { print $2 }' "$dump")
 echo "instructions: $total for $requests requests = $((total / requests)) per request"
 echo "top functions (exclusive instructions per request):"
 callgrind_annotate --threshold=100 --auto=no "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | grep -v "PROGRAM TOTALS" \
   | awk -v n="$requests" '{ v = $1; gsub(",", "", v); if (v / n >= 200) { $2 = ""; printf "%8d  %s\n", v / n, substr($0, index($0, $3)) } }' \
-  | grep -v "clone\|start_thread\|NIOThread\|setupThreadAndRun\|ThreadOpsPosix\|MultiThreadedEventLoopGroup" | head -25 | cut -c1-160
+  | grep -v "clone\|start_thread\|NIOThread\|setupThreadAndRun\|ThreadOpsPosix\|MultiThreadedEventLoopGroup" | head -25 | cut -c1-160 || true
 echo "callgrind output: $dump"
