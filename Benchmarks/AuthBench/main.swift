@@ -1,6 +1,6 @@
 // Measures what a JWT costs the gateway per request, with the gateway's own code:
 //   cold   — a signature check and the claim checks (`TokenVerifier.verify`), per algorithm
-//   cached — what a repeated token costs instead: its sha256 and a cache lookup
+//   cached — what a repeated token costs instead: its keyed hash and a cache lookup
 // Run: swift run -c release auth-bench [--iterations N]
 //      swift run -c release auth-bench --mint DIR   (writes DIR/jwks.json and DIR/token for
 //                                                  Benchmarks/route-cost.sh jwt)
@@ -101,7 +101,7 @@ func measure(_ n: Int, _ body: () -> Void) -> Double {
 }
 
 print("JWT verification cost per request (µs), \(iterations) iterations, release build")
-print("| algorithm | token bytes | cold: signature + claims | cached: sha256 + lookup |")
+print("| algorithm | token bytes | cold: signature + claims | cached: keyed hash + lookup |")
 print("|---|---:|---:|---:|")
 let now = Date().timeIntervalSince1970
 for key in keys {

@@ -138,6 +138,31 @@ import _CryptoExtras
         #expect(cache.lookup(provider: provider, digest: TokenDigest("t3"), now: 1) == nil)
     }
 
+    /// The cache's key: equal for equal tokens, different when one byte differs anywhere,
+    /// and when only the length does (a trailing NUL), at every length around a word.
+    @Test func tokenDigestsTellTokensApart() {
+        var seen: [TokenDigest: [UInt8]] = [:]
+        for length in 0..<40 {
+            let base = (0..<length).map { UInt8(truncatingIfNeeded: 0x41 + $0 % 26) }
+            var variants = [base, base + [0]]
+            for i in 0..<length {
+                var v = base
+                v[i] ^= 1
+                variants.append(v)
+            }
+            for v in variants {
+                let token = String(decoding: v, as: UTF8.self)
+                let d = TokenDigest(token)
+                #expect(d == TokenDigest(token[...]), "a token and a slice of it hash alike")
+                if let other = seen[d] {
+                    #expect(other == v, "\(v) and \(other) share a digest")
+                }
+                seen[d] = v
+            }
+        }
+        #expect(seen.count > 800)
+    }
+
     @Test func unknownKidFetchesAtMostOnceEvery30Seconds() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let clock = Mutex<Int64>(1_000_000_000_000)
