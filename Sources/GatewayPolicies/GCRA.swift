@@ -76,11 +76,8 @@ public enum GCRA {
         var admitted = true
         var tightest = 0
         var best: GCRALimit.Decision?
-        var decisions: [GCRALimit.Decision] = []
-        decisions.reserveCapacity(limits.count)
         for (i, limit) in limits.enumerated() {
             let d = limit.decide(tat: i < tats.count ? tats[i] : 0, now: now)
-            decisions.append(d)
             if !d.admitted {
                 if admitted || d.retryAfterNanos > (best?.retryAfterNanos ?? 0) {
                     tightest = i
@@ -93,8 +90,10 @@ public enum GCRA {
             }
         }
         if admitted {
+            // Every limit admitted: charge each (deciding again is cheaper than keeping the
+            // decisions in an array on every request).
             if tats.count < limits.count { tats += Array(repeating: 0, count: limits.count - tats.count) }
-            for (i, d) in decisions.enumerated() { tats[i] = d.newTAT }
+            for (i, limit) in limits.enumerated() { tats[i] = limit.decide(tat: tats[i], now: now).newTAT }
         }
         let b = best ?? GCRALimit.Decision(admitted: true, newTAT: 0, remaining: 0, resetNanos: 0, retryAfterNanos: 0)
         return Outcome(

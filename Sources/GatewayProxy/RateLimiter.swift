@@ -9,8 +9,10 @@ import NIOConcurrencyHelpers
 /// first to go when a shard is full.
 public final class MemoryLimiter: Sendable {
     struct Entry {
-        /// Each limit's theoretical arrival time, by the limit's identity.
-        var tats: [(limit: GCRALimit, tat: Int64)]
+        /// The limits the TATs are for, in the order of `tats`.
+        var limits: [GCRALimit]
+        /// Each limit's theoretical arrival time.
+        var tats: [Int64]
         /// After this time every limit has refilled: the entry may be dropped.
         var idleAfter: Int64
     }
@@ -27,26 +29,37 @@ public final class MemoryLimiter: Sendable {
     public var count: Int { shards.reduce(0) { $0 + $1.withLockedValue { $0.count } } }
 
     /// Decides one request for `key` against every limit in `limits` (all must admit; a
-    /// refusal charges none). `now` is monotonic nanoseconds.
+    /// refusal charges none). `now` is monotonic nanoseconds. A key seen before with the same
+    /// limits is decided in place: one hash of the key for the shard, one for its entry, no
+    /// allocation.
     public func decide(key: String, limits: [GCRALimit], now: Int64) -> GCRA.Outcome {
-        let shard = shards[Int(UInt(bitPattern: key.hashValue) % UInt(Self.shardCount))]
+        var hasher = Hasher()
+        hasher.combine(key)
+        let shard = shards[Int(UInt(bitPattern: hasher.finalize()) % UInt(Self.shardCount))]
         return shard.withLockedValue { map in
+            if let i = map.index(forKey: key), map.values[i].limits == limits {
+                let outcome = GCRA.decide(limits, tats: &map.values[i].tats, now: now)
+                if outcome.admitted { map.values[i].idleAfter = Self.idleAfter(map.values[i].tats, now: now) }
+                return outcome
+            }
+            // New, or its limits changed with a reload: each limit keeps its TAT.
             let entry = map[key]
-            var tats = limits.map { l in entry?.tats.first { $0.limit == l }?.tat ?? 0 }
+            var tats = limits.map { l in
+                entry.flatMap { e in e.limits.firstIndex(of: l).map { e.tats[$0] } } ?? 0
+            }
             let outcome = GCRA.decide(limits, tats: &tats, now: now)
             if outcome.admitted {
-                var idle = now
-                var stored: [(limit: GCRALimit, tat: Int64)] = []
-                stored.reserveCapacity(limits.count)
-                for (i, l) in limits.enumerated() {
-                    stored.append((l, tats[i]))
-                    idle = max(idle, tats[i])
-                }
                 if entry == nil && map.count >= maxEntriesPerShard { Self.evict(&map, now: now, keep: maxEntriesPerShard * 3 / 4) }
-                map[key] = Entry(tats: stored, idleAfter: idle)
+                map[key] = Entry(limits: limits, tats: tats, idleAfter: Self.idleAfter(tats, now: now))
             }
             return outcome
         }
+    }
+
+    private static func idleAfter(_ tats: [Int64], now: Int64) -> Int64 {
+        var idle = now
+        for t in tats { idle = max(idle, t) }
+        return idle
     }
 
     /// Drops refilled entries; if that is not enough, drops others (the limit then forgets

@@ -104,4 +104,29 @@ import Testing
         // A reload that changes the tier's limit starts that limit afresh.
         #expect(limiter.decide(key: "k", limits: [b], now: 1).admitted)
     }
+
+    /// Decided in place for a key seen before: the same outcomes as the algorithm on its own
+    /// array, request after request, for two limits at once.
+    @Test func inPlaceDecisionsMatchTheAlgorithm() {
+        let limiter = MemoryLimiter()
+        let limits = [GCRALimit(limit: 5, periodNanos: 1_000_000_000), GCRALimit(limit: 20, periodNanos: 10_000_000_000, burst: 8)]
+        var tats: [Int64] = []
+        var rng = SplitMix64(seed: 7)
+        var now: Int64 = 1_000
+        for _ in 0..<2_000 {
+            now += Int64(rng.next() % 400_000_000)
+            let want = GCRA.decide(limits, tats: &tats, now: now)
+            #expect(limiter.decide(key: "k", limits: limits, now: now) == want)
+        }
+    }
+
+    /// A reload that drops one of two limits keeps the other's state.
+    @Test func aKeptLimitKeepsItsState() {
+        let limiter = MemoryLimiter()
+        let a = GCRALimit(limit: 10, periodNanos: 60_000_000_000)
+        let b = GCRALimit(limit: 3, periodNanos: 60_000_000_000)
+        for _ in 0..<3 { #expect(limiter.decide(key: "k", limits: [a, b], now: 1).admitted) }
+        #expect(!limiter.decide(key: "k", limits: [b], now: 1).admitted, "b was used up under [a, b]")
+        #expect(limiter.decide(key: "k", limits: [a], now: 1).admitted, "a has 7 left")
+    }
 }
