@@ -107,18 +107,32 @@ extension LoopContext {
             switch source {
             case .header(let name):
                 guard let value = headers.first(name: name) else { continue }
-                var v = Substring(value)
-                if v.utf8.count > 7, v.utf8.prefix(7).elementsEqual("bearer ".utf8, by: { $0 | 0x20 == $1 }) {
-                    v = v.dropFirst(7).drop { $0 == " " }
-                } else if name == "authorization" {
-                    continue
+                if let t = afterBearer(value) {
+                    if !t.isEmpty { return t }
+                } else if name != "authorization", !value.isEmpty {
+                    return Substring(value)
                 }
-                if !v.isEmpty { return v }
             case .cookie(let name):
                 if let c = ProxyHandler.cookie(named: name, in: headers), !c.isEmpty { return Substring(c) }
             }
         }
         return nil
+    }
+}
+
+extension LoopContext {
+    /// What follows `Bearer ` (any case) and any further spaces; nil when the value does not
+    /// start with it. On the bytes: a token is ASCII, and walking `Character`s cost a
+    /// grapheme break check per step on every request.
+    static func afterBearer(_ value: String) -> Substring? {
+        let u = value.utf8
+        var i = u.startIndex
+        for expected in "bearer ".utf8 {
+            guard i < u.endIndex, u[i] | 0x20 == expected else { return nil }
+            i = u.index(after: i)
+        }
+        while i < u.endIndex, u[i] == UInt8(ascii: " ") { i = u.index(after: i) }
+        return Substring(u[i...])
     }
 }
 

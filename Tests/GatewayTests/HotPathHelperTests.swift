@@ -66,4 +66,17 @@ import Testing
             }
         }
     }
+
+    /// `Authorization: Bearer` read on the bytes: any case, extra spaces, and nothing else.
+    @Test func bearerPrefixReadOnTheBytes() {
+        #expect(LoopContext.afterBearer("Bearer abc.def") == "abc.def")
+        #expect(LoopContext.afterBearer("bEaReR    abc") == "abc")
+        #expect(LoopContext.afterBearer("BEARER x") == "x")
+        #expect(LoopContext.afterBearer("Bearer ") == "")
+        #expect(LoopContext.afterBearer("Bearer") == nil)
+        #expect(LoopContext.afterBearer("Bearerabc") == nil)
+        #expect(LoopContext.afterBearer("Basic abc") == nil)
+        #expect(LoopContext.afterBearer("") == nil)
+        #expect(LoopContext.afterBearer("Bearer t\u{301}ok") == "t\u{301}ok", "what follows is the bytes as sent")
+    }
 }
