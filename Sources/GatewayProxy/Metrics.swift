@@ -102,10 +102,34 @@ final class LoopMetrics {
         c.increment()
     }
 
+    /// The `decision` label of `gateway_ratelimit_decisions_total`.
+    enum RateLimitDecision: UInt8 {
+        case allowed, rejected, shadowRejected
+
+        var label: String {
+            switch self {
+            case .allowed: return "allowed"
+            case .rejected: return "rejected"
+            case .shadowRejected: return "shadow_rejected"
+            }
+        }
+    }
+
+    /// Made on every limited request: keyed without building a `String`.
+    private struct DecisionKey: Hashable {
+        var tier: String
+        var decision: RateLimitDecision
+    }
+    private var decisions: [DecisionKey: CoreMetrics.Counter] = [:]
+
     /// `gateway_ratelimit_decisions_total{tier,decision}`: `allowed`, `rejected`, or
     /// `shadow_rejected` (would have been refused; `shadow` let it through).
-    func rateLimitDecision(tier: String, decision: String) {
-        increment("gateway_ratelimit_decisions_total", ("tier", tier), ("decision", decision))
+    func rateLimitDecision(tier: String, decision: RateLimitDecision) {
+        let key = DecisionKey(tier: tier, decision: decision)
+        if let c = decisions[key] { return c.increment() }
+        let c = metrics.counter("gateway_ratelimit_decisions_total", [("tier", tier), ("decision", decision.label)])
+        decisions[key] = c
+        c.increment()
     }
 
     /// `gateway_auth_failures_total{provider,reason}`: one per refused request.

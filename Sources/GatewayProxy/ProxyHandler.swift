@@ -830,14 +830,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
             ("ratelimit-reset", String(RateLimitKeys.seconds(o.resetNanos))), ("ratelimit-policy", tier.policies[i]),
         ]
         if o.admitted {
-            loopContext.metrics.rateLimitDecision(tier: tier.name, decision: "allowed")
+            loopContext.metrics.rateLimitDecision(tier: tier.name, decision: .allowed)
             return true
         }
         if shadow {
-            loopContext.metrics.rateLimitDecision(tier: tier.name, decision: "shadow_rejected")
+            loopContext.metrics.rateLimitDecision(tier: tier.name, decision: .shadowRejected)
             return true
         }
-        loopContext.metrics.rateLimitDecision(tier: tier.name, decision: "rejected")
+        loopContext.metrics.rateLimitDecision(tier: tier.name, decision: .rejected)
         sendError(.rateLimited(), ex, extraHeaders: [("retry-after", String(max(1, RateLimitKeys.seconds(o.retryAfterNanos))))])
         return false
     }
