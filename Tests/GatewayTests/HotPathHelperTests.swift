@@ -47,14 +47,7 @@ import Testing
     /// other controls and DEL do not; spaces and tabs at the ends are trimmed).
     @Test func everyByteInAHeaderValueGetsTheRulesVerdict() {
         for b in UInt8.min...UInt8.max {
-            let line: [UInt8] = Array("X-A: a".utf8) + [b] + Array("b \t\r\n\r\n".utf8)
-            var value: [UInt8]? = nil
-            let failure = line.withUnsafeBytes { raw in
-                scanFieldLines(raw, from: 0) { _, v in
-                    value = Array(raw[v])
-                    return nil
-                }
-            }
+            let (failure, value) = Self.scan(Array("X-A: a".utf8) + [b] + Array("b \t\r\n\r\n".utf8))
             let passes = (b >= 0x20 && b != 0x7F) || b == 0x09 || b >= 0x80
             if b == UInt8(ascii: "\r") {
                 #expect(failure != nil, "a bare CR in a value")
@@ -63,6 +56,65 @@ import Testing
                 #expect(value == [UInt8(ascii: "a"), b, UInt8(ascii: "b")], "byte \(b)")
             } else {
                 #expect(failure != nil, "byte \(b)")
+            }
+        }
+    }
+
+    /// The field-line scanner's verdict on one line, and the value it read.
+    static func scan(_ line: [UInt8]) -> (HTTP1ParseError?, [UInt8]?) {
+        var value: [UInt8]? = nil
+        let failure = line.withUnsafeBytes { raw in
+            scanFieldLines(raw, from: 0) { _, v in
+                value = Array(raw[v])
+                return nil
+            }
+        }
+        return (failure, value)
+    }
+
+    /// The same verdicts in long values, read eight bytes at a time: every byte at every
+    /// position of a 24-byte value (so in every lane of a word, and in the bytes after the
+    /// last whole word), with spaces and tabs trimmed at the end.
+    @Test func everyByteAtEveryPositionOfALongValue() {
+        let body = Array("abcdefghijklmnopqrstuvwx".utf8)
+        for b in UInt8.min...UInt8.max {
+            for k in 0..<body.count {
+                var v = body
+                v[k] = b
+                let (failure, value) = Self.scan(Array("X-Long: ".utf8) + v + Array(" \t \r\n\r\n".utf8))
+                let passes = (b >= 0x20 && b != 0x7F) || b == 0x09 || b >= 0x80
+                if passes && b != UInt8(ascii: "\r") {
+                    #expect(failure == nil, "byte \(b) at \(k)")
+                    // A space or tab at either end of the value is trimmed.
+                    var want = v
+                    while let l = want.last, l == 0x20 || l == 0x09 { want.removeLast() }
+                    while let f = want.first, f == 0x20 || f == 0x09 { want.removeFirst() }
+                    #expect(value == want, "byte \(b) at \(k)")
+                } else {
+                    #expect(failure != nil, "byte \(b) at \(k)")
+                }
+            }
+        }
+    }
+
+    /// The end of a head found with memchr: at the right place in a long head, not before it
+    /// arrives whole, and a bare LF anywhere in it refused.
+    @Test func headEndInALongHead() throws {
+        let head = Array("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(String(repeating: "t", count: 300))\r\nX-B: c\r\n\r\n".utf8)
+        var scanned = 0
+        for cut in 1..<head.count {
+            var buffer = ByteBuffer(bytes: head[..<cut])
+            scanned = 0
+            #expect(try findHeadEnd(buffer, scanned: &scanned, max: 16_384) == nil, "cut at \(cut)")
+            buffer.writeBytes(head[cut...])
+            #expect(try findHeadEnd(buffer, scanned: &scanned, max: 16_384) == head.count, "cut at \(cut)")
+        }
+        for i in 0..<(head.count - 4) where head[i] == UInt8(ascii: "\r") {
+            var bare = head
+            bare.remove(at: i)
+            var s = 0
+            #expect(throws: HTTP1ParseError.self, "a bare LF where the CR at \(i) was") {
+                _ = try findHeadEnd(ByteBuffer(bytes: bare), scanned: &s, max: 16_384)
             }
         }
     }
