@@ -2,11 +2,13 @@
 # Instructions per request on a proxy route, counted by callgrind (issue 12): exact and
 # repeatable where wall-clock benchmarks on a shared VM are not. From the project root:
 #   Benchmarks/callgrind.sh [requests, default 20000] [connections, default 4] [route, default plain]
-# route: plain (one catch-all route to one upstream), or jwtrl (the same route with ES256 JWT
-# auth, two claims forwarded, and the memory rate limiter with the tier from the token's
-# `tier` claim and the key from its `sub`: every request verified from the cache, counted
-# and admitted). Both send the same `Authorization: Bearer` token (minted by auth-bench),
-# so the two differ only in what the route does with it.
+# route: plain (one catch-all route to one upstream, requests without credentials: the
+# numbers of the table in BENCHMARKS.md), plain-token (the same route, every request with
+# an `Authorization: Bearer` token of 337 bytes that it ignores), or jwtrl (the same route
+# with ES256 JWT auth, two claims forwarded, and the memory rate limiter with the tier from
+# the token's `tier` claim and the key from its `sub`: every request verified from the
+# cache, counted and admitted). plain-token and jwtrl send the same token (minted by
+# auth-bench), so they differ only in what the route does with it.
 # Builds `proxy-harness` (the gateway's data path with a plain main, see its source),
 # strips its debug info (valgrind 3.19 cannot read Swift 6's DWARF), runs it under
 # callgrind with one event loop in front of a local NGINX, warms up with 2,000 requests,
@@ -18,7 +20,7 @@ set -euo pipefail
 requests=${1:-20000}
 conns=${2:-4}
 route=${3:-plain}
-case $route in plain|jwtrl) ;; *) echo "unknown route $route (plain or jwtrl)" >&2; exit 1 ;; esac
+case $route in plain|plain-token|jwtrl) ;; *) echo "unknown route $route (plain, plain-token or jwtrl)" >&2; exit 1 ;; esac
 for tool in valgrind callgrind_control callgrind_annotate nginx h2load; do
   command -v $tool >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
 done
@@ -66,10 +68,11 @@ cleanup() { kill "$vg" 2>/dev/null || true; [[ -f $work/nginx.pid ]] && kill "$(
 trap cleanup EXIT
 for _ in $(seq 120); do grep -q "^listening" "$work/valgrind.log" 2>/dev/null && break; sleep 1; done
 pid=$(pgrep -f "valgrind.bin.*$work/proxy-harness" | head -1)
-token="Authorization: Bearer $(cat "$work/token")"
-h2load --h1 -H "$token" -n 2000 -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/warmup.txt"
+token=()
+[[ $route != plain ]] && token=(-H "Authorization: Bearer $(cat "$work/token")")
+h2load --h1 "${token[@]}" -n 2000 -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/warmup.txt"
 callgrind_control -z "$pid" > /dev/null
-h2load --h1 -H "$token" -n "$requests" -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/h2load.txt"
+h2load --h1 "${token[@]}" -n "$requests" -c "$conns" "http://127.0.0.1:$port_gw/" > "$work/h2load.txt"
 callgrind_control -d "$pid" > /dev/null
 sleep 1
 dump=$(ls "$work"/cg.out.* | tail -1)

@@ -112,8 +112,8 @@ for r in range(1, rounds + 1):
         table.setdefault(c, []).append((p[("gateway", c)], row, p[("nginx", c)], f[("nginx", c)]))
 med = statistics.median
 print(f"| connections | plain gw req/s | {feature} gw req/s | {feature} ÷ plain | plain ÷ NGINX | {feature} ÷ NGINX "
-      f"| p50 ms plain → {feature} | p99 ms plain → {feature} |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+      f"| p50 ms plain → {feature} | p99 ms plain → {feature} | gateway CPU µs/req plain → {feature} |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in sorted(table):
     rs = table[c]
     ratios = [f["rps"] / p["rps"] for p, f, _, _ in rs]
@@ -121,6 +121,7 @@ for c in sorted(table):
           f"{med(ratios):.2f} (rounds: {', '.join(f'{x:.2f}' for x in ratios)}) | "
           f"{med([p['rps'] / n['rps'] for p, _, n, _ in rs]):.2f} | {med([f['rps'] / n['rps'] for _, f, _, n in rs]):.2f} | "
           f"{med([p['p50_ms'] for p, _, _, _ in rs]):.2f} → {med([f['p50_ms'] for _, f, _, _ in rs]):.2f} | "
-          f"{med([p['p99_ms'] for p, _, _, _ in rs]):.2f} → {med([f['p99_ms'] for _, f, _, _ in rs]):.2f} |")
+          f"{med([p['p99_ms'] for p, _, _, _ in rs]):.2f} → {med([f['p99_ms'] for _, f, _, _ in rs]):.2f} | "
+          f"{med([p['cpu_us_per_req'] for p, _, _, _ in rs]):.1f} → {med([f['cpu_us_per_req'] for _, f, _, _ in rs]):.1f} |")
 print(f"\nraw results: {work}")
 PY
