@@ -16,6 +16,7 @@
 # the instructions of the gateway process (user space, all threads) per request, and the
 # functions that cost the most.
 set -euo pipefail
+source "$(dirname "$0")/upstream.sh"
 [[ -f Package.swift ]] || { echo "run this from the project's root" >&2; exit 1; }
 requests=${1:-20000}
 conns=${2:-4}
@@ -36,21 +37,6 @@ if [[ $route == jwtrl ]]; then
 fi
 objcopy --strip-debug "$(swift build -c release --show-bin-path)/proxy-harness" "$work/proxy-harness"
 port_up=18821 port_gw=18822
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $work/nginx.pid;
-error_log $work/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$port_up;
-    keepalive_requests 1000000;
-    location / { default_type application/json; return 200 '{"ok":true}'; }
-  }
-}
-CONF
 cat > "$work/gateway.json" <<JSON
 { "listeners": [ { "name": "bench", "address": "127.0.0.1:$port_gw" } ],
   "server": { "workers": 1 },
@@ -61,10 +47,10 @@ cat > "$work/gateway.json" <<JSON
   "routes": [ { "name": "app", "match": { "path_prefix": "/" }, "upstream": "app"$auth } ],
   "access_log": { "enabled": false } }
 JSON
-nginx -c "$work/nginx.conf"
+start_upstream "$work" nginx "$port_up" '{"ok":true}'
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$work/proxy-harness" "$work/gateway.json" > "$work/valgrind.log" 2>&1 &
 vg=$!
-cleanup() { kill "$vg" 2>/dev/null || true; [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; }
+cleanup() { kill "$vg" 2>/dev/null || true; stop_upstream "$work" nginx; }
 trap cleanup EXIT
 for _ in $(seq 120); do grep -q "^listening" "$work/valgrind.log" 2>/dev/null && break; sleep 1; done
 pid=$(pgrep -f "valgrind.bin.*$work/proxy-harness" | head -1)

@@ -12,6 +12,7 @@
 # open and answered (an idle connection the gateway dropped would fail here). Exit 1 when a
 # connection failed, or RSS went over IDLE_RSS_LIMIT_MIB (default 200).
 set -euo pipefail
+source "$(dirname "$0")/upstream.sh"
 [[ -f Package.swift ]] || { echo "run this from the project's root" >&2; exit 1; }
 conns=${1:-10000}
 hold=${2:-20}
@@ -24,21 +25,6 @@ bin="$(swift build -c release --show-bin-path)/gateway"
 work=$(mktemp -d /tmp/idle-conns.XXXXXX)
 port_up=18801 port_gw=18810 port_admin=18811
 
-cat > "$work/upstream.conf" <<CONF
-worker_processes 1;
-daemon on;
-pid $work/upstream.pid;
-error_log $work/upstream.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$port_up;
-    keepalive_requests 100000;
-    location / { default_type application/json; return 200 '{"ok":true,"service":"idle-conns"}'; }
-  }
-}
-CONF
 cat > "$work/gateway.json" <<JSON
 { "listeners": [ { "name": "idle", "address": "127.0.0.1:$port_gw" } ],
   "admin": { "address": "127.0.0.1:$port_admin" },
@@ -50,11 +36,11 @@ JSON
 
 cleanup() {
   [[ -n ${gw_pid:-} ]] && kill "$gw_pid" 2>/dev/null || true
-  [[ -f $work/upstream.pid ]] && kill "$(cat "$work/upstream.pid")" 2>/dev/null || true
+  stop_upstream "$work" upstream
 }
 trap cleanup EXIT
 echo "work directory: $work" >&2
-nginx -c "$work/upstream.conf"
+start_upstream "$work" upstream "$port_up" '{"ok":true,"service":"idle-conns"}' 4096
 "$bin" run --config "$work/gateway.json" > "$work/gateway.log" 2>&1 &
 gw_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port_gw/" >/dev/null && break; sleep 0.1; done
