@@ -7,7 +7,10 @@ import NIOPosix
 
 /// The admin API of SPEC §5: health and readiness, and the config endpoints (`GET /config`,
 /// `PUT /config`, `POST /config/validate`, `POST /reload`). Every path but `/healthz` and
-/// `/readyz` needs `Authorization: Bearer <token>` when a token is configured.
+/// `/readyz` needs `Authorization: Bearer <token>` when a token is configured, and every path
+/// but those two refuses (403) a request a browser could have been made to send: a `Host`
+/// that is not an IP address, a loopback name or the admin address's own name (DNS
+/// rebinding), and a cross-origin `Origin` or `Sec-Fetch-Site`.
 public final class AdminServer: Sendable {
     public let channel: any Channel
 
@@ -25,7 +28,8 @@ public final class AdminServer: Sendable {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(
                         AdminHandler(
-                            token: token, reloader: reloader, snapshot: snapshot, metrics: metrics, server: server, isReady: isReady))
+                            token: token, reloader: reloader, snapshot: snapshot, metrics: metrics, server: server, isReady: isReady,
+                            adminHost: address.host))
                 }
             }
             .bind(host: address.host, port: address.port).get()
@@ -52,14 +56,17 @@ final class AdminHandler: ChannelInboundHandler {
     let metrics: GatewayMetrics?
     let server: GatewayServer?
     let isReady: @Sendable () -> Bool
+    /// The host of `admin.address`, lower-cased: a `Host` naming it is the admin API's own.
+    let adminHost: String
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
     init(
         token: String?, reloader: ConfigReloader?, snapshot: (@Sendable () -> Snapshot)?, metrics: GatewayMetrics?,
-        server: GatewayServer?, isReady: @escaping @Sendable () -> Bool
+        server: GatewayServer?, isReady: @escaping @Sendable () -> Bool, adminHost: String = "127.0.0.1"
     ) {
+        self.adminHost = adminHost.lowercased()
         self.metrics = metrics
         self.server = server
         self.token = token.map { Array($0.utf8) }
@@ -107,6 +114,9 @@ final class AdminHandler: ChannelInboundHandler {
         default:
             break
         }
+        if let why = Self.browserRefusal(head, adminHost: adminHost) {
+            return write(context, head, .forbidden, GatewayError(.forbidden, "forbidden", why).body(requestID: ""))
+        }
         guard isAuthorized(head) else {
             let e = GatewayError(.unauthorized, "unauthorized", "this admin endpoint needs the admin token")
             return write(
@@ -140,7 +150,10 @@ final class AdminHandler: ChannelInboundHandler {
                 return write(context, head, .ok, AdminViews.routes(snapshot()))
             case (.GET, "/explain"), (.HEAD, "/explain"):
                 let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first
-                return write(context, head, .ok, AdminViews.explain(snapshot(), query: query, server: server))
+                switch AdminViews.ExplainQuery.parse(query) {
+                case .success(let q): return write(context, head, .ok, AdminViews.explain(snapshot(), q, server: server))
+                case .failure(let e): return write(context, head, .badRequest, e.body(requestID: ""))
+                }
             case (_, "/routes"), (_, "/explain"):
                 return methodNotAllowed(context, head, allow: "GET, HEAD")
             default:
@@ -193,6 +206,64 @@ final class AdminHandler: ChannelInboundHandler {
             case .failure: context.close(promise: nil)
             }
         }
+    }
+
+    /// Why a request is refused as one a browser was led to send, or nil. A page on another
+    /// site can make a browser send requests to a loopback admin port; it cannot make the
+    /// browser send a `Host` of an IP address or a loopback name (rebinding needs the
+    /// attacker's own name in `Host`), nor hide the `Origin` of its page.
+    static func browserRefusal(_ head: HTTPRequestHead, adminHost: String) -> String? {
+        let hosts = head.headers["host"]
+        if hosts.count > 1 { return "more than one Host header" }
+        if let host = hosts.first {
+            guard let name = hostName(host), isAdminName(name, adminHost: adminHost) else {
+                return "the admin API answers only to an IP address, a loopback name or its own address in Host"
+            }
+            if let origin = head.headers.first(name: "origin") {
+                guard let authority = originAuthority(origin), authority == host.lowercased() else {
+                    return "cross-origin requests are refused"
+                }
+            }
+        } else if head.headers.contains(name: "origin") {
+            return "cross-origin requests are refused"
+        }
+        if let site = head.headers.first(name: "sec-fetch-site")?.lowercased(), site != "same-origin" && site != "none" {
+            return "cross-origin requests are refused"
+        }
+        return nil
+    }
+
+    /// The host of a `Host` value, lower-cased and without port or IPv6 brackets; nil when it
+    /// is not one.
+    static func hostName(_ host: String) -> String? {
+        let lower = host.lowercased()
+        if lower.hasPrefix("[") {
+            guard let close = lower.firstIndex(of: "]") else { return nil }
+            let rest = lower[lower.index(after: close)...]
+            guard rest.isEmpty || (rest.hasPrefix(":") && Int(rest.dropFirst()) != nil) else { return nil }
+            return String(lower[lower.index(after: lower.startIndex)..<close])
+        }
+        let parts = lower.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count <= 2, !parts[0].isEmpty, parts.count == 1 || Int(parts[1]) != nil else { return nil }
+        return String(parts[0])
+    }
+
+    static func isAdminName(_ name: String, adminHost: String) -> Bool {
+        if IPAddressBytes(name) != nil { return true }
+        if name == "localhost" || name.hasSuffix(".localhost") { return true }
+        return name == adminHost
+    }
+
+    /// `scheme://host[:port]` of an `Origin` as the `Host` of a same-origin request would
+    /// read (default ports dropped), lower-cased; nil for `null` or anything else.
+    static func originAuthority(_ origin: String) -> String? {
+        let lower = origin.lowercased()
+        for (scheme, port) in [("http://", ":80"), ("https://", ":443")] where lower.hasPrefix(scheme) {
+            var rest = String(lower.dropFirst(scheme.count))
+            if rest.hasSuffix(port) { rest = String(rest.dropLast(port.count)) }
+            return rest.isEmpty || rest.contains("/") ? nil : rest
+        }
+        return nil
     }
 
     /// `Authorization: Bearer <token>`, compared in constant time.

@@ -104,32 +104,60 @@ enum AdminViews {
         return Array("{\"targets\":[\(items.joined(separator: ","))]}".utf8)
     }
 
-    /// `GET /explain?method=GET&path=/api/x&header=x-client:mobile&host=…`
-    static func explain(_ snapshot: Snapshot, query: Substring?, server: GatewayServer? = nil) -> [UInt8] {
+    /// The parameters of `GET /explain?method=GET&path=/api/x&header=x-client:mobile&host=…`,
+    /// checked as bytes: a `header=` name that is not a token or a value with a control byte
+    /// is refused (400) before it reaches `HTTPHeaders`, which traps on a non-ASCII name.
+    struct ExplainQuery {
         var clientIP = "127.0.0.1"
         var method = "GET"
         var path = "/"
         var host: String?
         var headers: [(String, String)] = []
         var sticky: String?
-        for pair in (query ?? "").split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            let key = Router.percentDecoded(parts[0])
-            let value = parts.count > 1 ? Router.percentDecoded(parts[1]) : ""
-            switch key {
-            case "method": method = value.uppercased()
-            case "path": path = value
-            case "host": host = value
-            case "client_ip": clientIP = value
-            case "sticky": sticky = value
-            case "header":
-                if let colon = value.firstIndex(of: ":") {
-                    headers.append(
-                        (String(value[..<colon]), String(value[value.index(after: colon)...]).trimmingCharacters(in: .whitespaces)))
+
+        static func parse(_ query: Substring?) -> Result<ExplainQuery, GatewayError> {
+            var q = ExplainQuery()
+            for pair in (query ?? "").split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1)
+                let key = Router.percentDecoded(parts[0])
+                let value = parts.count > 1 ? Router.percentDecoded(parts[1]) : ""
+                switch key {
+                case "method":
+                    guard HeaderBytes.isToken(value) else { return .failure(.badRequest("method=\(value) is not an HTTP method")) }
+                    q.method = value.uppercased()
+                case "path": q.path = value
+                case "host": q.host = value
+                case "client_ip": q.clientIP = value
+                case "sticky": q.sticky = value
+                case "header":
+                    guard let colon = value.firstIndex(of: ":") else {
+                        return .failure(.badRequest("header= takes NAME:VALUE"))
+                    }
+                    let name = String(value[..<colon])
+                    let v = String(value[value.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                    guard HeaderBytes.isToken(name) else { return .failure(.badRequest("header= has a name that is not a header name")) }
+                    guard HeaderBytes.isFieldValue(v) else {
+                        return .failure(.badRequest("header= has a value with a control byte (CR, LF, NUL...)"))
+                    }
+                    q.headers.append((name, v))
+                default: break
                 }
-            default: break
             }
+            return .success(q)
         }
+    }
+
+    /// `GET /explain?…`: the error body when the query is refused (see `ExplainQuery`).
+    static func explain(_ snapshot: Snapshot, query: Substring?, server: GatewayServer? = nil) -> [UInt8] {
+        switch ExplainQuery.parse(query) {
+        case .success(let q): return explain(snapshot, q, server: server)
+        case .failure(let e): return Array(e.body(requestID: "").utf8)
+        }
+    }
+
+    static func explain(_ snapshot: Snapshot, _ q: ExplainQuery, server: GatewayServer?) -> [UInt8] {
+        let (clientIP, method, path, headers, sticky) = (q.clientIP, q.method, q.path, q.headers, q.sticky)
+        var host = q.host
         if host == nil, let h = headers.first(where: { $0.0.lowercased() == "host" }) { host = h.1 }
         let e = Router.explain(snapshot, method: method, target: path, headers: headers, host: host)
         var s = "{\"method\":\(jsonString(method)),\"path\":\(jsonString(path))"

@@ -29,6 +29,8 @@ public final class JWKSStore: Sendable {
         public var algorithms: Set<String>
         public var refreshNanos: Int64
         public var timeoutNanos: Int64
+        /// `jwks_initial_fetch_timeout`: how long readiness waits for the first fetch.
+        public var initialFetchNanos: Int64
         /// The secret of an HMAC source, read from the environment when the store is made.
         var secret: [UInt8]
 
@@ -44,6 +46,7 @@ public final class JWKSStore: Sendable {
             algorithms = Set(c.algorithms)
             refreshNanos = c.jwksRefresh.nanoseconds
             timeoutNanos = c.jwksTimeout.nanoseconds
+            initialFetchNanos = c.jwksInitialFetchTimeout.nanoseconds
             secret = c.hmacSecretEnv.flatMap { environment[$0] }.map { Array($0.utf8) } ?? []
         }
     }
@@ -83,18 +86,25 @@ public final class JWKSStore: Sendable {
     private let state = NIOLockedValueBox(State())
     private let logger: Logger
     private let now: @Sendable () -> NIODeadline
+    /// When the store was made: the initial fetch timeout runs from here.
+    private let created: NIODeadline
 
     public init(settings: Settings, logger: Logger = Logger(label: "gateway.jwks"), now: @escaping @Sendable () -> NIODeadline = { .now() })
     {
         self.settings = settings
         self.logger = logger
         self.now = now
+        created = now()
     }
 
     public var keys: KeySet { state.withLockedValue { $0.keys } }
     public var generation: UInt64 { keyGeneration.load(ordering: .acquiring) }
-    /// Fetched once, or failed for good: `/readyz` waits for this.
-    public var isReady: Bool { state.withLockedValue { $0.fetchedOnce || $0.failedForGood } }
+    /// Fetched once, failed for good, or waited for longer than `jwks_initial_fetch_timeout`:
+    /// `/readyz` waits for this, and never for ever on a source that does not answer.
+    public var isReady: Bool {
+        if state.withLockedValue({ $0.fetchedOnce || $0.failedForGood }) { return true }
+        return now() >= created + .nanoseconds(settings.initialFetchNanos)
+    }
 
     public var status: Status {
         state.withLockedValue { s in

@@ -153,6 +153,16 @@ public struct KeySetError: Error, CustomStringConvertible {
 
 /// base64url without padding (RFC 7515 §2).
 public enum Base64URL {
+    /// A byte of the base64url alphabet: letters, digits, `-` and `_`.
+    public static func isAlphabet(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "_"):
+            return true
+        default: return false
+        }
+    }
+
     public static func decode<S: StringProtocol>(_ text: S) -> [UInt8]? {
         var s = String(text).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         if s.contains("=") { return nil }

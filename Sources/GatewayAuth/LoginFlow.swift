@@ -31,6 +31,9 @@ public enum LoginFlow {
     /// A signed-in browser: the tokens and the claims the upstream gets, sealed in the
     /// session cookie.
     public struct Session: Codable, Sendable, Equatable {
+        /// The login it came from (`binding(...)`): a session sealed for one provider is
+        /// refused by another, even one that shares the cookie secret.
+        public var binding: String = ""
         public var subject: String
         /// The verified ID token's claims the provider forwards, as header → value.
         public var forwarded: [String: String]
@@ -53,19 +56,44 @@ public enum LoginFlow {
         }
     }
 
-    /// The name of the login cookie of one `state`.
+    /// The name of the login cookie of one `state` (only a `state` that `isState` accepts).
     public static func loginCookieName(state: String) -> String { "__gw_login_" + String(state.prefix(12)) }
     public static let sessionCookieName = "__gw_session"
 
-    public static func seal<T: Encodable>(_ value: T, name: String, with sealer: CookieSealer) -> String? {
-        guard let data = try? JSONEncoder().encode(value) else { return nil }
-        return sealer.seal(Array(data), name: name)
+    /// A `state` as the gateway makes them (`PKCE.token()`: base64url, 43 characters), checked
+    /// on its bytes before any of it reaches a cookie name: anything else is not a login of
+    /// this gateway.
+    public static func isState(_ s: String) -> Bool {
+        (16...128).contains(s.utf8.count) && s.utf8.allSatisfy(Base64URL.isAlphabet)
     }
 
-    public static func open<T: Decodable>(_ type: T.Type, _ value: String, name: String, with sealer: CookieSealer) -> T? {
-        guard let bytes = sealer.open(value, name: name) else { return nil }
+    /// What ties a sealed cookie to one login provider: its name, issuer and client id. It is
+    /// the associated data of the seal (with the cookie's name) and is kept in the session.
+    public static func binding(provider: String, issuer: String, clientID: String) -> String {
+        "login=\(provider)\nissuer=\(issuer)\nclient_id=\(clientID)"
+    }
+
+    public static func seal<T: Encodable>(_ value: T, name: String, binding: String = "", with sealer: CookieSealer) -> String? {
+        guard let data = try? JSONEncoder().encode(value) else { return nil }
+        return sealer.seal(Array(data), name: associatedData(name, binding))
+    }
+
+    public static func open<T: Decodable>(
+        _ type: T.Type, _ value: String, name: String, binding: String = "", with sealer: CookieSealer
+    ) -> T? {
+        guard let bytes = sealer.open(value, name: associatedData(name, binding)) else { return nil }
         return try? JSONDecoder().decode(type, from: Data(bytes))
     }
+
+    /// A session cookie opened for the login `binding`: its seal and its content both name it.
+    public static func openSession(_ value: String, binding: String, with sealer: CookieSealer) -> Session? {
+        guard let s = open(Session.self, value, name: sessionCookieName, binding: binding, with: sealer), s.binding == binding else {
+            return nil
+        }
+        return s
+    }
+
+    static func associatedData(_ name: String, _ binding: String) -> String { binding.isEmpty ? name : name + "\n" + binding }
 
     /// `application/x-www-form-urlencoded` component escaping: RFC 3986's unreserved
     /// characters stay, everything else is %XX (the same as a backend path template's values).

@@ -20,6 +20,8 @@ public final class LoginProviderRuntime: Sendable {
     /// when the environment is known).
     public let sealer: CookieSealer?
     public let clientAuth: LoginFlow.ClientAuth
+    /// `LoginFlow.binding` of this provider: the associated data of its sealed cookies.
+    public let binding: String
     private let resolved: NIOLockedValueBox<Endpoints?>
     /// Refreshes in flight by refresh token: one per session at a time, whichever loop asks.
     private let refreshes = NIOLockedValueBox<[String: Task<LoginFlow.Tokens, any Error>]>([:])
@@ -31,6 +33,7 @@ public final class LoginProviderRuntime: Sendable {
         self.logger = logger
         let c = spec.config
         sealer = environment[c.cookieSecretEnv].flatMap(CookieSealer.init(secret:))
+        binding = LoginFlow.binding(provider: spec.name, issuer: c.issuer, clientID: c.clientID)
         let secret = c.clientSecretEnv.flatMap { environment[$0] } ?? ""
         switch c.clientAuth ?? (secret.isEmpty ? "none" : "client_secret_basic") {
         case "client_secret_post": clientAuth = .post(secret: secret)

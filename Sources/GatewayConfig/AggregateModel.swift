@@ -116,17 +116,40 @@ public struct PathTemplate: Sendable, Hashable {
     }
 
     /// The path with every placeholder filled, each value percent-encoded for where it
-    /// stands; nil when a value is missing.
+    /// stands; nil when a value is missing, or when a value makes a path segment `.` or `..`
+    /// (escaping keeps dots, which are unreserved, and a dot segment would climb out of the
+    /// path the template names).
     public func render(_ value: (Source) -> String?) -> String? {
         var out = ""
+        var inQuery = false
+        var segmentStart = out.utf8.count
+        var segmentHasValue = false
+        func segmentIsDots() -> Bool {
+            let seg = out.utf8.dropFirst(segmentStart)
+            return segmentHasValue && (1...2).contains(seg.count) && seg.allSatisfy { $0 == UInt8(ascii: ".") }
+        }
         for part in parts {
             switch part {
-            case .literal(let s): out += s
+            case .literal(let s):
+                var rest = Substring(s)
+                while !inQuery, let i = rest.utf8.firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) {
+                    out += rest[..<i]
+                    if segmentIsDots() { return nil }
+                    let isQuery = rest.utf8[i] == UInt8(ascii: "?")
+                    out += isQuery ? "?" : "/"
+                    inQuery = isQuery
+                    segmentStart = out.utf8.count
+                    segmentHasValue = false
+                    rest = rest[rest.utf8.index(after: i)...]
+                }
+                out += rest
             case .value(let source):
                 guard let v = value(source) else { return nil }
                 out += Self.escape(v)
+                segmentHasValue = true
             }
         }
+        if !inQuery && segmentIsDots() { return nil }
         return out
     }
 

@@ -36,6 +36,10 @@ public struct AuthSection: Sendable, Codable, Hashable {
         public var forwardClaims: [String: String] = [:]
         /// How long a JWKS fetch may take.
         public var jwksTimeout: ConfigDuration = .seconds(5)
+        /// How long `/readyz` waits for the first fetch of the keys (as Envoy's
+        /// `initial_fetch_timeout`): after it the gateway is ready, and this provider's routes
+        /// answer 401 until keys arrive.
+        public var jwksInitialFetchTimeout: ConfigDuration = .seconds(5)
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case issuer, audiences
@@ -48,6 +52,7 @@ public struct AuthSection: Sendable, Codable, Hashable {
             case from
             case forwardClaims = "forward_claims"
             case jwksTimeout = "jwks_timeout"
+            case jwksInitialFetchTimeout = "jwks_initial_fetch_timeout"
         }
 
         public init(
@@ -80,6 +85,8 @@ public struct AuthSection: Sendable, Codable, Hashable {
             from = try c.decodeIfPresent([String].self, forKey: .from) ?? from
             forwardClaims = try c.decodeEntries(String.self, forKey: .forwardClaims) ?? [:]
             jwksTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .jwksTimeout) ?? jwksTimeout
+            jwksInitialFetchTimeout =
+                try c.decodeIfPresent(ConfigDuration.self, forKey: .jwksInitialFetchTimeout) ?? jwksInitialFetchTimeout
         }
     }
 
@@ -104,6 +111,11 @@ public struct AuthSection: Sendable, Codable, Hashable {
         public var jwt: String
         /// Where the browser goes after logout when the provider has no end-session endpoint.
         public var postLogoutPath: String = "/"
+        /// `scheme://host[:port]` the browser reaches the gateway at: the `redirect_uri` and the
+        /// logout return URL are built on it. Without it they are built on the request's
+        /// `Host`, and only a trusted one: a loopback name or address, or a host a login route
+        /// names in `match.host`.
+        public var externalURL: String?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case issuer
@@ -121,6 +133,7 @@ public struct AuthSection: Sendable, Codable, Hashable {
             case cookieSecure = "cookie_secure"
             case jwt
             case postLogoutPath = "post_logout_path"
+            case externalURL = "external_url"
         }
 
         public init(issuer: String, clientID: String, cookieSecretEnv: String, jwt: String) {
@@ -148,6 +161,7 @@ public struct AuthSection: Sendable, Codable, Hashable {
             cookieSecure = try c.decodeIfPresent(Bool.self, forKey: .cookieSecure) ?? true
             jwt = try c.decode(String.self, forKey: .jwt)
             postLogoutPath = try c.decodeIfPresent(String.self, forKey: .postLogoutPath) ?? postLogoutPath
+            externalURL = try c.decodeIfPresent(String.self, forKey: .externalURL)
         }
     }
 

@@ -63,6 +63,7 @@ extension GatewayFile {
             }
             if j.jwksRefresh.nanoseconds < 1_000_000_000 { error("\(p).jwks_refresh", "must be at least 1s") }
             if j.jwksTimeout.nanoseconds <= 0 { error("\(p).jwks_timeout", "must be more than 0") }
+            if j.jwksInitialFetchTimeout.nanoseconds < 0 { error("\(p).jwks_initial_fetch_timeout", "must be 0 or more") }
             if j.clockSkew.nanoseconds < 0 || j.clockSkew.nanoseconds > 600_000_000_000 {
                 error("\(p).clock_skew", "must be between 0s and 10m")
             }
@@ -150,7 +151,10 @@ extension GatewayFile {
         var paths = Set<String>()
         for (name, l) in auth.login.sorted(by: { $0.key < $1.key }) {
             let p = JSONPath.format([.key("auth"), .key("login"), .key(name)])
-            func isURL(_ s: String) -> Bool { (s.hasPrefix("https://") || s.hasPrefix("http://")) && !s.contains(" ") }
+            // On the bytes: these reach `Location` and `Set-Cookie` lines (a Character test for " "
+            // or "\r" lets "\r\n" through).
+            func isVisible(_ s: String) -> Bool { s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F } }
+            func isURL(_ s: String) -> Bool { (s.hasPrefix("https://") || s.hasPrefix("http://")) && isVisible(s) }
             if !isURL(l.issuer) { error("\(p).issuer", "\"\(l.issuer)\" is not an http(s) URL") }
             for (key, v) in [
                 ("authorization_endpoint", l.authorizationEndpoint), ("token_endpoint", l.tokenEndpoint),
@@ -159,6 +163,9 @@ extension GatewayFile {
                 if let v, !isURL(v) { error("\(p).\(key)", "\"\(v)\" is not an http(s) URL") }
             }
             if l.clientID.isEmpty { error("\(p).client_id", "must not be empty") }
+            if let u = l.externalURL, !isURL(u) || TargetURL(u) == nil || u.hasSuffix("/") {
+                error("\(p).external_url", "\"\(u)\" is not scheme://host[:port] like https://app.example.com")
+            }
             let auths = ["client_secret_basic", "client_secret_post", "none"]
             if let a = l.clientAuth, !auths.contains(a) { error("\(p).client_auth", "one of \(auths.joined(separator: ", "))") }
             if l.clientAuth != nil && l.clientAuth != "none" && l.clientSecretEnv == nil {
@@ -182,7 +189,7 @@ extension GatewayFile {
                 }
             }
             for (key, v) in [("callback_path", l.callbackPath), ("logout_path", l.logoutPath), ("post_logout_path", l.postLogoutPath)] {
-                if !v.hasPrefix("/") || v.hasPrefix("//") || v.contains(" ") {
+                if !v.hasPrefix("/") || v.hasPrefix("//") || !isVisible(v) || v.contains(";") {
                     error("\(p).\(key)", "must be a local path starting with /")
                 }
             }

@@ -164,6 +164,8 @@ public struct Server: Sendable, Codable, Hashable {
     public var compression: Compression = Compression()
     /// SETTINGS_MAX_CONCURRENT_STREAMS of HTTP/2 connections (not in SPEC; NGINX's default).
     public var http2MaxConcurrentStreams = 128
+    /// A WebSocket tunnel with no byte in either direction for this long is closed.
+    public var tunnelIdleTimeout: ConfigDuration = .seconds(300)
 
     public struct Compression: Sendable, Codable, Hashable {
         public var gzip: Bool = true
@@ -192,6 +194,7 @@ public struct Server: Sendable, Codable, Hashable {
         case trustedProxies = "trusted_proxies"
         case compression
         case http2MaxConcurrentStreams = "http2_max_concurrent_streams"
+        case tunnelIdleTimeout = "tunnel_idle_timeout"
     }
 
     public init() {}
@@ -209,6 +212,7 @@ public struct Server: Sendable, Codable, Hashable {
         trustedProxies = try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? trustedProxies
         compression = try c.decodeIfPresent(Compression.self, forKey: .compression) ?? compression
         http2MaxConcurrentStreams = try c.decodeIfPresent(Int.self, forKey: .http2MaxConcurrentStreams) ?? http2MaxConcurrentStreams
+        tunnelIdleTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .tunnelIdleTimeout) ?? tunnelIdleTimeout
     }
 }
 
@@ -318,9 +322,14 @@ public struct Route: Sendable, Codable, Hashable {
     public var mirror: MirrorConfig?
     public var shape: ShapeConfig?
     public var aggregate: AggregateConfig?
+    /// Send the client's request trailers on to the upstream (default false: dropped, as
+    /// NGINX and Envoy do). Even then, trailers that name a forwarded-claim, credential,
+    /// framing, hop-by-hop or forwarding header are never sent.
+    public var forwardRequestTrailers = false
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, match, upstream, rewrite, timeout
+        case forwardRequestTrailers = "forward_request_trailers"
         case requestHeaders = "request_headers"
         case responseHeaders = "response_headers"
         case respond, auth, cors
@@ -357,6 +366,7 @@ public struct Route: Sendable, Codable, Hashable {
         mirror = try c.decodeIfPresent(MirrorConfig.self, forKey: .mirror)
         shape = try c.decodeIfPresent(ShapeConfig.self, forKey: .shape)
         aggregate = try c.decodeIfPresent(AggregateConfig.self, forKey: .aggregate)
+        forwardRequestTrailers = try c.decodeIfPresent(Bool.self, forKey: .forwardRequestTrailers) ?? false
     }
 
     public struct Match: Sendable, Codable, Hashable {

@@ -125,7 +125,8 @@ public struct TargetURL: Sendable, Hashable {
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         guard !rest.contains("/"), !rest.contains("?"), !rest.contains("@") else { return nil }
         let defaultPort = scheme == "https" ? 443 : 80
-        if rest.hasPrefix("[") {
+        let bracketed = rest.hasPrefix("[")
+        if bracketed {
             guard let close = rest.firstIndex(of: "]") else { return nil }
             host = String(rest[rest.index(after: rest.startIndex)..<close])
             let after = rest[rest.index(after: close)...]
@@ -143,7 +144,8 @@ public struct TargetURL: Sendable, Hashable {
             host = String(rest)
             port = defaultPort
         }
-        guard !host.isEmpty else { return nil }
+        // Checked on its bytes: the host goes into `Host` lines and TLS server names.
+        guard HeaderBytes.isHost(host, bracketed: bracketed) else { return nil }
     }
 
     /// `host:port` as sent in the `Host` header when a route does not rewrite it.

@@ -64,6 +64,7 @@ public struct ServerSettings: Sendable {
     public var gzip: Bool
     public var gzipMinBytes: Int
     public var http2MaxConcurrentStreams: Int
+    public var tunnelIdleTimeoutNanos: Int64
 
     public init(_ s: Server) {
         workers = s.workers
@@ -77,6 +78,7 @@ public struct ServerSettings: Sendable {
         gzip = s.compression.gzip
         gzipMinBytes = s.compression.minBytes.bytes
         http2MaxConcurrentStreams = s.http2MaxConcurrentStreams
+        tunnelIdleTimeoutNanos = s.tunnelIdleTimeout.nanoseconds
     }
 
     public func isTrusted(_ ip: IPAddressBytes?) -> Bool {
@@ -189,6 +191,8 @@ public final class CompiledRoute: Sendable {
     public let addPrefix: String?
     public let hostRewrite: String?
     public let timeoutNanos: Int64?
+    /// `forward_request_trailers`.
+    public let forwardRequestTrailers: Bool
     public let requestHeaders: HeaderOps
     public let responseHeaders: HeaderOps
     public let config: Route
@@ -262,6 +266,7 @@ public final class CompiledRoute: Sendable {
         addPrefix = r.rewrite?.addPrefix.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         hostRewrite = r.rewrite?.host
         timeoutNanos = r.timeout?.nanoseconds
+        forwardRequestTrailers = r.forwardRequestTrailers
         requestHeaders = HeaderOps(r.requestHeaders)
         responseHeaders = HeaderOps(r.responseHeaders)
     }

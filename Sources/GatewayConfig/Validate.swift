@@ -8,7 +8,6 @@ extension GatewayFile {
     /// Sum of the weights of a consistent-hash upstream (1000 ring points per unit).
     static let maxHashWeight = 100
     static let balancers = ["round_robin", "least_request", "random", "consistent_hash"]
-    static let methodToken = Set("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
     /// Every semantic problem of the file (after decoding), each with its JSON path.
     public func validate(environment: [String: String] = [:]) -> [Diagnostic] {
@@ -130,7 +129,7 @@ extension GatewayFile {
             if let prefix = r.match.pathPrefix, !prefix.hasPrefix("/") {
                 error("\(p).match.path_prefix", "must start with /")
             }
-            for (j, m) in (r.match.methods ?? []).enumerated() where m.isEmpty || !m.allSatisfy({ Self.methodToken.contains($0) }) {
+            for (j, m) in (r.match.methods ?? []).enumerated() where !isToken(m) {
                 error("\(p).match.methods[\(j)]", "\"\(m)\" is not an HTTP method")
             }
             if r.match.methods?.isEmpty == true {
@@ -163,7 +162,7 @@ extension GatewayFile {
             if let rw = r.rewrite {
                 if let s = rw.stripPrefix, !s.hasPrefix("/") { error("\(p).rewrite.strip_prefix", "must start with /") }
                 if let a = rw.addPrefix, !a.hasPrefix("/") { error("\(p).rewrite.add_prefix", "must start with /") }
-                if let h = rw.host, h.isEmpty || h.contains(where: { $0 == "\r" || $0 == "\n" || $0 == " " || $0 == "/" }) {
+                if let h = rw.host, !isAuthority(h) {
                     error("\(p).rewrite.host", "\"\(h)\" is not a host")
                 }
             }
@@ -196,7 +195,7 @@ extension GatewayFile {
         if s.workers < 0 || s.workers > 1024 { error("workers", "must be between 0 (one per core) and 1024") }
         for (k, d) in [
             ("request_timeout", s.requestTimeout), ("idle_timeout", s.idleTimeout), ("header_read_timeout", s.headerReadTimeout),
-            ("drain_timeout", s.drainTimeout),
+            ("drain_timeout", s.drainTimeout), ("tunnel_idle_timeout", s.tunnelIdleTimeout),
         ]
         where d.nanoseconds <= 0 {
             error(k, "must be more than 0")
@@ -215,14 +214,32 @@ extension GatewayFile {
         for (name, value) in headers {
             let p = path + JSONPath.format([.key("x"), .key(name)]).dropFirst(1)
             if !isToken(name) { out.append(Diagnostic(path: p, message: "\"\(name)\" is not a header name")) }
-            if value.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
-                out.append(Diagnostic(path: p, message: "a header value may not contain CR, LF or NUL"))
+            if !HeaderBytes.isFieldValue(value) {
+                out.append(Diagnostic(path: p, message: "a header value may not contain CR, LF, NUL or another control byte"))
             }
         }
     }
 }
 
-func isToken(_ s: String) -> Bool { !s.isEmpty && s.allSatisfy { GatewayFile.methodToken.contains($0) } }
+func isToken(_ s: String) -> Bool { HeaderBytes.isToken(s) }
+
+/// `[v6]` or `[v6]:port`'s host part, checked on its bytes.
+func isBracketedHost(_ h: String) -> Bool {
+    guard h.hasPrefix("["), let close = h.firstIndex(of: "]") else { return false }
+    return HeaderBytes.isHost(h[h.index(after: h.startIndex)..<close], bracketed: true)
+}
+
+/// A `Host` value the config sets (`rewrite.host`): host or host:port, checked on its bytes.
+func isAuthority(_ h: String) -> Bool {
+    if h.hasPrefix("[") {
+        guard let close = h.firstIndex(of: "]"), isBracketedHost(h) else { return false }
+        let rest = h[h.index(after: close)...]
+        return rest.isEmpty || (rest.hasPrefix(":") && Int(rest.dropFirst()).map { (1...65535).contains($0) } == true)
+    }
+    let parts = h.split(separator: ":", omittingEmptySubsequences: false)
+    guard parts.count <= 2, HeaderBytes.isHost(parts[0]) else { return false }
+    return parts.count == 1 || Int(parts[1]).map { (1...65535).contains($0) } == true
+}
 
 /// `hash_on` of a consistent-hash upstream.
 public enum HashOn: Sendable, Hashable, CustomStringConvertible {

@@ -14,7 +14,7 @@ final class Exchange: UpstreamClient {
     /// `ProxyHandler.exchange` ends when the handler lets go of the exchange (at its end, or
     /// when the connection closes).
     let handler: ProxyHandler
-    let head: HTTPRequestHead
+    var head: HTTPRequestHead
     let requestID: String
     let start: NIODeadline
     let clientIP: String

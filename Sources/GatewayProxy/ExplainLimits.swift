@@ -24,7 +24,7 @@ extension GatewayServer {
         _ snapshot: Snapshot, route: CompiledRoute, headers list: [(String, String)], clientIP: String
     ) -> LimitExplanation {
         var headers = HTTPHeaders()
-        for (n, v) in list { headers.add(name: n, value: v) }
+        for (n, v) in list where HeaderBytes.isToken(n) && HeaderBytes.isFieldValue(v) { headers.add(name: n, value: v) }
         var out = LimitExplanation(limit: "none", perIP: false, shadow: false)
         var identity: Identity?
         if let auth = route.auth {

@@ -100,6 +100,29 @@ enum ForwardHeaders {
         return chunked
     }
 
+    /// The request trailers a route with `forward_request_trailers` sends on: none that name a
+    /// header the gateway manages or vouches for — forwarded claims, credentials (`Authorization`,
+    /// `Cookie`, the API key header), framing, hop-by-hop, `Host`, forwarding and tracing
+    /// headers, or one the route's `request_headers` sets or removes. A trailer cannot do
+    /// after the head what the head was not allowed to do.
+    static func requestTrailers<Sink: HeadSink>(_ trailers: HTTPHeaders, route: CompiledRoute, apiKeyHeader: String, into out: inout Sink) {
+        let claimHeaders = route.auth?.forwardedHeaders ?? route.loginHeaders
+        let ops = route.requestHeaders
+        for (name, value) in trailers {
+            let lower = name.lowercased()
+            if isHopByHop(name) || managedTrailers.contains(lower) || lower == apiKeyHeader.lowercased() { continue }
+            if claimHeaders.contains(lower) { continue }
+            if !ops.isEmpty && (ops.replaces(name) || ops.add.contains { $0.0.lowercased() == lower }) { continue }
+            out.writeHeaderLine(name, value)
+        }
+    }
+
+    static let managedTrailers: Set<String> = [
+        "host", "content-length", "content-encoding", "content-type", "content-range", "authorization", "cookie", "forwarded",
+        "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-request-id", "traceparent", "tracestate", "expect",
+        "x-gateway-mirror", "x-upstream-attempts",
+    ]
+
     static func isWebSocketUpgrade(_ headers: HTTPHeaders) -> Bool {
         guard let up = headers.first(name: "upgrade"), nameEquals(up, "websocket") else { return false }
         return connectionTokens(headers["connection"]).contains("upgrade")

@@ -21,6 +21,8 @@ public final class HealthService: Service, Sendable {
     private let inFlight = NIOLockedValueBox<Set<String>>([])
     /// How often the schedule is looked at: the resolution of probe times.
     static let step: Int64 = 50_000_000
+    /// The `gateway_upstream_available` series, by upstream and target.
+    private let gauges = NIOLockedValueBox<[String: Prometheus.Gauge]>([:])
 
     public init(shared: SharedState, group: any EventLoopGroup) {
         self.shared = shared
@@ -29,11 +31,12 @@ public final class HealthService: Service, Sendable {
         config.decompression = .disabled
         config.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 2)
         client = HTTPClient(eventLoopGroup: group, configuration: config)
+        // Read at every scrape, so the gauge says what `/upstreams` says at that moment.
+        shared.metrics.onScrape { [weak self] in self?.refreshGauges() }
     }
 
     public func run() async throws {
         var next: [String: Int64] = [:]
-        var gauges: [String: Prometheus.Gauge] = [:]
         var rng = SplitMix64()
         var pass = 0
         var lastSnapshot: ObjectIdentifier?
@@ -73,7 +76,7 @@ public final class HealthService: Service, Sendable {
                 }
                 next = next.filter { seen.contains($0.key) }
                 // Gauges twice a second: an ejection's end is a time, not an event.
-                if pass % 10 == 0 { refreshGauges(snapshot, now: now, gauges: &gauges) }
+                if pass % 10 == 0 { refreshGauges() }
                 pass += 1
                 try? await Task.sleep(nanoseconds: UInt64(Self.step))
             }
@@ -102,6 +105,7 @@ public final class HealthService: Service, Sendable {
         }
         guard changed else { return }
         th.healthy.store(status != .unhealthy, ordering: .relaxed)
+        refreshGauges()
         if status == .unhealthy {
             logger.warning(
                 "target failed its health checks; out of rotation", metadata: ["upstream": "\(upstream)", "target": "\(th.url)"])
@@ -112,6 +116,12 @@ public final class HealthService: Service, Sendable {
 
     /// `gateway_upstream_available{upstream,target}`: 1 when the target takes traffic
     /// (healthy and not ejected), 0 otherwise; series of targets gone from the file are removed.
+    func refreshGauges() {
+        let snapshot = shared.snapshots.snapshot
+        let now = Self.now()
+        gauges.withLockedValue { refreshGauges(snapshot, now: now, gauges: &$0) }
+    }
+
     private func refreshGauges(_ snapshot: Snapshot, now: Int64, gauges: inout [String: Prometheus.Gauge]) {
         var seen = Set<String>()
         for spec in snapshot.upstreams {

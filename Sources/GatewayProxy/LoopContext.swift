@@ -98,26 +98,28 @@ final class LoopContext {
             for p in u.pools { oldPools[u.spec.name + "\u{0}" + p.key] = p }
         }
         upstreams = snapshot.upstreams.map { spec in
-            let perLoopConns = (spec.maxConnectionsPerTarget + loopCount - 1) / loopCount
+            // Limits of the gateway, not of each loop: the counts behind them are shared.
+            let limits = shared.limits.limits(for: spec)
+            let maxConns = spec.maxConnectionsPerTarget
             let tlsContext = spec.targets.contains(where: \.tls) ? Self.tlsContext(spec) : nil
-            let pools = spec.targets.map { t -> TargetPool in
+            let pools = spec.targets.enumerated().map { i, t -> TargetPool in
                 let k = spec.name + "\u{0}" + t.url
                 let tls = t.tls ? tlsContext.map { ($0, spec.tls.serverName ?? (IPAddressBytes(t.host) == nil ? t.host : nil)) } : nil
-                if let p = oldPools.removeValue(forKey: k) {
-                    p.maxConnections = max(1, perLoopConns)
+                if let p = oldPools.removeValue(forKey: k), p.limits === limits.targets[i] {
+                    p.maxConnections = max(1, maxConns)
                     p.connectTimeout = .nanoseconds(spec.connectTimeoutNanos)
                     p.tls = tls  // new connections use the new settings
                     return p
                 }
                 let p = TargetPool(
-                    target: t, loop: loop, maxConnections: perLoopConns, connectTimeout: .nanoseconds(spec.connectTimeoutNanos))
+                    target: t, loop: loop, maxConnections: maxConns, connectTimeout: .nanoseconds(spec.connectTimeoutNanos),
+                    limits: limits.targets[i])
                 p.tls = tls
                 return p
             }
-            let perLoopPending = spec.maxPendingRequests == 0 ? 0 : max(1, (spec.maxPendingRequests + loopCount - 1) / loopCount)
             return UpstreamRuntime(
-                spec: spec, pools: pools, maxPending: perLoopPending, start: Int(rng.next() % UInt64(max(1, pools.count))),
-                health: shared.health.health(for: spec))
+                spec: spec, pools: pools, maxPending: spec.maxPendingRequests, limits: limits,
+                start: Int(rng.next() % UInt64(max(1, pools.count))), health: shared.health.health(for: spec))
         }
         for p in oldPools.values { p.shutdown() }
     }
@@ -161,8 +163,11 @@ final class LoopContext {
 final class UpstreamRuntime {
     let spec: UpstreamSpec
     let pools: [TargetPool]
+    /// Requests of this loop waiting for a connection.
     var pending = 0
+    /// `max_pending_requests`, against `limits.pending` (every loop's waiting requests).
     let maxPending: Int
+    let limits: LimitRegistry.Upstream
     /// Retries in flight on this loop (the retry budget is kept per loop, like the pools).
     var activeRetries = 0
     /// Nil when the upstream has neither health checks nor outlier detection.
@@ -172,10 +177,14 @@ final class UpstreamRuntime {
     private let random: WeightedRandom
     private let ring: ConsistentHashRing?
 
-    init(spec: UpstreamSpec, pools: [TargetPool], maxPending: Int, start: Int, health: UpstreamHealth? = nil) {
+    init(
+        spec: UpstreamSpec, pools: [TargetPool], maxPending: Int, limits: LimitRegistry.Upstream, start: Int,
+        health: UpstreamHealth? = nil
+    ) {
         self.spec = spec
         self.pools = pools
         self.maxPending = maxPending
+        self.limits = limits
         self.health = health
         let weights = spec.targets.map(\.weight)
         roundRobin = WeightedRoundRobin(weights: weights, start: start)

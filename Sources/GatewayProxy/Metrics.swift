@@ -29,8 +29,58 @@ public final class GatewayMetrics: Sendable {
         self.factory = factory
     }
 
-    /// The Prometheus text exposition of every metric.
-    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+    /// Every family of SPEC §7: name, type, help.
+    static let families: [(name: String, type: String, help: String)] = [
+        ("gateway_requests_total", "counter", "Requests answered, by route, method and status code"),
+        ("gateway_request_duration_seconds", "histogram", "Time from a request's head to the end of its answer, by route"),
+        ("gateway_upstream_requests_total", "counter", "Tries sent to upstream targets, by status code"),
+        ("gateway_upstream_duration_seconds", "histogram", "Time of a try at an upstream target, by upstream"),
+        ("gateway_upstream_available", "gauge", "1 when the target is healthy and not ejected"),
+        ("gateway_outlier_ejections_total", "counter", "Targets ejected by outlier detection, by reason"),
+        ("gateway_retries_total", "counter", "Retries of a request, by route and reason"),
+        ("gateway_ratelimit_decisions_total", "counter", "Rate limit decisions, by tier and decision"),
+        ("gateway_auth_failures_total", "counter", "Requests refused by authentication, by provider and reason"),
+        ("gateway_aggregate_backend_total", "counter", "Backend calls of aggregate routes, by outcome"),
+        ("gateway_config_reloads_total", "counter", "Config reloads tried, by result"),
+        ("gateway_config_info", "gauge", "The config version serving now"),
+        ("gateway_active_connections", "gauge", "Open client connections per listener"),
+    ]
+
+    /// The Prometheus text exposition of every metric. Every SPEC §7 family is there from the
+    /// start with its `# HELP` and `# TYPE` lines, samples or not (a dashboard or alert on a
+    /// family finds it before its first sample).
+    public func exposition() -> [UInt8] {
+        let refreshers = beforeScrape.withLockedValue { $0 }
+        for refresh in refreshers { refresh() }
+        return Self.withEveryFamily(registry.emitToBuffer())
+    }
+
+    /// Run before each exposition: gauges whose value is a state read at that moment (a
+    /// target's availability ends with an ejection's time, not with an event).
+    private let beforeScrape = NIOLockedValueBox<[@Sendable () -> Void]>([])
+
+    public func onScrape(_ refresh: @escaping @Sendable () -> Void) {
+        beforeScrape.withLockedValue { $0.append(refresh) }
+    }
+
+    /// `emitted` with a `# HELP` line added before the `# TYPE` line of each SPEC family that
+    /// has none, and the two lines appended for each family not emitted at all.
+    static func withEveryFamily(_ emitted: [UInt8]) -> [UInt8] {
+        let text = String(decoding: emitted, as: UTF8.self)
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        var missing: [String] = []
+        for f in families {
+            let type = "# TYPE \(f.name) "
+            guard let at = lines.firstIndex(where: { $0.hasPrefix(type) }) else {
+                missing += ["# HELP \(f.name) \(f.help)", "# TYPE \(f.name) \(f.type)"]
+                continue
+            }
+            if at == 0 || !lines[at - 1].hasPrefix("# HELP \(f.name) ") { lines.insert("# HELP \(f.name) \(f.help)", at: at) }
+        }
+        let all = lines + missing
+        return Array((all.joined(separator: "\n") + (all.isEmpty ? "" : "\n")).utf8)
+    }
 
     func counter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Counter {
         CoreMetrics.Counter(label: name, dimensions: labels, factory: factory)

@@ -1,6 +1,7 @@
 import GatewayConfig
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A copy of one request for a route's `mirror` (SPEC §2.7): its head as serialized for the
 /// mirror's target, then its body parts as they arrive (framed as for the real upstream),
@@ -9,6 +10,9 @@ final class MirrorRequest {
     static let maxBody = 64 * 1024
     let route: String
     let target: UpstreamSpec.TargetSpec
+    /// The target pool's client TLS (an `https://` target): a mirror goes out as encrypted
+    /// as the request it copies.
+    let tls: (context: NIOSSLContext, serverName: String?)?
     let connectTimeout: TimeAmount
     let timeout: TimeAmount
     private(set) var parts: [ByteBuffer]
@@ -17,9 +21,13 @@ final class MirrorRequest {
     /// The body outgrew `maxBody`: the copy is not sent.
     private(set) var tooLarge = false
 
-    init(route: String, head: ByteBuffer, target: UpstreamSpec.TargetSpec, connectTimeout: TimeAmount, timeout: TimeAmount) {
+    init(
+        route: String, head: ByteBuffer, target: UpstreamSpec.TargetSpec, tls: (context: NIOSSLContext, serverName: String?)?,
+        connectTimeout: TimeAmount, timeout: TimeAmount
+    ) {
         self.route = route
         self.target = target
+        self.tls = tls
         self.connectTimeout = connectTimeout
         self.timeout = timeout
         parts = [head]
@@ -65,12 +73,24 @@ final class MirrorSender {
             metrics.mirror(route: m.route, outcome: "skipped_in_flight_limit")
             return
         }
+        if m.target.tls && m.tls == nil {
+            // Never plain text to an https:// target, even when its TLS settings are unusable.
+            metrics.mirror(route: m.route, outcome: "failed")
+            return
+        }
         inFlight += 1
+        let tls = m.tls
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(m.connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Discard()) }
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(Discard())
+                }
             }
         let connecting: EventLoopFuture<any Channel>
         if let address = try? SocketAddress(ipAddress: m.target.host, port: m.target.port) {

@@ -65,6 +65,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
 
     /// Tracked from writability events: asking the channel costs a lock and retains per call.
     private(set) var isWritable = true
+    /// The connection was handed to a WebSocket tunnel.
+    private var tunneled = false
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -79,7 +81,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
 
     func handlerRemoved(context: ChannelHandlerContext) {
         loopContext.clock.unregister(self)
-        if !isStream { loopContext.metrics.connectionClosed(listener: listenerName) }
+        // A connection that became a tunnel stays open: the tunnel counts it down when it closes.
+        if !isStream && !tunneled { loopContext.metrics.connectionClosed(listener: listenerName) }
         self.context = nil
         exchange = nil  // (it holds this handler strongly)
         // Bytes the client sent after an upgrade request belong to the tunnel that replaced us.
@@ -182,7 +185,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
             if ex.upstreamChunked && (ex.phase != .responded || ex.mirror != nil) {
                 var last = allocator.buffer(capacity: 5)
                 last.writeStaticString("0\r\n")
-                if let trailers { last.writeHeaders(trailers) }
+                // Request trailers go on only where the route asks for them (filtered even then).
+                if let trailers, let route = ex.route, route.forwardRequestTrailers {
+                    ForwardHeaders.requestTrailers(trailers, route: route, apiKeyHeader: loopContext.apiKeys.header, into: &last)
+                }
                 last.writeStaticString("\r\n")
                 if ex.phase != .responded { toUpstream(ex, last) } else { ex.mirror?.append(last) }
             }
@@ -418,6 +424,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
             return sendError(.badRequest(message), ex)
         }
 
+        // The authority of an absolute-form target takes the place of `Host` (RFC 9112 §3.2.2),
+        // for routing and for what is forwarded alike: a request routed on one name (no auth)
+        // never reaches the upstream under another. HTTP/2's `:path` in absolute form arrives
+        // here the same way.
+        let authority = head.uri.utf8.first == UInt8(ascii: "/") ? nil : RequestPath.authority(of: head.uri)
+        if let authority {
+            guard Self.isValidHost(String(authority)) else {
+                closeAfterResponse = true
+                return sendError(.badRequest("invalid authority in the request target"), ex)
+            }
+            if hostValue.map({ !Self.sameAuthority($0, authority) }) ?? true {
+                ex.head.headers.replaceOrAdd(name: "host", value: String(authority))
+            }
+        }
+
         // A login provider's callback and logout paths are the gateway's own, whatever the routes say.
         if !snapshot.loginProviders.isEmpty, let (i, isCallback) = Self.loginPath(snapshot, normalized.path) {
             ex.deadline = ex.start.uptimeNanoseconds &+ UInt64(max(1, server.requestTimeoutNanos))
@@ -436,8 +457,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
             method = announced
         }
         var route: CompiledRoute
-        // The authority of an absolute-form target takes the place of `Host` (RFC 9112 §3.2.2).
-        let authority = head.uri.utf8.first == UInt8(ascii: "/") ? nil : RequestPath.authority(of: head.uri)
         let host = authority ?? hostValue.map { Substring($0) }
         switch Router.route(snapshot, method: method, path: normalized.path, query: normalized.query, headers: head.headers, host: host) {
         case .matched(let r): route = r
@@ -646,7 +665,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         head.writeStaticString("x-gateway-mirror: 1\r\nconnection: close\r\n\r\n")
         let timeout = route.timeoutNanos ?? a.snapshot.server.requestTimeoutNanos
         ex.mirror = MirrorRequest(
-            route: route.name, head: head, target: target, connectTimeout: .nanoseconds(upstream.spec.connectTimeoutNanos),
+            route: route.name, head: head, target: target, tls: upstream.pools[i].tls,
+            connectTimeout: .nanoseconds(upstream.spec.connectTimeoutNanos),
             timeout: .nanoseconds(timeout))
     }
 
@@ -1311,11 +1331,28 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         ex.connection = nil
         c.pool.active -= 1
         c.pool.detach(c)
-        Tunnel.join(downstream: context, upstream: c, proxy: self)
+        tunneled = true
+        let metrics = loopContext.metrics
+        let listener = listenerName
+        let counted = !isStream
+        Tunnel.join(
+            downstream: context, upstream: c, proxy: self, idleTimeout: loopContext.snapshot.server.tunnelIdleTimeoutNanos,
+            onClientClose: { if counted { metrics.connectionClosed(listener: listener) } })
     }
 }
 
 extension ProxyHandler {
+    /// Two authorities (host and port) equal up to ASCII case.
+    static func sameAuthority(_ a: String, _ b: Substring) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        for (x, y) in zip(a.utf8, b.utf8) where x != y {
+            let lx = x >= UInt8(ascii: "A") && x <= UInt8(ascii: "Z") ? x | 0x20 : x
+            let ly = y >= UInt8(ascii: "A") && y <= UInt8(ascii: "Z") ? y | 0x20 : y
+            if lx != ly { return false }
+        }
+        return true
+    }
+
     /// `Host` is `uri-host [ ":" port ]` (RFC 9110 §7.2): reg-name, IPv4 or an IPv6 literal
     /// characters only. Anything else (spaces, `/`, `@`, controls) is refused, so it never
     /// reaches routing, logs or an upstream.
@@ -1369,7 +1406,7 @@ extension ProxyHandler {
         let now = Date().timeIntervalSince1970
         let cookies = CookieChunks.parse(ex.head.headers["cookie"])
         if let sealer = provider.sealer, let value = CookieChunks.join(name: LoginFlow.sessionCookieName, cookies: cookies),
-            let session = LoginFlow.open(LoginFlow.Session.self, value, name: LoginFlow.sessionCookieName, with: sealer),
+            let session = LoginFlow.openSession(value, binding: provider.binding, with: sealer),
             session.expires > now
         {
             // Refreshed a second before it expires, so the upstream never gets an expired token.
@@ -1385,6 +1422,8 @@ extension ProxyHandler {
                         renewed.accessToken = tokens.accessToken
                         renewed.refreshToken = tokens.refreshToken ?? session.refreshToken
                         renewed.accessExpires = Date().timeIntervalSince1970 + (tokens.expiresIn ?? 300)
+                        renewed.forwarded = sessionForwarded(
+                            accessToken: tokens.accessToken, provider: provider, otherwise: session.forwarded)
                         ex.setCookies = sessionCookies(renewed, provider: provider, present: cookies)
                         admitSession(ex, renewed, provider: provider, route: route, a)
                     case .failure:
@@ -1428,13 +1467,15 @@ extension ProxyHandler {
         let nonce = PKCE.token()
         let verifier = PKCE.verifier()
         let returnTo = LocalRedirect.isSafe(ex.head.uri) ? ex.head.uri : "/"
-        let redirectURI = Self.callbackURL(ex, path: config.callbackPath, trusted: false, tls: tls)
+        guard let redirectURI = callbackURL(ex, provider: provider, path: config.callbackPath, trusted: false) else {
+            return untrustedHost(ex, provider: provider)
+        }
         let pending = LoginFlow.PendingLogin(
             state: state, nonce: nonce, verifier: verifier, returnTo: returnTo, expires: Date().timeIntervalSince1970 + 600)
         var withURI = pending
         withURI.redirectURI = redirectURI
         let name = LoginFlow.loginCookieName(state: state)
-        guard let sealed = LoginFlow.seal(withURI, name: name, with: sealer) else {
+        guard let sealed = LoginFlow.seal(withURI, name: name, binding: provider.binding, with: sealer) else {
             return sendError(.unavailable("the login could not be started"), ex)
         }
         let url = LoginFlow.authorizeURL(
@@ -1460,19 +1501,23 @@ extension ProxyHandler {
             q[Router.percentDecoded(k)] = kv.count > 1 ? Router.percentDecoded(kv[1]) : ""
         }
         let cookies = CookieChunks.parse(ex.head.headers["cookie"])
+        // `state` names the login cookie: only one of this gateway's alphabet gets that far (a
+        // CR or LF in it would split the answer's Set-Cookie line).
         let state = q["state"] ?? ""
-        let name = LoginFlow.loginCookieName(state: state)
-        let clear = Self.cookie(name, "", path: config.callbackPath, maxAge: 0, secure: config.cookieSecure)
+        let validState = LoginFlow.isState(state)
+        let name = LoginFlow.loginCookieName(state: validState ? state : "")
+        let clears = validState ? [Self.cookie(name, "", path: config.callbackPath, maxAge: 0, secure: config.cookieSecure)] : []
+        let clear = clears.first ?? ""
         if let error = q["error"] {
-            return loginPage(ex, status: 401, "Login failed", "The identity provider answered: \(error)", setCookies: [clear])
+            return loginPage(ex, status: 401, "Login failed", "The identity provider answered: \(error)", setCookies: clears)
         }
-        guard !state.isEmpty, let code = q["code"], let sealer = provider.sealer, let value = cookies[name],
-            let pending = LoginFlow.open(LoginFlow.PendingLogin.self, value, name: name, with: sealer),
+        guard validState, let code = q["code"], let sealer = provider.sealer, let value = cookies[name],
+            let pending = LoginFlow.open(LoginFlow.PendingLogin.self, value, name: name, binding: provider.binding, with: sealer),
             constantTimeEquals(Array(pending.state.utf8), Array(state.utf8)), pending.expires > Date().timeIntervalSince1970
         else {
             return loginPage(
                 ex, status: 400, "Login failed",
-                "This login is not valid: it expired, was already used, or did not start here. Please try again.", setCookies: [clear])
+                "This login is not valid: it expired, was already used, or did not start here. Please try again.", setCookies: clears)
         }
         ex.phase = .held
         provider.exchange(code: code, verifier: pending.verifier, redirectURI: pending.redirectURI, on: context.eventLoop)
@@ -1495,12 +1540,14 @@ extension ProxyHandler {
                     loopContext.metrics.authFailure(provider: provider.spec.name, reason: failure.rawValue)
                     loginPage(ex, status: 401, "Login failed", "The identity provider's ID token was refused.", setCookies: [clear])
                 case .success(let identity):
-                    var forwarded: [String: String] = [:]
-                    for (h, v) in identity.forwarded { forwarded[h] = v }
-                    let session = LoginFlow.Session(
-                        subject: identity.subject ?? "", forwarded: forwarded, accessToken: tokens.accessToken,
-                        refreshToken: tokens.refreshToken, accessExpires: now + (tokens.expiresIn ?? 300),
+                    var fromIDToken: [String: String] = [:]
+                    for (h, v) in identity.forwarded { fromIDToken[h] = v }
+                    var session = LoginFlow.Session(
+                        subject: identity.subject ?? "",
+                        forwarded: sessionForwarded(accessToken: tokens.accessToken, provider: provider, otherwise: fromIDToken),
+                        accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, accessExpires: now + (tokens.expiresIn ?? 300),
                         expires: now + Double(config.sessionTTL.nanoseconds) / 1e9)
+                    session.binding = provider.binding
                     var headers: [(String, String)] = [
                         ("location", LocalRedirect.isSafe(pending.returnTo) ? pending.returnTo : "/"), ("cache-control", "no-store"),
                         ("set-cookie", clear),
@@ -1520,7 +1567,9 @@ extension ProxyHandler {
         let cookies = CookieChunks.parse(ex.head.headers["cookie"])
         var location = config.postLogoutPath
         if let end = provider.endpoints?.endSession {
-            let back = Self.callbackURL(ex, path: config.postLogoutPath, trusted: trusted, tls: tls)
+            guard let back = callbackURL(ex, provider: provider, path: config.postLogoutPath, trusted: trusted) else {
+                return untrustedHost(ex, provider: provider)
+            }
             location =
                 end + (end.contains("?") ? "&" : "?")
                 + LoginFlow.form([("client_id", config.clientID), ("post_logout_redirect_uri", back)])
@@ -1534,7 +1583,9 @@ extension ProxyHandler {
     /// that the new value no longer uses.
     private func sessionCookies(_ session: LoginFlow.Session, provider: LoginProviderRuntime, present: [String: String]) -> [String] {
         let config = provider.spec.config
-        guard let sealer = provider.sealer, let sealed = LoginFlow.seal(session, name: LoginFlow.sessionCookieName, with: sealer) else {
+        guard let sealer = provider.sealer,
+            let sealed = LoginFlow.seal(session, name: LoginFlow.sessionCookieName, binding: provider.binding, with: sealer)
+        else {
             return []
         }
         let maxAge = Int(max(0, session.expires - Date().timeIntervalSince1970))
@@ -1558,13 +1609,54 @@ extension ProxyHandler {
         "\(name)=\(value); Path=\(path); Max-Age=\(maxAge); HttpOnly; SameSite=Lax" + (secure ? "; Secure" : "")
     }
 
-    /// The absolute URL of a local path on the host the browser used (`X-Forwarded-Proto`
-    /// from a trusted proxy gives the scheme).
-    static func callbackURL(_ ex: Exchange, path: String, trusted: Bool, tls: Bool = false) -> String {
-        let host = ex.head.headers.first(name: "host") ?? "localhost"
+    /// The absolute URL of a local path for the browser to come back to: on the provider's
+    /// `external_url` when set; otherwise on the host the browser used (`X-Forwarded-Proto`
+    /// from a trusted proxy gives the scheme), if that host is trusted — a loopback name or
+    /// address, or a host a route of this login names in `match.host`. Nil for any other
+    /// `Host`: a redirect_uri is never built on a name the client made up.
+    func callbackURL(_ ex: Exchange, provider: LoginProviderRuntime, path: String, trusted: Bool) -> String? {
+        if let external = provider.spec.config.externalURL { return external + path }
+        guard let host = ex.head.headers.first(name: "host"),
+            Self.isTrustedLoginHost(host, login: provider.spec.index, loopContext.currentSnapshot())
+        else { return nil }
         let own = tls ? "https" : "http"
         let proto = trusted ? (ex.head.headers.first(name: "x-forwarded-proto") ?? own) : own
         return "\(proto == "https" ? "https" : "http")://\(host)\(path)"
+    }
+
+    /// A loopback name or address (`localhost`, `*.localhost`, 127.0.0.0/8, `[::1]`, any port),
+    /// or a host matched by the `match.host` of a route that uses login `login`.
+    static func isTrustedLoginHost(_ host: String, login: Int, _ snapshot: Snapshot) -> Bool {
+        var name = Substring(host)
+        if name.hasPrefix("["), let close = name.firstIndex(of: "]") {
+            name = name[name.index(after: name.startIndex)..<close]
+        } else if let colon = name.lastIndex(of: ":") {
+            name = name[..<colon]
+        }
+        let lower = name.lowercased()
+        if lower == "localhost" || lower.hasSuffix(".localhost") || IPAddressBytes(lower)?.isLoopback == true { return true }
+        return snapshot.routes.contains { $0.login == login && $0.host != nil && $0.matchesHost(Substring(host)) }
+    }
+
+    /// The login cannot build a URL on this `Host` (see `callbackURL`).
+    private func untrustedHost(_ ex: Exchange, provider: LoginProviderRuntime) {
+        sendError(
+            .badRequest(
+                "the login cannot return to this Host: set auth.login.\(provider.spec.name).external_url, or name the host in a route's match.host"
+            ), ex)
+    }
+
+    /// The headers a session's requests carry to the upstream: the `forward_claims` of the
+    /// login's `jwt` provider taken from the access token when that provider accepts it as a
+    /// bearer token (as any bearer request would get them), else `otherwise` (from the ID token).
+    private func sessionForwarded(accessToken: String, provider: LoginProviderRuntime, otherwise: [String: String]) -> [String: String] {
+        guard let jwt = provider.spec.jwtIndex, jwt < loopContext.jwtProviders.count else { return otherwise }
+        let runtime = loopContext.jwtProviders[jwt]
+        guard case .valid(let id) = runtime.verifier.verify(accessToken, keys: runtime.store.keys, now: Date().timeIntervalSince1970)
+        else { return otherwise }
+        var out: [String: String] = [:]
+        for (h, v) in id.forwarded { out[h] = v }
+        return out
     }
 
     /// A small HTML page for the browser (login errors).

@@ -125,7 +125,7 @@ extension Router {
         }
         out.normalizedPath = normalized.path
         var h = HTTPHeaders()
-        for (n, v) in headers { h.add(name: n, value: v) }
+        for (n, v) in headers where HeaderBytes.isToken(n) && HeaderBytes.isFieldValue(v) { h.add(name: n, value: v) }
         let hostValue = host.map { Substring($0) }
         var pathCopy = normalized.path
         pathCopy.withUTF8 { pathBytes in

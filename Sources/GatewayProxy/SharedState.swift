@@ -44,6 +44,8 @@ public final class SharedState: Sendable {
     public let limiter = MemoryLimiter()
     /// Health checks and outlier ejections of each upstream's targets, kept across reloads.
     public let health: HealthRegistry
+    /// The gateway-wide counts behind `max_connections_per_target` and `max_pending_requests`.
+    let limits = LimitRegistry()
 
     public init(
         snapshots: SnapshotStore, accessLog: AccessLogWriter?, metrics: GatewayMetrics = GatewayMetrics(),

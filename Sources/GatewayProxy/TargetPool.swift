@@ -3,8 +3,10 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
-/// Keep-alive connections from one event loop to one target. Loop-confined: no locks.
-/// Limits (`max_connections_per_target`) are this loop's share of the upstream's limit.
+/// Keep-alive connections from one event loop to one target. Loop-confined: no locks, but
+/// for the gateway-wide count of connections in use (`TargetLimits`, one atomic): a
+/// connection is handed out, or opened, only with a slot of `max_connections_per_target`
+/// taken there, and gives it back when released, closed, or when its tunnel ends.
 final class TargetPool {
     enum Acquired {
         case ready(UpstreamConnection)
@@ -26,6 +28,7 @@ final class TargetPool {
             if exchange != nil {
                 exchange = nil
                 upstream.pending -= 1
+                upstream.limits.pending.wrappingDecrement(ordering: .relaxed)
             }
         }
     }
@@ -34,7 +37,9 @@ final class TargetPool {
     let target: UpstreamSpec.TargetSpec
     let loop: any EventLoop
     private let address: SocketAddress?
+    /// The upstream's `max_connections_per_target`: a limit of the gateway (`limits`).
     var maxConnections: Int
+    let limits: TargetLimits
     var connectTimeout: TimeAmount
     /// For an `https://` target: the TLS context and the name to send and verify.
     var tls: (context: NIOSSLContext, serverName: String?)?
@@ -43,14 +48,20 @@ final class TargetPool {
     private var waiters = CircularBuffer<Waiter>()
     /// Connections open or being opened.
     private(set) var open = 0
+    /// Connections being opened (each holds a slot of `limits`).
+    private var connecting = 0
     /// Requests in flight on this target from this loop (least_request reads it).
     var active = 0
     private var closed = false
 
-    init(target: UpstreamSpec.TargetSpec, loop: any EventLoop, maxConnections: Int, connectTimeout: TimeAmount) {
+    init(
+        target: UpstreamSpec.TargetSpec, loop: any EventLoop, maxConnections: Int, connectTimeout: TimeAmount,
+        limits: TargetLimits? = nil
+    ) {
         self.key = target.url
         self.target = target
         self.loop = loop
+        self.limits = limits ?? TargetLimits(url: target.url)
         self.maxConnections = max(1, maxConnections)
         self.connectTimeout = connectTimeout
         self.address = try? SocketAddress(ipAddress: target.host, port: target.port)
@@ -59,39 +70,108 @@ final class TargetPool {
     /// An idle connection now, or a place in line (the exchange is told through
     /// `ProxyHandler.connectionReady` / `upstreamFailed`), or a refusal when the line is full.
     func acquire(for upstream: UpstreamRuntime, exchange: any UpstreamClient) -> Acquired {
-        while let c = idle.popLast() {
-            if c.isUsable { return .ready(c) }
+        var reserved = false
+        if waiters.isEmpty, limits.tryReserve(max: maxConnections) {
+            while let c = idle.popLast() {
+                if c.isUsable {
+                    c.holdsSlot = true
+                    return .ready(c)
+                }
+            }
+            reserved = true
         }
-        if open >= maxConnections && upstream.pending >= upstream.maxPending {
+        if !reserved, upstream.limits.pending.load(ordering: .relaxed) >= upstream.maxPending {
             return .rejected(.unavailable("upstream \(upstream.spec.name) has too many pending requests"))
         }
         let waiter = Waiter(exchange, upstream: upstream)
         upstream.pending += 1
+        upstream.limits.pending.wrappingIncrement(ordering: .relaxed)
         waiters.append(waiter)
-        if open < maxConnections { connect() }
+        if reserved {
+            if open < maxConnections {
+                connect()
+            } else {
+                limits.release()
+                limits.waitForSlot(self)
+            }
+        } else {
+            limits.waitForSlot(self)
+            dispatch()
+        }
         return .waiting(waiter)
+    }
+
+    /// Serves waiting requests while the gateway-wide limit has room: an idle connection
+    /// each, or a connection opened for them. Runs on this pool's loop (another loop that
+    /// frees a slot schedules it here).
+    func dispatch() {
+        while !closed, liveWaiters > connecting {
+            if !limits.tryReserve(max: maxConnections) {
+                // Registered first, then tried once more: a slot freed in between is not missed.
+                limits.waitForSlot(self)
+                guard limits.tryReserve(max: maxConnections) else { return }
+            }
+            if let c = takeIdle(), let w = nextWaiter() {
+                c.holdsSlot = true
+                hand(c, to: w)
+            } else if open < maxConnections {
+                connect()
+            } else {
+                limits.release()
+                return
+            }
+        }
+    }
+
+    private var liveWaiters: Int {
+        var n = 0
+        for w in waiters where w.exchange != nil { n += 1 }
+        return n
+    }
+
+    private func takeIdle() -> UpstreamConnection? {
+        while let c = idle.popLast() {
+            if c.isUsable { return c }
+        }
+        return nil
+    }
+
+    /// Gives a connection's slot back (it was released, closed or its tunnel ended).
+    private func freeSlot(_ c: UpstreamConnection) {
+        guard c.holdsSlot else { return }
+        c.holdsSlot = false
+        limits.release()
     }
 
     /// Gives a connection back after a complete exchange; closes it when it cannot be reused.
     func release(_ c: UpstreamConnection, reusable: Bool) {
         c.handler.delegate = nil
         if reusable && c.isUsable && !closed {
-            if let w = nextWaiter() {
-                hand(c, to: w)
+            if c.holdsSlot, let w = nextWaiter() {
+                hand(c, to: w)  // the slot goes with it
             } else {
+                freeSlot(c)
                 idle.append(c)
             }
         } else {
+            freeSlot(c)
             c.handler.closing = true
             c.channel.close(mode: .all, promise: nil)
         }
     }
 
-    /// The connection leaves the pool for good (it became a WebSocket tunnel).
+    /// The connection leaves the pool for good (it became a WebSocket tunnel). It keeps its
+    /// slot of `max_connections_per_target` until `tunnelEnded`.
     func detach(_ c: UpstreamConnection) {
         c.handler.connection = nil
         c.handler.delegate = nil
         open -= 1
+    }
+
+    /// A tunnel made from one of this pool's connections has closed: its slot is free.
+    func tunnelEnded(_ c: UpstreamConnection) {
+        freeSlot(c)
+        if !closed { dispatch() }
     }
 
     /// Closes idle connections (on reload removal or shutdown); busy ones close when released.
@@ -119,8 +199,10 @@ final class TargetPool {
         if let ex { ex.connectionReady(c) } else { release(c, reusable: true) }
     }
 
+    /// Opens a connection; the caller has taken a slot of `limits` for it.
     private func connect() {
         open += 1
+        connecting += 1
         if target.tls && tls == nil {
             // Never plain text to an https:// target, even when its TLS settings are unusable.
             return loop.assumeIsolated().execute { self.connectFailed(.connectFailure("TLS to \(self.target.url) is not set up")) }
@@ -153,13 +235,17 @@ final class TargetPool {
                     self.connectFailed(.connectFailure("could not set up the upstream connection"))
                     return
                 }
+                self.connecting -= 1
                 let conn = UpstreamConnection(channel: channel, handler: handler, pool: self)
+                conn.holdsSlot = true
                 handler.connection = conn
                 if self.closed {
+                    self.freeSlot(conn)
                     channel.close(promise: nil)
                 } else if let w = self.nextWaiter() {
                     self.hand(conn, to: w)
                 } else {
+                    self.freeSlot(conn)
                     self.idle.append(conn)
                 }
             case .failure(let error):
@@ -176,6 +262,8 @@ final class TargetPool {
 
     private func connectFailed(_ error: GatewayError) {
         open -= 1
+        connecting -= 1
+        limits.release()
         if let w = nextWaiter() {
             let ex = w.exchange
             w.cancel()
@@ -185,8 +273,9 @@ final class TargetPool {
 
     func connectionClosed(_ c: UpstreamConnection?) {
         open -= 1
+        if let c { freeSlot(c) }
         if let i = idle.firstIndex(where: { $0 === c }) { idle.remove(at: i) }
         // Someone is waiting and a slot is free again: open a fresh connection for them.
-        if !closed, open < maxConnections, waiters.contains(where: { $0.exchange != nil }) { connect() }
+        if !closed { dispatch() }
     }
 }

@@ -24,6 +24,9 @@ final class UpstreamConnection {
     let channel: any Channel
     let handler: UpstreamHandler
     let pool: TargetPool
+    /// It holds one of the gateway-wide slots of `max_connections_per_target` (it carries a
+    /// request or a tunnel, or was just opened for one).
+    var holdsSlot = false
 
     init(channel: any Channel, handler: UpstreamHandler, pool: TargetPool) {
         self.channel = channel

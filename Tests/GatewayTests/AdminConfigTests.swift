@@ -204,7 +204,8 @@ import Testing
                             // generous: the admin API answers from Swift's cooperative pool, which
                             // other tests' blocking socket calls can hold up for seconds
                             let c = try RawHTTPClient(port: port, timeout: 30)
-                            try c.send("PUT /config HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.count)\r\nExpect: 100-continue\r\n\r\n")
+                            try c.send(
+                                "PUT /config HTTP/1.1\r\nHost: localhost\r\nContent-Length: \(body.count)\r\nExpect: 100-continue\r\n\r\n")
                             guard try c.readHeadOnly() == 100 else { return -1 }
                             try c.send(body)
                             return try c.readResponse().status

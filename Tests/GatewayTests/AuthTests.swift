@@ -86,7 +86,7 @@ import Testing
                 environment: ["TEST_HS_SECRET": hsSecret],
                 template(jwksURL: jwksServer.url, extraProviders: extraProviders, extraRoutes: extraRoutes, server: server)
             ) { h in
-                #expect(await waitUntilAsync { h.server.authReady })
+                #expect(await waitUntilAsync { h.server.keysFetched })
                 try await body(h, jwksServer, keys)
             }
         } catch {
@@ -296,7 +296,7 @@ import Testing
             #expect(status.text.contains("\"last_error\":\"cannot fetch"))
             // It comes up: the background retry fetches it, and the gateway becomes ready.
             try await jwks.listen()
-            #expect(await waitUntilAsync(timeout: 40) { h.server.authReady })
+            #expect(await waitUntilAsync(timeout: 40) { h.server.keysFetched })
             #expect(try await httpRequestOffPool(port: admin.port, "GET", "/readyz").status == 200)
             #expect(try await httpRequestOffPool(port: h.port, "GET", "/p", headers: Self.bearer(token)).status == 200)
             // Down later: a refresh fails, the keys held keep verifying (a token not seen before).
@@ -371,7 +371,7 @@ import Testing
               "routes": [ { "match": { "path_prefix": "/" }, "upstream": "users", "auth": { "jwt": "hs" } } ] }
             """
         try await withGateway(services: 2, environment: ["TEST_HS_SECRET": Self.hsSecret], template) { h in
-            #expect(await waitUntilAsync { h.server.authReady })
+            #expect(await waitUntilAsync { h.server.keysFetched })
             var servedBy: [String: Set<String>] = [:]
             for user in (0..<12).map({ "user-\($0)" }) {
                 let token = Mint.token(alg: "HS256", kid: nil, key: .hmac(Array(Self.hsSecret.utf8)), claims: Mint.claims(sub: user))

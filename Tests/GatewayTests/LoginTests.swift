@@ -95,7 +95,7 @@ final class CookieBrowser: @unchecked Sendable {
         // login answers 503).
         let snapshot = rig.server.shared.snapshots.snapshot
         _ = try await waitUntilAsync(timeout: 30) {
-            rig.server.authReady && rig.server.shared.login.providers(for: snapshot).allSatisfy { $0.endpoints != nil }
+            rig.server.keysFetched && rig.server.shared.login.providers(for: snapshot).allSatisfy { $0.endpoints != nil }
         }
         return Setup(rig: rig, idp: idp, group: group)
     }
@@ -188,11 +188,15 @@ final class CookieBrowser: @unchecked Sendable {
         #expect(replay.status != 302)
         #expect(replayer.jar["__gw_session"] == nil)
 
-        // An absolute-form request: the path it returns to is local, never the other host.
+        // An absolute-form request names its own authority, which takes the place of Host: a
+        // host that is not trusted gets no login (no redirect_uri on it), never a redirect.
         let abs = CookieBrowser()
         let r = try await abs.get(s.base + "/app/z", target: "http://evil.example/app/z")
-        #expect(r.status == 302)
-        let rLocation = try #require(r.location)
+        #expect(r.status == 400 && r.location == nil)
+        // On the gateway's own (loopback) authority: the path it returns to is local, never a URL.
+        let own = try await abs.get(s.base + "/app/z", target: s.base + "/app/z")
+        #expect(own.status == 302)
+        let rLocation = try #require(own.location)
         let cb2Hop = try await abs.get(rLocation)
         let cb2 = try #require(cb2Hop.location)
         let landed = try await abs.get(cb2)

@@ -62,7 +62,7 @@ import Testing
 
     @Test func freeTierBurstOf10Of15() async throws {
         try await withGateway(environment: ["RL_SECRET": Self.secret], Self.template(rateLimits: Self.tiers)) { h in
-            #expect(await waitUntilAsync { h.server.authReady })
+            #expect(await waitUntilAsync { h.server.keysFetched })
             let rs = try await Self.send(h.port, "/any/x", count: 15, headers: AuthTests.bearer(Self.token(sub: "f1", tier: "free")))
             #expect(admitted(rs) == 10, "\(rs.map(\.status))")
             let first = try #require(rs.first)
@@ -83,7 +83,7 @@ import Testing
 
     @Test func tiersFromClaimsAPIKeysAndTheClientIP() async throws {
         try await withGateway(environment: ["RL_SECRET": Self.secret], Self.template(rateLimits: Self.tiers)) { h in
-            #expect(await waitUntilAsync { h.server.authReady })
+            #expect(await waitUntilAsync { h.server.keysFetched })
             let pro = try await Self.send(h.port, "/any/x", count: 5, headers: AuthTests.bearer(Self.token(sub: "p1", tier: "pro")))
             #expect(admitted(pro) == 3)
             #expect(pro.first?.header("ratelimit-policy") == "3;w=60")
@@ -115,7 +115,7 @@ import Testing
               "rate_limit": { "tiers": { "anonymous": [ { "limit": 1, "per": "1m" } ] }, "shadow": true } },
             """
         try await withGateway(environment: ["RL_SECRET": Self.secret], Self.template(rateLimits: Self.tiers, extraRoutes: routes)) { h in
-            #expect(await waitUntilAsync { h.server.authReady })
+            #expect(await waitUntilAsync { h.server.keysFetched })
             let got1 = try await Self.send(h.port, "/strict", count: 3)
             #expect(admitted(got1) == 1)
             let off = try await Self.send(h.port, "/health", count: 20)
@@ -134,7 +134,7 @@ import Testing
               "tiers": { "anonymous": [ { "limit": 100, "per": "1s" } ] } }
             """
         try await withGateway(environment: ["RL_SECRET": Self.secret], Self.template(rateLimits: limits)) { h in
-            #expect(await waitUntilAsync { h.server.authReady })
+            #expect(await waitUntilAsync { h.server.keysFetched })
             // Bad credentials: 401 while the IP has budget, then 429 without checking them.
             let rs = try await Self.send(h.port, "/any/x", count: 5, headers: [("x-api-key", "guess")])
             #expect(rs.map(\.status) == [401, 401, 401, 429, 429])
@@ -143,7 +143,7 @@ import Testing
 
     @Test func explainShowsTheTierAndKey() async throws {
         try await withGateway(environment: ["RL_SECRET": Self.secret], Self.template(rateLimits: Self.tiers)) { h in
-            #expect(await waitUntilAsync { h.server.authReady })
+            #expect(await waitUntilAsync { h.server.keysFetched })
             let snapshot = h.server.shared.snapshots.snapshot
             func explain(_ q: String) -> String {
                 String(decoding: AdminViews.explain(snapshot, query: Substring(q), server: h.server), as: UTF8.self)
@@ -163,7 +163,7 @@ import Testing
 
     @Test func countersSurviveAReload() async throws {
         try await withGateway(environment: ["RL_SECRET": Self.secret], Self.template(rateLimits: Self.tiers)) { h in
-            #expect(await waitUntilAsync { h.server.authReady })
+            #expect(await waitUntilAsync { h.server.keysFetched })
             let got1 = try await Self.send(h.port, "/open/x", count: 1)
             #expect(admitted(got1) == 1)
             // The same file again, as a new snapshot (a reload): the anonymous budget stays spent.

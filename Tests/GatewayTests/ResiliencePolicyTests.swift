@@ -137,7 +137,8 @@ import Testing
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let pools = spec.targets.map { TargetPool(target: $0, loop: group.next(), maxConnections: 1, connectTimeout: .seconds(1)) }
-        let runtime = UpstreamRuntime(spec: spec, pools: pools, maxPending: 1, start: 0, health: health)
+        let runtime = UpstreamRuntime(
+            spec: spec, pools: pools, maxPending: 1, limits: LimitRegistry().limits(for: spec), start: 0, health: health)
         var rng = SplitMix64(seed: 3)
         func picks(_ n: Int = 30) -> Set<Int> { Set((0..<n).compactMap { _ in runtime.pick(hashKey: nil, rng: &rng, now: 100) }) }
         #expect(picks() == [0, 1, 2])

@@ -95,9 +95,25 @@ extension ByteBuffer {
     }
 }
 
+/// The last guard of every header line the gateway writes: a name or value holding CR, LF or
+/// NUL is never written (the line is left out), whatever check upstream of the writer missed.
+/// Config, request and claim values are refused long before this; this keeps a missed check
+/// from becoming a split message.
+enum LineGuard {
+    @inline(__always)
+    static func isClean(_ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { u in
+            for c in u where c <= 13 && (c == 13 || c == 10 || c == 0) { return false }
+            return true
+        }
+    }
+}
+
 extension HeadSink {
     @inline(__always)
     mutating func writeHeaderLine(_ name: String, _ value: String) {
+        guard LineGuard.isClean(name), LineGuard.isClean(value) else { return }
         writeString(name)
         writeStaticString(": ")
         writeString(value)
@@ -106,6 +122,7 @@ extension HeadSink {
 
     @inline(__always)
     mutating func writeHeaderLine(_ name: StaticString, _ value: String) {
+        guard LineGuard.isClean(value) else { return }
         writeStaticString(name)
         writeStaticString(": ")
         writeString(value)

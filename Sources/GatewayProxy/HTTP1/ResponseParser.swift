@@ -1,3 +1,4 @@
+import GatewayConfig
 import NIOCore
 
 /// An incremental parser of the HTTP/1.x responses an upstream sends, one at a time.
@@ -198,14 +199,9 @@ struct ResponseParser {
 @inline(__always)
 func isDigit(_ c: UInt8) -> Bool { c >= 48 && c <= 57 }
 
-/// tchar of RFC 9110 §5.6.2, as two 64-bit masks over ASCII (no table: a global would cost
-/// a once-check per character).
+/// tchar of RFC 9110 §5.6.2 (`HeaderBytes.isTokenByte`).
 @inline(__always)
-func isTokenChar(_ c: UInt8) -> Bool {
-    if c < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> c & 1 == 1 }
-    if c < 128 { return (0x57FF_FFFF_C7FF_FFFE as UInt64) >> (c - 64) & 1 == 1 }
-    return false
-}
+func isTokenChar(_ c: UInt8) -> Bool { HeaderBytes.isTokenByte(c) }
 
 /// Calls `body` with each comma-separated token of a header value, trimmed of whitespace.
 @inline(__always)

@@ -27,7 +27,7 @@ final class ControlledUpstream: Sendable {
     private let counts = NIOLockedValueBox(
         (
             requests: 0, health: 0, methods: [String](), bodies: [Int](), mirrored: 0, uris: [String](), authorizations: [String](),
-            headers: [HTTPHeaders]()
+            headers: [HTTPHeaders](), trailers: [HTTPHeaders](), inFlight: 0, maxInFlight: 0
         ))
 
     private init(name: String, group: any EventLoopGroup) {
@@ -67,6 +67,10 @@ final class ControlledUpstream: Sendable {
     var uris: [String] { counts.withLockedValue { $0.uris } }
     /// The request headers of each request, in order.
     var headers: [HTTPHeaders] { counts.withLockedValue { $0.headers } }
+    /// The most requests (not health checks) it was answering at one time.
+    var maxInFlight: Int { counts.withLockedValue { $0.maxInFlight } }
+    /// The request trailers of each request (empty when it had none), in order.
+    var trailers: [HTTPHeaders] { counts.withLockedValue { $0.trailers } }
     /// `Authorization` values received (requests without one are not listed).
     var authorizations: [String] { counts.withLockedValue { $0.authorizations } }
     /// Requests marked `x-gateway-mirror: 1`.
@@ -110,7 +114,7 @@ final class ControlledUpstream: Sendable {
                 bodyBytes = 0
             case .body(let b):
                 bodyBytes += b.readableBytes
-            case .end:
+            case .end(let trailers):
                 guard let head else { return }
                 self.head = nil
                 let isHealth = head.uri.hasPrefix("/healthz")
@@ -121,11 +125,14 @@ final class ControlledUpstream: Sendable {
                         c.health += 1
                     } else {
                         c.requests += 1
+                        c.inFlight += 1
+                        c.maxInFlight = max(c.maxInFlight, c.inFlight)
                         c.methods.append(head.method.rawValue)
                         c.bodies.append(bodyBytes)
                         if head.headers.first(name: "x-gateway-mirror") == "1" { c.mirrored += 1 }
                         c.uris.append(head.uri)
                         c.headers.append(head.headers)
+                        c.trailers.append(trailers ?? HTTPHeaders())
                         if let auth = head.headers.first(name: "authorization") { c.authorizations.append(auth) }
                     }
                 }
@@ -136,6 +143,7 @@ final class ControlledUpstream: Sendable {
                 let delay = isHealth ? 0 : b.delayMs
                 let keepAlive = head.isKeepAlive
                 let respond = { [self] in
+                    if !isHealth { owner.counts.withLockedValue { $0.inFlight -= 1 } }
                     var h = HTTPHeaders()
                     if !extra.contains(where: { $0.0.lowercased() == "content-type" }) {
                         h.add(name: "content-type", value: "application/json")

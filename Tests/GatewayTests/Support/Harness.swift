@@ -167,3 +167,9 @@ func withGateway(
     }
     await h.stop()
 }
+
+extension GatewayServer {
+    /// Every JWT provider has fetched its keys (or failed for good). `authReady` is not the
+    /// same: it also turns true once `jwks_initial_fetch_timeout` has passed without keys.
+    var keysFetched: Bool { jwksStatus().allSatisfy { $0.status.ready } }
+}

@@ -287,15 +287,19 @@ final class DeadPort: Sendable {
 
 /// `httpRequest` on a thread of its own: for async tests whose server side needs Swift
 /// concurrency (a blocking socket read on the cooperative pool could starve it).
+/// `Host` is `localhost` by default: a loopback name, which the admin API answers to.
 func httpRequestOffPool(
-    port: Int, _ method: String = "GET", _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil
+    port: Int, _ method: String = "GET", _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
+    host: String = "localhost"
 ) async throws -> RawHTTPClient.Response {
     try await withCheckedThrowingContinuation { continuation in
         Thread.detachNewThread {
             // A generous timeout: the server side runs on Swift's cooperative pool, which other
             // tests' blocking socket calls can hold up for seconds on a 2-core machine.
             continuation.resume(
-                with: Result { try RawHTTPClient(port: port, timeout: 30).request(method, path, headers: headers, body: body) })
+                with: Result {
+                    try RawHTTPClient(port: port, timeout: 30).request(method, path, headers: headers, body: body, host: host)
+                })
         }
     }
 }

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// A certificate authority made for one test with `openssl`: its CA certificate and a server
 /// certificate for `localhost` (and 127.0.0.1 unless `ipSAN` is false) signed by it, as PEM
@@ -41,19 +42,26 @@ struct TestCA {
 final class TLSUpstream: Sendable {
     let channel: any Channel
     var port: Int { channel.localAddress?.port ?? 0 }
+    /// The `x-gateway-mirror` header ("" if none) of each request received over TLS.
+    final class Received: Sendable {
+        let values = Mutex<[String]>([])
+    }
+    let received: Received
 
     init(ca: TestCA, group: any EventLoopGroup) async throws {
         let config = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(ca.certFile).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: ca.keyFile, format: .pem)))
         let context = try NIOSSLContext(configuration: config)
+        let received = Received()
+        self.received = received
         channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Answer())
+                    try channel.pipeline.syncOperations.addHandler(Answer(received: received))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -64,7 +72,13 @@ final class TLSUpstream: Sendable {
     private final class Answer: ChannelInboundHandler {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
+        let received: Received
+        init(received: Received) { self.received = received }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if case .head(let head) = unwrapInboundIn(data) {
+                let mirror = head.headers.first(name: "x-gateway-mirror") ?? ""
+                received.values.withLock { $0.append(mirror) }
+            }
             guard case .end = unwrapInboundIn(data) else { return }
             let body = "{\"secure\":true}"
             var h = HTTPHeaders()
