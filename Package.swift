@@ -143,6 +143,7 @@ if Context.environment["GATEWAY_FUZZ"] == "1" {
         ("fuzz-route", ["GatewayConfig", "GatewayProxy", .product(name: "NIOHTTP1", package: "swift-nio")]),
         ("fuzz-cookie", ["GatewayAuth"]),
         ("fuzz-resp", ["GatewayProxy", .product(name: "NIOCore", package: "swift-nio")]),
+        ("fuzz-headers", ["GatewayConfig", "GatewayAuth", "GatewayProxy", "GatewayAdmin"]),
     ]
     package.targets.append(.target(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"))
     package.targets.append(

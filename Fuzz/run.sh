@@ -2,7 +2,7 @@
 # Builds the libFuzzer targets (release, AddressSanitizer, coverage on the gateway's own
 # modules) and runs one for a given time. See Fuzz/README.md.
 #
-#   Fuzz/run.sh build                 # build all five targets
+#   Fuzz/run.sh build                 # build all six targets
 #   Fuzz/run.sh config 600            # run fuzz-config for 600 s
 #   Fuzz/run.sh resp 600 -jobs=2      # extra arguments go to libFuzzer
 set -euo pipefail
@@ -11,7 +11,7 @@ scratch=.build-fuzz
 # Swift's own crash handler reads the crashed process's memory, which AddressSanitizer
 # reports as its own error; libFuzzer's report is the one we want.
 export SWIFT_BACKTRACE=enable=no
-targets=(config shape route cookie resp)
+targets=(config shape route cookie resp headers)
 
 build() {
     for t in "${targets[@]}"; do

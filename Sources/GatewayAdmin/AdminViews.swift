@@ -198,3 +198,14 @@ enum AdminViews {
         return String(decoding: data, as: UTF8.self)
     }
 }
+
+/// `GET /explain` for the `headers` fuzz target (SPI, not API): the query as the admin API
+/// reads it, answered for `snapshot`. `ok` is false when the query is refused (400).
+@_spi(Fuzzing) public enum AdminExplain {
+    public static func answer(_ snapshot: Snapshot, query: Substring) -> (ok: Bool, body: [UInt8]) {
+        switch AdminViews.ExplainQuery.parse(query) {
+        case .success(let q): return (true, AdminViews.explain(snapshot, q, server: nil))
+        case .failure(let e): return (false, Array(e.body(requestID: "").utf8))
+        }
+    }
+}

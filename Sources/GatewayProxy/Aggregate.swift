@@ -278,7 +278,7 @@ final class BackendCall: UpstreamClient {
             ForwardHeaders.requestHead(
                 head, route: aggregate.route, path: String(split.first ?? "/"), query: split.count > 1 ? split[1] : nil, target: target,
                 requestID: ex.requestID, peerIP: ex.clientIP, trusted: aggregate.admission.trusted, upgrade: nil,
-                identity: ex.identity, ids: &ctx.ids, into: &sink)
+                identity: ex.identity, authority: ex.authority, ids: &ctx.ids, into: &sink)
         }
         return out
     }

@@ -14,7 +14,11 @@ final class Exchange: UpstreamClient {
     /// `ProxyHandler.exchange` ends when the handler lets go of the exchange (at its end, or
     /// when the connection closes).
     let handler: ProxyHandler
-    var head: HTTPRequestHead
+    let head: HTTPRequestHead
+    /// The authority of an absolute-form target when it differs from `Host`: it takes the
+    /// place of `Host` for routing and forwarding (RFC 9112 §3.2.2). A stored property read
+    /// only off the hot path (a `var head` would cost an exclusivity check on every read).
+    var authority: String?
     let requestID: String
     let start: NIODeadline
     let clientIP: String

@@ -11,7 +11,8 @@ enum ForwardHeaders {
     static func requestHead<Sink: HeadSink>(
         _ head: HTTPRequestHead, route: CompiledRoute, path: String, query: Substring?,
         target: UpstreamSpec.TargetSpec, requestID: String, peerIP: String, trusted: Bool,
-        upgrade: String?, identity: Identity? = nil, scheme: String = "http", ids: inout IDGenerator, into out: inout Sink
+        upgrade: String?, identity: Identity? = nil, authority: String? = nil, scheme: String = "http", ids: inout IDGenerator,
+        into out: inout Sink
     ) -> Bool {
         let incoming = head.headers
         // Headers that carry verified claims are never taken from the client (SPEC §2.5).
@@ -71,6 +72,8 @@ enum ForwardHeaders {
         @inline(__always) func emit(_ name: StaticString, _ value: String) {
             if ops.isEmpty || !ops.replaces(name.description) { out.writeHeaderLine(name, value) }
         }
+        // An absolute-form target's authority replaces the client's Host (RFC 9112 §3.2.2).
+        if let authority { host = authority }
         emit("host", route.hostRewrite ?? host ?? target.authority)
         emit("x-forwarded-for", xff.map { $0 + ", " + peerIP } ?? peerIP)
         emit("x-forwarded-proto", proto ?? scheme)

@@ -434,9 +434,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
                 closeAfterResponse = true
                 return sendError(.badRequest("invalid authority in the request target"), ex)
             }
-            if hostValue.map({ !Self.sameAuthority($0, authority) }) ?? true {
-                ex.head.headers.replaceOrAdd(name: "host", value: String(authority))
-            }
+            if hostValue.map({ !Self.sameAuthority($0, authority) }) ?? true { ex.authority = String(authority) }
         }
 
         // A login provider's callback and logout paths are the gateway's own, whatever the routes say.
@@ -658,7 +656,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         _ = head.writeHead(capacity: room) { out in
             ForwardHeaders.requestHead(
                 ex.head, route: route, path: a.path, query: a.query, target: target, requestID: ex.requestID,
-                peerIP: peerIP, trusted: a.trusted, upgrade: nil, identity: ex.identity, ids: &loopContext.ids, into: &out)
+                peerIP: peerIP, trusted: a.trusted, upgrade: nil, identity: ex.identity, authority: ex.authority, ids: &loopContext.ids,
+                into: &out)
         }
         // Marked as a copy, and asked to close after its answer (mirrors never use the pools).
         head.moveWriterIndex(to: head.writerIndex - 2)
@@ -900,8 +899,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         ex.upstreamChunked = bytes.writeHead(capacity: room) { out in
             ForwardHeaders.requestHead(
                 ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
-                peerIP: peerIP, trusted: trusted, upgrade: upgrade, identity: ex.identity, scheme: tls ? "https" : "http",
-                ids: &loopContext.ids, into: &out)
+                peerIP: peerIP, trusted: trusted, upgrade: upgrade, identity: ex.identity, authority: ex.authority,
+                scheme: tls ? "https" : "http", ids: &loopContext.ids, into: &out)
         }
         ex.pendingHead = bytes
         ex.phase = .waitingForConnection
@@ -1616,7 +1615,7 @@ extension ProxyHandler {
     /// `Host`: a redirect_uri is never built on a name the client made up.
     func callbackURL(_ ex: Exchange, provider: LoginProviderRuntime, path: String, trusted: Bool) -> String? {
         if let external = provider.spec.config.externalURL { return external + path }
-        guard let host = ex.head.headers.first(name: "host"),
+        guard let host = ex.authority ?? ex.head.headers.first(name: "host"),
             Self.isTrustedLoginHost(host, login: provider.spec.index, loopContext.currentSnapshot())
         else { return nil }
         let own = tls ? "https" : "http"

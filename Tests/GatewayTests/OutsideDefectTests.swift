@@ -553,7 +553,7 @@ import Testing
             """
         }
         defer { Task { await rig.stop() } }
-        rig.upstreams[0].set { $0.delayMs = 1500 }
+        rig.upstreams[0].set { $0.delayMs = 3000 }  // long: the two more requests arrive well within it, even on a loaded machine
         let first = Task { try await rig.request("GET", "/first").status }
         #expect(try await waitUntilAsync(timeout: 10) { rig.upstreams[0].requests == 1 })
         // Two more while the one connection is busy: one may wait, the other is refused.
