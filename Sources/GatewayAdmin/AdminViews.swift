@@ -118,7 +118,9 @@ enum AdminViews {
         static func parse(_ query: Substring?) -> Result<ExplainQuery, GatewayError> {
             var q = ExplainQuery()
             for pair in (query ?? "").split(separator: "&") {
-                let parts = pair.split(separator: "=", maxSplits: 1)
+                // `=` and `==` are pairs too: an empty key, never an index out of range (found by
+                // fuzz-headers: `/explain?==` trapped).
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 let key = Router.percentDecoded(parts[0])
                 let value = parts.count > 1 ? Router.percentDecoded(parts[1]) : ""
                 switch key {

@@ -1,12 +1,29 @@
 import NIOCore
 import Testing
 
+@testable import GatewayAdmin
 @testable import GatewayConfig
 @testable import GatewayProxy
 
 /// One test per finding of the libFuzzer targets in `Fuzz/` (see Fuzz/README.md): each
 /// input here crashed a target or broke one of its properties before the fix.
 @Suite struct FuzzRegressionTests {
+    /// fuzz-headers: an `/explain` query with a pair that is only `=` (`?==&%`, `?=`) split
+    /// into no parts and indexed the first: one admin request trapped the process. Now it is
+    /// an empty key, ignored.
+    @Test(arguments: ["==&%", "=", "=x&path=/a", "&&=&"])
+    func anExplainPairWithoutAKeyIsIgnored(_ query: String) throws {
+        let snapshot = try #require(
+            ConfigLoader.load(
+                bytes: Array(#"{ "listeners": [ { "name": "t", "address": "127.0.0.1:0" } ], "routes": [] }"#.utf8), source: "t.json"
+            ).snapshot)
+        guard case .success = AdminViews.ExplainQuery.parse(Substring(query)) else {
+            Issue.record("refused \(query)")
+            return
+        }
+        #expect(AdminViews.explain(snapshot, query: Substring(query)).first == UInt8(ascii: "{"))
+    }
+
     /// fuzz-resp: a RESP3 map header with a count near Int.max overflowed when the count was
     /// doubled (keys and values), which traps. Now it is a protocol error like any huge array.
     @Test(arguments: ["%4611686018427387904\r\n", "%9223372036854775807\r\n", "*9223372036854775807\r\n", "%1000001\r\n"])
