@@ -105,7 +105,8 @@ final class LoopContext {
             let pools = spec.targets.enumerated().map { i, t -> TargetPool in
                 let k = spec.name + "\u{0}" + t.url
                 let tls = t.tls ? tlsContext.map { ($0, spec.tls.serverName ?? (IPAddressBytes(t.host) == nil ? t.host : nil)) } : nil
-                if let p = oldPools.removeValue(forKey: k), p.limits === limits.targets[i] {
+                if let p = oldPools[k], p.limits === limits.targets[i] {
+                    oldPools[k] = nil
                     p.maxConnections = max(1, maxConns)
                     p.connectTimeout = .nanoseconds(spec.connectTimeoutNanos)
                     p.tls = tls  // new connections use the new settings

@@ -441,7 +441,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         if !snapshot.loginProviders.isEmpty, let (i, isCallback) = Self.loginPath(snapshot, normalized.path) {
             ex.deadline = ex.start.uptimeNanoseconds &+ UInt64(max(1, server.requestTimeoutNanos))
             return isCallback
-                ? loginCallback(ex, provider: i, query: normalized.query, trusted: trusted) : logout(ex, provider: i, trusted: trusted)
+                ? loginCallback(ex, provider: i, query: normalized.query, trusted: trusted)
+                : logout(ex, provider: i, trusted: trusted, snapshot: snapshot)
         }
 
         var method = head.method.rawValue
@@ -1427,14 +1428,14 @@ extension ProxyHandler {
                         admitSession(ex, renewed, provider: provider, route: route, a)
                     case .failure:
                         // The refresh token is spent or revoked: log in again.
-                        startLogin(ex, provider: provider, clearing: cookies)
+                        startLogin(ex, provider: provider, clearing: cookies, snapshot: a.snapshot)
                     }
                     resumeParsing(ex)
                 }
                 return
             }
         }
-        startLogin(ex, provider: provider, clearing: cookies)
+        startLogin(ex, provider: provider, clearing: cookies, snapshot: a.snapshot)
     }
 
     private func admitSession(
@@ -1450,7 +1451,7 @@ extension ProxyHandler {
 
     /// A browser (it accepts HTML) is sent to the provider with a fresh state, nonce and PKCE
     /// verifier kept in a sealed cookie bound to that state; anything else gets 401.
-    private func startLogin(_ ex: Exchange, provider: LoginProviderRuntime, clearing cookies: [String: String]) {
+    private func startLogin(_ ex: Exchange, provider: LoginProviderRuntime, clearing cookies: [String: String], snapshot: Snapshot) {
         let accepts = ex.head.headers["accept"].contains { $0.lowercased().contains("text/html") }
         let config = provider.spec.config
         guard accepts, ex.head.method == .GET || ex.head.method == .HEAD else {
@@ -1466,7 +1467,7 @@ extension ProxyHandler {
         let nonce = PKCE.token()
         let verifier = PKCE.verifier()
         let returnTo = LocalRedirect.isSafe(ex.head.uri) ? ex.head.uri : "/"
-        guard let redirectURI = callbackURL(ex, provider: provider, path: config.callbackPath, trusted: false) else {
+        guard let redirectURI = callbackURL(ex, provider: provider, path: config.callbackPath, trusted: false, snapshot: snapshot) else {
             return untrustedHost(ex, provider: provider)
         }
         let pending = LoginFlow.PendingLogin(
@@ -1559,16 +1560,17 @@ extension ProxyHandler {
 
     /// Clears the session and sends the browser to the provider's end-session endpoint, or
     /// to `post_logout_path`.
-    fileprivate func logout(_ ex: Exchange, provider i: Int, trusted: Bool) {
+    fileprivate func logout(_ ex: Exchange, provider i: Int, trusted: Bool, snapshot: Snapshot) {
         guard i < loopContext.loginProviders.count else { return sendError(.unavailable("no login provider"), ex) }
         let provider = loopContext.loginProviders[i]
         let config = provider.spec.config
         let cookies = CookieChunks.parse(ex.head.headers["cookie"])
         var location = config.postLogoutPath
-        if let end = provider.endpoints?.endSession {
-            guard let back = callbackURL(ex, provider: provider, path: config.postLogoutPath, trusted: trusted) else {
-                return untrustedHost(ex, provider: provider)
-            }
+        // On a Host the login may not build a URL on, the session is still cleared: the
+        // browser goes to the local `post_logout_path` instead of the provider's end-session.
+        if let end = provider.endpoints?.endSession,
+            let back = callbackURL(ex, provider: provider, path: config.postLogoutPath, trusted: trusted, snapshot: snapshot)
+        {
             location =
                 end + (end.contains("?") ? "&" : "?")
                 + LoginFlow.form([("client_id", config.clientID), ("post_logout_redirect_uri", back)])
@@ -1613,10 +1615,10 @@ extension ProxyHandler {
     /// from a trusted proxy gives the scheme), if that host is trusted — a loopback name or
     /// address, or a host a route of this login names in `match.host`. Nil for any other
     /// `Host`: a redirect_uri is never built on a name the client made up.
-    func callbackURL(_ ex: Exchange, provider: LoginProviderRuntime, path: String, trusted: Bool) -> String? {
+    func callbackURL(_ ex: Exchange, provider: LoginProviderRuntime, path: String, trusted: Bool, snapshot: Snapshot) -> String? {
         if let external = provider.spec.config.externalURL { return external + path }
         guard let host = ex.authority ?? ex.head.headers.first(name: "host"),
-            Self.isTrustedLoginHost(host, login: provider.spec.index, loopContext.currentSnapshot())
+            Self.isTrustedLoginHost(host, login: provider.spec.index, snapshot)
         else { return nil }
         let own = tls ? "https" : "http"
         let proto = trusted ? (ex.head.headers.first(name: "x-forwarded-proto") ?? own) : own

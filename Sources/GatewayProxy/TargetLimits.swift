@@ -19,12 +19,14 @@ final class TargetLimits: Sendable {
 
     init(url: String) { self.url = url }
 
-    var current: Int { inUse.load(ordering: .relaxed) }
+    var current: Int { inUse.load(ordering: .sequentiallyConsistent) }
 
     /// Takes one slot when fewer than `max` are in use.
     @inline(__always)
     func tryReserve(max: Int) -> Bool {
-        var now = inUse.load(ordering: .relaxed)
+        // Sequentially consistent with `waitForSlot`'s count and `release`'s decrement: a
+        // waiter that registered and then looks again cannot miss a slot freed in between.
+        var now = inUse.load(ordering: .sequentiallyConsistent)
         while now < max {
             let (exchanged, original) = inUse.weakCompareExchange(
                 expected: now, desired: now + 1, successOrdering: .acquiring, failureOrdering: .relaxed)
@@ -72,6 +74,7 @@ final class LimitRegistry: Sendable {
         /// (`max_pending_requests`).
         let pending: ManagedAtomic<Int>
         let targets: [TargetLimits]
+        var waiting: Int { pending.load(ordering: .relaxed) }
         init(pending: ManagedAtomic<Int>, targets: [TargetLimits]) {
             self.pending = pending
             self.targets = targets

@@ -71,6 +71,7 @@ final class TargetPool {
     /// `ProxyHandler.connectionReady` / `upstreamFailed`), or a refusal when the line is full.
     func acquire(for upstream: UpstreamRuntime, exchange: any UpstreamClient) -> Acquired {
         var reserved = false
+        dropCancelledWaiters()
         if waiters.isEmpty, limits.tryReserve(max: maxConnections) {
             while let c = idle.popLast() {
                 if c.isUsable {
@@ -80,7 +81,9 @@ final class TargetPool {
             }
             reserved = true
         }
-        if !reserved, upstream.limits.pending.load(ordering: .relaxed) >= upstream.maxPending {
+        // Refused only when no slot is free and the queue is full: a request behind others of
+        // this loop (their connections being opened) queues while slots are free.
+        if !reserved, limits.current >= maxConnections, upstream.limits.pending.load(ordering: .relaxed) >= upstream.maxPending {
             return .rejected(.unavailable("upstream \(upstream.spec.name) has too many pending requests"))
         }
         let waiter = Waiter(exchange, upstream: upstream)
@@ -105,7 +108,8 @@ final class TargetPool {
     /// each, or a connection opened for them. Runs on this pool's loop (another loop that
     /// frees a slot schedules it here).
     func dispatch() {
-        while !closed, liveWaiters > connecting {
+        dropCancelledWaiters()
+        while !closed, needsConnection {
             if !limits.tryReserve(max: maxConnections) {
                 // Registered first, then tried once more: a slot freed in between is not missed.
                 limits.waitForSlot(self)
@@ -123,10 +127,19 @@ final class TargetPool {
         }
     }
 
-    private var liveWaiters: Int {
+    /// More live waiters than connections being opened for them (counted only that far).
+    private var needsConnection: Bool {
         var n = 0
-        for w in waiters where w.exchange != nil { n += 1 }
-        return n
+        for w in waiters where w.exchange != nil {
+            n += 1
+            if n > connecting { return true }
+        }
+        return false
+    }
+
+    /// Waiters whose request went away are dropped from the front of the line.
+    private func dropCancelledWaiters() {
+        while let w = waiters.first, w.exchange == nil { waiters.removeFirst() }
     }
 
     private func takeIdle() -> UpstreamConnection? {
