@@ -278,9 +278,11 @@ import Testing
             of: "\"routes\":",
             with: """
                 "auth": { "jwt": { "idp": { "issuer": "\(Mint.issuer)", "audiences": ["\(Mint.audience)"],
-                  "jwks_uri": "\(jwks.url)", "algorithms": ["ES256"] } } },
+                  "jwks_uri": "\(jwks.url)", "algorithms": ["ES256"], "jwks_initial_fetch_timeout": "10m" } } },
                 "routes":
                 """)
+        // (A long initial fetch timeout: this test is about the wait for the first fetch, which
+        // the default 5 s would end on a loaded machine before the test looks.)
         try await withGateway(template) { h in
             let admin = try await AdminServer.start(
                 address: HostPort(host: "127.0.0.1", port: 0), group: h.server.group, server: h.server, isReady: { true })
