@@ -59,6 +59,11 @@ import Testing
         #expect(try httpRequest(port: 8080, "GET", "/nowhere").status == 404)
         // Ready once the demo identity provider's keys are fetched (asynchronous, SPEC §5).
         #expect(waitUntil(timeout: 10) { (try? httpRequest(port: 9901, "GET", "/readyz"))?.status == 200 })
+        // Ready can also mean the initial fetch timeout passed: wait for the keys themselves.
+        #expect(
+            waitUntil(timeout: 20) {
+                (try? httpRequest(port: 9901, "GET", "/jwks", host: "localhost"))?.text.contains("\"ready\":true") == true
+            })
         // A token from the demo identity provider opens the JWT route.
         let token = try httpRequest(port: 9004, "GET", "/token?sub=carol").text
         let me = try httpRequest(port: 8080, "GET", "/api/me", headers: [("authorization", "Bearer \(token)")])
