@@ -117,12 +117,8 @@ enum AdminViews {
 
         static func parse(_ query: Substring?) -> Result<ExplainQuery, GatewayError> {
             var q = ExplainQuery()
-            for pair in (query ?? "").split(separator: "&") {
-                // `=` and `==` are pairs too: an empty key, never an index out of range (found by
-                // fuzz-headers: `/explain?==` trapped).
-                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let key = Router.percentDecoded(parts[0])
-                let value = parts.count > 1 ? Router.percentDecoded(parts[1]) : ""
+            // (`=` and `==` are pairs with an empty name: fuzz-headers found `/explain?==` trapping.)
+            for (key, value) in Router.queryPairs(query) {
                 switch key {
                 case "method":
                     guard HeaderBytes.isToken(value) else { return .failure(.badRequest("method=\(value) is not an HTTP method")) }

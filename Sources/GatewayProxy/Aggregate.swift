@@ -40,11 +40,7 @@ final class AggregateCall {
         deadline = ex.start.uptimeNanoseconds &+ UInt64(max(1, total))
         states = Array(repeating: .waiting, count: policy.backends.count)
         params = route.pathPattern?.captures(admission.path) ?? []
-        for pair in (admission.query ?? "").split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1)
-            guard let k = kv.first else { continue }
-            query.append((Router.percentDecoded(k), kv.count > 1 ? Router.percentDecoded(kv[1].replacing("+", with: " ")) : ""))
-        }
+        query = Router.queryPairs(admission.query).filter { !$0.name.isEmpty }.map { ($0.name, $0.value) }
     }
 
     func start() { advance() }

@@ -1495,11 +1495,7 @@ extension ProxyHandler {
         let provider = loopContext.loginProviders[i]
         let config = provider.spec.config
         var q: [String: String] = [:]
-        for pair in (query ?? "").split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1)
-            guard let k = kv.first else { continue }
-            q[Router.percentDecoded(k)] = kv.count > 1 ? Router.percentDecoded(kv[1]) : ""
-        }
+        for (name, value) in Router.queryPairs(query) where !name.isEmpty { q[name] = value }
         let cookies = CookieChunks.parse(ex.head.headers["cookie"])
         // `state` names the login cookie: only one of this gateway's alphabet gets that far (a
         // CR or LF in it would split the answer's Set-Cookie line).

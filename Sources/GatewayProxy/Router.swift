@@ -63,6 +63,17 @@ public enum Router {
         return true
     }
 
+    /// The pairs of a query string, names and values decoded (`percentDecoded`), in order: the
+    /// one query parser of the gateway. A pair without `=` has an empty value; a pair that is
+    /// only `=` has an empty name (never an index out of range).
+    public static func queryPairs(_ query: Substring?) -> [(name: String, value: String)] {
+        guard let query, !query.isEmpty else { return [] }
+        return query.split(separator: "&").map { pair in
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (percentDecoded(kv[0]), kv.count > 1 ? percentDecoded(kv[1]) : "")
+        }
+    }
+
     /// `application/x-www-form-urlencoded` decoding of a query name or value (`+` is a space).
     public static func percentDecoded(_ s: Substring) -> String {
         if !s.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) { return String(s) }

@@ -6,6 +6,18 @@ import Testing
 /// Helpers on every request's path that were rewritten for fewer instructions (issue 12):
 /// the same answers as their plain definitions.
 @Suite struct HotPathHelperTests {
+    /// The one query parser (`/explain`, the login callback, aggregate `{query.NAME}`).
+    @Test func queryPairsDecodeInOrderAndNeverTrap() {
+        func pairs(_ q: String?) -> [String] { Router.queryPairs(q.map { Substring($0) }).map { "\($0.name)=\($0.value)" } }
+        #expect(pairs(nil) == [])
+        #expect(pairs("") == [])
+        #expect(pairs("a=1&b=2&a=3") == ["a=1", "b=2", "a=3"])
+        #expect(pairs("q=a+b%2Bc&x") == ["q=a b+c", "x="])
+        #expect(pairs("k%3D=v%3D1=2") == ["k==v=1=2"])
+        #expect(pairs("==&%&=x&&") == ["==", "%=", "=x"])
+        #expect(pairs("%C3%A9=%E2%9C%93") == ["é=✓"])
+    }
+
     /// Every byte alone and in a longer host: the two-mask check against the set as written.
     @Test func hostBytesAreThoseOfTheSetAsWritten() {
         let allowed = Set(Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]".utf8))
