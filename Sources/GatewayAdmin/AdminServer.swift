@@ -216,7 +216,7 @@ final class AdminHandler: ChannelInboundHandler {
         let hosts = head.headers["host"]
         if hosts.count > 1 { return "more than one Host header" }
         if let host = hosts.first {
-            guard let name = hostName(host), isAdminName(name, adminHost: adminHost) else {
+            guard let name = HostName.withoutPort(host), isAdminName(name, adminHost: adminHost) else {
                 return "the admin API answers only to an IP address, a loopback name or its own address in Host"
             }
             if let origin = head.headers.first(name: "origin") {
@@ -233,25 +233,10 @@ final class AdminHandler: ChannelInboundHandler {
         return nil
     }
 
-    /// The host of a `Host` value, lower-cased and without port or IPv6 brackets; nil when it
-    /// is not one.
-    static func hostName(_ host: String) -> String? {
-        let lower = host.lowercased()
-        if lower.hasPrefix("[") {
-            guard let close = lower.firstIndex(of: "]") else { return nil }
-            let rest = lower[lower.index(after: close)...]
-            guard rest.isEmpty || (rest.hasPrefix(":") && Int(rest.dropFirst()) != nil) else { return nil }
-            return String(lower[lower.index(after: lower.startIndex)..<close])
-        }
-        let parts = lower.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count <= 2, !parts[0].isEmpty, parts.count == 1 || Int(parts[1]) != nil else { return nil }
-        return String(parts[0])
-    }
-
+    /// Any IP address (the admin address may be a wildcard), a loopback name, or the host of
+    /// `admin.address`.
     static func isAdminName(_ name: String, adminHost: String) -> Bool {
-        if IPAddressBytes(name) != nil { return true }
-        if name == "localhost" || name.hasSuffix(".localhost") { return true }
-        return name == adminHost
+        IPAddressBytes(name) != nil || HostName.isLoopback(name) || name == adminHost
     }
 
     /// `scheme://host[:port]` of an `Origin` as the `Host` of a same-origin request would

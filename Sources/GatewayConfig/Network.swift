@@ -46,6 +46,29 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// The host of a `Host` value or URI authority as a client sends it.
+public enum HostName {
+    /// The host without its port or IPv6 brackets, lower-cased; nil when the port is not a
+    /// number or a bracket is not closed.
+    public static func withoutPort(_ authority: some StringProtocol) -> String? {
+        let lower = authority.lowercased()
+        if lower.hasPrefix("[") {
+            guard let close = lower.firstIndex(of: "]") else { return nil }
+            let rest = lower[lower.index(after: close)...]
+            guard rest.isEmpty || (rest.hasPrefix(":") && Int(rest.dropFirst()) != nil) else { return nil }
+            return String(lower[lower.index(after: lower.startIndex)..<close])
+        }
+        let parts = lower.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count <= 2, !parts[0].isEmpty, parts.count == 1 || Int(parts[1]) != nil else { return nil }
+        return String(parts[0])
+    }
+
+    /// `localhost`, a `*.localhost` name (RFC 6761), or a loopback address (of `withoutPort`'s form).
+    public static func isLoopback(_ name: String) -> Bool {
+        name == "localhost" || name.hasSuffix(".localhost") || IPAddressBytes(name)?.isLoopback == true
+    }
+}
+
 /// An IPv4 or IPv6 address as bytes (4 or 16), parsed with `inet_pton`.
 public struct IPAddressBytes: Sendable, Hashable {
     public var bytes: [UInt8]

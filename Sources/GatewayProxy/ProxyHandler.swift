@@ -1624,14 +1624,7 @@ extension ProxyHandler {
     /// A loopback name or address (`localhost`, `*.localhost`, 127.0.0.0/8, `[::1]`, any port),
     /// or a host matched by the `match.host` of a route that uses login `login`.
     static func isTrustedLoginHost(_ host: String, login: Int, _ snapshot: Snapshot) -> Bool {
-        var name = Substring(host)
-        if name.hasPrefix("["), let close = name.firstIndex(of: "]") {
-            name = name[name.index(after: name.startIndex)..<close]
-        } else if let colon = name.lastIndex(of: ":") {
-            name = name[..<colon]
-        }
-        let lower = name.lowercased()
-        if lower == "localhost" || lower.hasSuffix(".localhost") || IPAddressBytes(lower)?.isLoopback == true { return true }
+        if let name = HostName.withoutPort(host), HostName.isLoopback(name) { return true }
         return snapshot.routes.contains { $0.login == login && $0.host != nil && $0.matchesHost(Substring(host)) }
     }
 

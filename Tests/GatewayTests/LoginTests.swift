@@ -74,22 +74,26 @@ final class CookieBrowser: @unchecked Sendable {
         }
     }
 
-    static func start(ttl: Int = 300, scopes: String = #"["openid", "profile"]"#) async throws -> Setup {
+    /// `template`, when given, makes the file from the provider's issuer and the upstream's URL.
+    static func start(
+        ttl: Int = 300, scopes: String = #"["openid", "profile"]"#, template: ((_ issuer: String, _ upstream: String) -> String)? = nil
+    ) async throws -> Setup {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let idp = try await DemoIdP.start(port: 0, group: group, accessTokenTTL: ttl)
         let issuer = idp.issuer
         let rig = try await ResilienceRig.start(1, environment: ["COOKIE_SECRET": secret]) { u in
-            """
-            { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
-              "server": { "workers": 1 }, "access_log": { "enabled": false },
-              "auth": {
-                "jwt": { "idp": { "issuer": "\(issuer)", "audiences": ["gateway-demo"], "jwks_uri": "\(issuer)/.well-known/jwks.json",
-                                  "algorithms": ["ES256"], "forward_claims": { "sub": "x-user-id", "name": "x-user-name" } } },
-                "login": { "web": { "issuer": "\(issuer)", "client_id": "\(DemoIdP.webClient)", "scopes": \(scopes),
-                                    "cookie_secret_env": "COOKIE_SECRET", "jwt": "idp" } } },
-              "upstreams": { "app": { "targets": ["\(u[0])"] } },
-              "routes": [ { "name": "app", "match": { "path_prefix": "/app" }, "upstream": "app", "auth": { "login": "web" } } ] }
-            """
+            if let template { return template(issuer, u[0]) }
+            return """
+                { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
+                  "server": { "workers": 1 }, "access_log": { "enabled": false },
+                  "auth": {
+                    "jwt": { "idp": { "issuer": "\(issuer)", "audiences": ["gateway-demo"], "jwks_uri": "\(issuer)/.well-known/jwks.json",
+                                      "algorithms": ["ES256"], "forward_claims": { "sub": "x-user-id", "name": "x-user-name" } } },
+                    "login": { "web": { "issuer": "\(issuer)", "client_id": "\(DemoIdP.webClient)", "scopes": \(scopes),
+                                        "cookie_secret_env": "COOKIE_SECRET", "jwt": "idp" } } },
+                  "upstreams": { "app": { "targets": ["\(u[0])"] } },
+                  "routes": [ { "name": "app", "match": { "path_prefix": "/app" }, "upstream": "app", "auth": { "login": "web" } } ] }
+                """
         }
         // Discovery and the keys are fetched in the background: wait for both (until then a
         // login answers 503).

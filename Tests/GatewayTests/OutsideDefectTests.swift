@@ -181,25 +181,10 @@ import Testing
 
     // MARK: 5, 6, 11, 14: the browser login.
 
-    struct Login {
-        var rig: ResilienceRig
-        var idp: DemoIdP
-        var group: MultiThreadedEventLoopGroup
-        var base: String { "http://127.0.0.1:\(rig.port)" }
-        func stop() async {
-            await rig.stop()
-            await idp.stop()
-            try? await group.shutdownGracefully()
-        }
-    }
-
     /// A login `web` on `/app` and a second login `other` (same cookie secret, another client
     /// id) on `/other`; the JWT provider forwards `sub` and `tier`.
-    static func login(webExtra: String = "") async throws -> Login {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let idp = try await DemoIdP.start(port: 0, group: group)
-        let issuer = idp.issuer
-        let rig = try await ResilienceRig.start(1, environment: ["COOKIE_SECRET": LoginTests.secret]) { u in
+    static func login(webExtra: String = "") async throws -> LoginTests.Setup {
+        try await LoginTests.start { issuer, upstream in
             """
             { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
               "server": { "workers": 1 }, "access_log": { "enabled": false },
@@ -210,16 +195,11 @@ import Testing
                                     "jwt": "idp"\(webExtra) },
                            "other": { "issuer": "\(issuer)", "client_id": "another-client", "cookie_secret_env": "COOKIE_SECRET",
                                       "jwt": "idp", "callback_path": "/oauth2/other/callback", "logout_path": "/oauth2/other/logout" } } },
-              "upstreams": { "app": { "targets": ["\(u[0])"] } },
+              "upstreams": { "app": { "targets": ["\(upstream)"] } },
               "routes": [ { "match": { "path_prefix": "/app" }, "upstream": "app", "auth": { "login": "web" } },
                           { "match": { "path_prefix": "/other" }, "upstream": "app", "auth": { "login": "other" } } ] }
             """
         }
-        let snapshot = rig.server.shared.snapshots.snapshot
-        _ = try await waitUntilAsync(timeout: 30) {
-            rig.server.keysFetched && rig.server.shared.login.providers(for: snapshot).allSatisfy { $0.endpoints != nil }
-        }
-        return Login(rig: rig, idp: idp, group: group)
     }
 
     @Test func aStateThatIsNotOursNeverReachesASetCookieLine() async throws {
@@ -236,7 +216,7 @@ import Testing
     @Test func aSessionOfOneLoginIsRefusedByAnotherThatSharesItsSecret() async throws {
         let s = try await Self.login()
         defer { Task { await s.stop() } }
-        let browser = try await LoginTests.login(s.rigSetup)
+        let browser = try await LoginTests.login(s)
         let before = s.rig.upstreams[0].requests
         #expect(try await browser.get(s.base + "/app/page").status == 200)
         // The same cookie on the other login's route: not a session of that provider.
@@ -250,7 +230,7 @@ import Testing
     @Test func forwardClaimsOfTheLoginsJWTProviderComeFromTheAccessToken() async throws {
         let s = try await Self.login()
         defer { Task { await s.stop() } }
-        let browser = try await LoginTests.login(s.rigSetup)
+        let browser = try await LoginTests.login(s)
         #expect(try await browser.get(s.base + "/app/page").status == 200)
         let headers = try #require(s.rig.upstreams[0].headers.last)
         // The demo provider's access token carries `tier: pro` (its ID token does not).
@@ -525,15 +505,21 @@ import Testing
 
     // MARK: 16. Connection and pending limits are the gateway's, whatever `workers` is.
 
-    @Test(.timeLimit(.minutes(2))) func oneConnectionPerTargetWithTwoWorkersMeansOneInUse() async throws {
-        let rig = try await ResilienceRig.start(1) { u in
+    /// One upstream with these limits behind every path, on `workers` event loops.
+    static func limitedRig(workers: Int, maxConnections: Int, maxPending: Int) async throws -> ResilienceRig {
+        try await ResilienceRig.start(1) { u in
             """
             { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
-              "server": { "workers": 2 }, "access_log": { "enabled": false },
-              "upstreams": { "app": { "targets": ["\(u[0])"], "max_connections_per_target": 1, "max_pending_requests": 100 } },
+              "server": { "workers": \(workers) }, "access_log": { "enabled": false },
+              "upstreams": { "app": { "targets": ["\(u[0])"], "max_connections_per_target": \(maxConnections),
+                                      "max_pending_requests": \(maxPending) } },
               "routes": [ { "match": { "path_prefix": "/" }, "upstream": "app" } ] }
             """
         }
+    }
+
+    @Test(.timeLimit(.minutes(2))) func oneConnectionPerTargetWithTwoWorkersMeansOneInUse() async throws {
+        let rig = try await Self.limitedRig(workers: 2, maxConnections: 1, maxPending: 100)
         defer { Task { await rig.stop() } }
         rig.upstreams[0].set { $0.delayMs = 100 }
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -546,14 +532,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(2))) func aColdBurstWithFreeSlotsIsNotRefusedByAnEmptyQueueLimit() async throws {
-        let rig = try await ResilienceRig.start(1) { u in
-            """
-            { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
-              "server": { "workers": 1 }, "access_log": { "enabled": false },
-              "upstreams": { "app": { "targets": ["\(u[0])"], "max_connections_per_target": 8, "max_pending_requests": 0 } },
-              "routes": [ { "match": { "path_prefix": "/" }, "upstream": "app" } ] }
-            """
-        }
+        let rig = try await Self.limitedRig(workers: 1, maxConnections: 8, maxPending: 0)
         defer { Task { await rig.stop() } }
         rig.upstreams[0].set { $0.delayMs = 200 }
         // Four at once on a cold pool: each waits for a connection of its own being opened,
@@ -566,14 +545,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(2))) func thePendingLimitCountsEveryWorkersWaitingRequests() async throws {
-        let rig = try await ResilienceRig.start(1) { u in
-            """
-            { "listeners": [ { "name": "test", "address": "127.0.0.1:0" } ],
-              "server": { "workers": 2 }, "access_log": { "enabled": false },
-              "upstreams": { "app": { "targets": ["\(u[0])"], "max_connections_per_target": 1, "max_pending_requests": 1 } },
-              "routes": [ { "match": { "path_prefix": "/" }, "upstream": "app" } ] }
-            """
-        }
+        let rig = try await Self.limitedRig(workers: 2, maxConnections: 1, maxPending: 1)
         defer { Task { await rig.stop() } }
         rig.upstreams[0].set { $0.delayMs = 5000 }
         let spec = try #require(rig.server.shared.snapshots.snapshot.upstreams.first)
@@ -593,11 +565,6 @@ import Testing
         #expect(try await first.value == 200)
         #expect(rig.upstreams[0].maxInFlight == 1)
     }
-}
-
-extension OutsideDefectTests.Login {
-    /// The shape `LoginTests.login` takes.
-    var rigSetup: LoginTests.Setup { LoginTests.Setup(rig: rig, idp: idp, group: group) }
 }
 
 /// A clock a test moves by hand.

@@ -12,8 +12,6 @@ protocol HeadSink {
     @discardableResult mutating func writeSubstring(_ s: Substring) -> Int
     mutating func writeRaw(_ bytes: UnsafeRawBufferPointer)
     mutating func writeByte(_ byte: UInt8)
-    /// Writes `s` when it holds no CR, LF or NUL (`LineGuard`); false, and nothing written, else.
-    mutating func writeCheckedString(_ s: String) -> Bool
     /// Bytes written so far, and going back to an earlier count (a refused header line).
     var writtenCount: Int { get }
     mutating func rewind(to count: Int)
@@ -24,16 +22,6 @@ extension ByteBuffer: HeadSink {
     mutating func writeRaw(_ bytes: UnsafeRawBufferPointer) { writeBytes(bytes) }
     @inline(__always)
     mutating func writeByte(_ byte: UInt8) { writeInteger(byte) }
-    @inline(__always)
-    mutating func writeCheckedString(_ s: String) -> Bool {
-        var s = s
-        return s.withUTF8 { u in
-            let r = UnsafeRawBufferPointer(u)
-            guard LineGuard.isClean(r) else { return false }
-            writeBytes(r)
-            return true
-        }
-    }
     var writtenCount: Int { writerIndex }
     mutating func rewind(to count: Int) { moveWriterIndex(to: count) }
 }
@@ -79,17 +67,6 @@ struct HeadAppender: HeadSink {
         return s.withUTF8 { u in
             writeRaw(UnsafeRawBufferPointer(u))
             return u.count
-        }
-    }
-
-    @inline(__always)
-    mutating func writeCheckedString(_ s: String) -> Bool {
-        var s = s
-        return s.withUTF8 { u in
-            let r = UnsafeRawBufferPointer(u)
-            guard LineGuard.isClean(r) else { return false }
-            writeRaw(r)
-            return true
         }
     }
 
@@ -157,6 +134,18 @@ enum LineGuard {
 }
 
 extension HeadSink {
+    /// Writes `s` when it holds no CR, LF or NUL (`LineGuard`); false, and nothing written, else.
+    @inline(__always)
+    mutating func writeCheckedString(_ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { u in
+            let r = UnsafeRawBufferPointer(u)
+            guard LineGuard.isClean(r) else { return false }
+            writeRaw(r)
+            return true
+        }
+    }
+
     /// `name: value` and CRLF; nothing when either holds CR, LF or NUL (`LineGuard`): the
     /// bytes are checked as they are copied, and a refused line is taken back.
     @inline(__always)
