@@ -71,15 +71,35 @@ public enum CookieChunks {
     /// Every cookie of the request, by name (the first of a repeated name).
     public static func parse(_ cookieHeaders: [String]) -> [String: String] {
         var out: [String: String] = [:]
+        pairs(cookieHeaders) { name, value in
+            let name = String(name)
+            if out[name] == nil { out[name] = String(value) }
+            return true
+        }
+        return out
+    }
+
+    /// The value of the first cookie called `name`.
+    public static func value(named name: String, in cookieHeaders: [String]) -> String? {
+        var found: String?
+        pairs(cookieHeaders) { n, v in
+            guard n == name else { return true }
+            found = String(v)
+            return false
+        }
+        return found
+    }
+
+    /// The one cookie-header parser: each `name=value` pair of the `Cookie` lines in order
+    /// (pairs without `=` skipped), until `body` returns false.
+    static func pairs(_ cookieHeaders: [String], _ body: (Substring, Substring) -> Bool) {
         for line in cookieHeaders {
             for pair in line.split(separator: ";") {
                 let p = pair.drop { $0 == " " }
                 guard let eq = p.firstIndex(of: "=") else { continue }
-                let name = String(p[..<eq])
-                if out[name] == nil { out[name] = String(p[p.index(after: eq)...]) }
+                if !body(p[..<eq], p[p.index(after: eq)...]) { return }
             }
         }
-        return out
     }
 }
 

@@ -99,6 +99,8 @@ final class Exchange: UpstreamClient {
     var gzip: GzipStream?
     /// `Set-Cookie` values for the response (a refreshed login session).
     var setCookies: [String] = []
+    /// What a held phase waited for, until that phase runs again and takes it.
+    var resumed: HeldResult?
     /// On an aggregate route: its backend calls.
     var aggregate: AggregateCall?
 

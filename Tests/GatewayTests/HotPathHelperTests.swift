@@ -24,13 +24,13 @@ import Testing
         for b in UInt8.min...UInt8.max {
             let host = String(decoding: [UInt8(ascii: "a"), b, UInt8(ascii: "z")], as: UTF8.self)
             let want = host.utf8.allSatisfy { allowed.contains($0) }
-            #expect(ProxyHandler.isValidHost(host) == want, "byte \(b)")
+            #expect(HeadGuards.isValidHost(host) == want, "byte \(b)")
         }
-        #expect(ProxyHandler.isValidHost("api.example.com:8080"))
-        #expect(ProxyHandler.isValidHost("[::1]:8080"))
-        #expect(!ProxyHandler.isValidHost("a b"))
-        #expect(!ProxyHandler.isValidHost("a/b"))
-        #expect(!ProxyHandler.isValidHost("caf\u{e9}"))
+        #expect(HeadGuards.isValidHost("api.example.com:8080"))
+        #expect(HeadGuards.isValidHost("[::1]:8080"))
+        #expect(!HeadGuards.isValidHost("a b"))
+        #expect(!HeadGuards.isValidHost("a/b"))
+        #expect(!HeadGuards.isValidHost("caf\u{e9}"))
     }
 
     /// Request ids are 32 lowercase hex digits, traceparents valid W3C ones, and the digits

@@ -113,7 +113,7 @@ extension LoopContext {
                     return Substring(value)
                 }
             case .cookie(let name):
-                if let c = ProxyHandler.cookie(named: name, in: headers), !c.isEmpty { return Substring(c) }
+                if let c = CookieChunks.value(named: name, in: headers["cookie"]), !c.isEmpty { return Substring(c) }
             }
         }
         return nil

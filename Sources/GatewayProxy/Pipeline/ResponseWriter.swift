@@ -1,0 +1,230 @@
+import GatewayAuth
+import GatewayConfig
+import GatewayPolicies
+import NIOCore
+import NIOHTTP1
+
+extension ProxyHandler {
+    // MARK: response
+
+    func upstreamHead(_ head: ResponseParser.Head, _ ex: Exchange) {
+        guard let context, let route = ex.route else { return }
+        // Measured from the request's start: routing takes microseconds, not worth a clock read.
+        let now = NIODeadline.now().uptimeNanoseconds
+        ex.upstreamNanos = Int64(truncatingIfNeeded: now &- ex.start.uptimeNanoseconds)
+        ex.tryDeadline = 0
+        if let pool = ex.pool, let upstream = ex.upstream {
+            loopContext.metrics.upstream(upstream.spec.name, pool: pool, code: head.status, nanos: ex.upstreamNanos)
+            upstream.health?.record(ex.poolIndex, head.status >= 500 ? .status(head.status) : .success, now: now.asInt64)
+        }
+        if let policy = route.retry, policy.on.allows(status: head.status), retry(ex, reason: "status:\(head.status)") { return }
+        if head.status == 101 {
+            guard ex.isUpgrade else {
+                abortUpstream(ex)
+                return sendError(.badGateway("the upstream switched protocols without being asked", retry: nil), ex)
+            }
+            return startTunnel(head, ex)
+        }
+        if let shape = route.shape, let wanted = ShapeBuffer.wants(head, isHead: ex.isHead) {
+            if let length = wanted.length, length > shape.maxBytes && !wanted.gzip {
+                loopContext.metrics.shape(route: route.name, outcome: "too_large")
+            } else {
+                // Held whole until its end (nothing reaches the client before the shaped body).
+                ex.shaping = ShapeBuffer(head: head, gzip: wanted.gzip, limit: shape.maxBytes)
+                ex.status = head.status
+                return
+            }
+        }
+        forwardHead(head, ex, route: route, context: context)
+    }
+
+    /// The response head for the client, from the upstream's (`replacedBodyLength` when the
+    /// gateway rewrote the body), kept in `held` to go out with the first body bytes.
+    func forwardHead(
+        _ head: ResponseParser.Head, _ ex: Exchange, route: CompiledRoute, context: ChannelHandlerContext, replacedBodyLength: Int? = nil
+    ) {
+        if loopContext.shared.draining { closeAfterResponse = true }
+        var closeAfter = closeAfterResponse
+        // Room for the head, and for a small body copied behind it (see `upstreamBody`).
+        var out = allocator.buffer(capacity: head.block.readableBytes + 192 + 512)
+        var extra = ex.rateLimitHeaders
+        if route.retry != nil { extra.append(("x-upstream-attempts", String(ex.attempts))) }
+        let compress = replacedBodyLength == nil && shouldCompress(head, ex)
+        if compress { ex.gzip = GzipStream() }
+        for c in ex.setCookies { extra.append(("set-cookie", c)) }
+        ex.clientChunked = out.writeHead(capacity: head.block.readableBytes + 192) { sink in
+            ForwardHeaders.responseHead(
+                head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, corsOrigin: ex.corsOrigin,
+                extra: extra,
+                replacedBodyLength: replacedBodyLength, gzip: ex.gzip != nil, closeAfter: &closeAfter, into: &sink)
+        }
+        closeAfterResponse = closeAfter
+        ex.status = head.status
+        ex.responseStarted = true
+        if let earlier = held { context.write(wrapOutboundOut(earlier), promise: nil) }
+        held = out
+        needsDownstreamFlush = true
+    }
+
+    /// gzip for this response (SPEC §3): the server allows it, the client accepts it, the
+    /// upstream did not encode it, the type is compressible, it has a body of at least
+    /// `min_bytes` (or of unknown length).
+    func shouldCompress(_ head: ResponseParser.Head, _ ex: Exchange) -> Bool {
+        // Most API clients send no Accept-Encoding: that is decided before anything else is read.
+        guard let accept = ex.acceptEncoding, !ex.isHead, (200..<300).contains(head.status), head.status != 204, head.status != 206
+        else { return false }
+        let server = loopContext.snapshot.server
+        guard server.gzip else { return false }
+        guard GzipStream.accepts(accept), ForwardHeaders.value(of: "content-encoding", in: head) == nil,
+            let type = ForwardHeaders.value(of: "content-type", in: head), GzipStream.isCompressible(type)
+        else { return false }
+        if let length = ForwardHeaders.value(of: "content-length", in: head).flatMap({ Int($0.trimmingCharacters(in: " \t")) }) {
+            return length >= server.gzipMinBytes
+        }
+        return true
+    }
+
+    /// A held response grew past `shape.max_bytes`: its head and what was held go out as
+    /// they came, and the rest streams.
+    func releaseUnshaped(_ sb: ShapeBuffer, _ ex: Exchange, route: CompiledRoute, reason: String) {
+        guard let context else { return }
+        ex.shaping = nil
+        loopContext.metrics.shape(route: route.name, outcome: reason)
+        forwardHead(sb.head, ex, route: route, context: context)
+        for part in sb.parts { upstreamBody(part, ex) }
+    }
+
+    /// The held response is complete: shaped (or, when it cannot be, as it came).
+    func finishShaping(_ sb: ShapeBuffer, _ ex: Exchange, route: CompiledRoute) {
+        guard let context, let shape = route.shape else { return }
+        switch sb.shape(shape.spec, allocator: allocator) {
+        case .shaped(let body):
+            ex.shaping = nil
+            loopContext.metrics.shape(route: route.name, outcome: "shaped")
+            forwardHead(sb.head, ex, route: route, context: context, replacedBodyLength: body.count)
+            ex.clientChunked = false
+            ex.responseBytes = body.count
+            held?.writeBytes(body)
+        case .unshaped(let reason):
+            releaseUnshaped(sb, ex, route: route, reason: reason)
+        }
+    }
+
+    func upstreamBody(_ buffer: ByteBuffer, _ ex: Exchange) {
+        guard let context else { return }
+        if let sb = ex.shaping {
+            if !sb.append(buffer), let route = ex.route { releaseUnshaped(sb, ex, route: route, reason: "too_large") }
+            return
+        }
+        var buffer = buffer
+        if let gz = ex.gzip, !ex.isHead {
+            guard let compressed = gz.compress(buffer, allocator: allocator) else { return closeNow() }
+            buffer = compressed
+        }
+        ex.responseBytes += buffer.readableBytes
+        if ex.isHead { return }
+        let n = buffer.readableBytes
+        if var out = held, n <= Self.maxCoalescedBody {
+            held = nil  // `out` is now the buffer's only owner: appending does not copy it
+            if ex.clientChunked {
+                guard n > 0 else {
+                    held = out
+                    return
+                }
+                out.writeChunkSize(n)
+                out.writeImmutableBuffer(buffer)
+                out.writeStaticString("\r\n")
+            } else {
+                out.writeImmutableBuffer(buffer)
+            }
+            held = out
+            needsDownstreamFlush = true
+            return
+        }
+        if let out = held {
+            held = nil
+            context.write(wrapOutboundOut(out), promise: nil)
+        }
+        if ex.clientChunked {
+            chunk(buffer) { context.write(wrapOutboundOut($0), promise: nil) }
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
+        needsDownstreamFlush = true
+    }
+
+    /// The upstream finished a read: send what it produced in one write (head, body and end
+    /// of a small response become one syscall).
+    func upstreamReadComplete() {
+        guard needsDownstreamFlush, let context else { return }
+        needsDownstreamFlush = false
+        if let out = held {
+            held = nil
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        } else {
+            context.flush()
+        }
+    }
+
+    func upstreamEnd(_ ex: Exchange, trailers: ByteBuffer?) {
+        guard let context else { return }
+        if ex.tunnelPending { return completeTunnel(ex) }
+        if let sb = ex.shaping, let route = ex.route { finishShaping(sb, ex, route: route) }
+        if let gz = ex.gzip {
+            ex.gzip = nil
+            if !ex.isHead, let tail = gz.finish(allocator: allocator), tail.readableBytes > 0 { upstreamBody(tail, ex) }
+        }
+        if let c = ex.connection {
+            ex.connection = nil
+            c.pool.active -= 1
+            c.pool.release(c, reusable: ex.requestEnded && !c.handler.closing)
+        }
+        ex.phase = .responded
+        ex.responseEnded = true
+        // The upstream answered before the request body was complete: the rest of the body
+        // cannot go anywhere, so the connection closes after this response.
+        if !ex.requestEnded && ex.expectsBody { closeAfterResponse = true }
+        var out = held
+        held = nil
+        needsDownstreamFlush = false
+        if ex.clientChunked {
+            if out == nil { out = allocator.buffer(capacity: 5 + (trailers?.readableBytes ?? 0)) }
+            out?.writeStaticString("0\r\n")
+            if let trailers { out?.writeImmutableBuffer(trailers) }
+            out?.writeStaticString("\r\n")
+        }
+        writeLast(context, out)
+        if ex.requestEnded || closeAfterResponse { finish(ex) }
+    }
+
+    // MARK: WebSocket
+
+    /// Answers the client's upgrade with the upstream's 101. The byte tunnel starts at the end
+    /// of that response, once the upstream's HTTP decoder has let go of the message.
+    func startTunnel(_ head: ResponseParser.Head, _ ex: Exchange) {
+        guard let context else { return }
+        ex.status = 101
+        ex.responseStarted = true
+        ex.tunnelPending = true
+        ex.deadline = 0
+        var out = allocator.buffer(capacity: head.block.readableBytes + 96)
+        ForwardHeaders.switchingProtocolsHead(head, requestID: ex.requestID, into: &out)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+    }
+
+    func completeTunnel(_ ex: Exchange) {
+        guard let context, let c = ex.connection else { return }
+        log(ex)
+        exchange = nil
+        ex.connection = nil
+        c.pool.active -= 1
+        c.pool.detach(c)
+        tunneled = true
+        let metrics = loopContext.metrics
+        let listener = listenerName
+        let counted = !isStream
+        Tunnel.join(
+            downstream: context, upstream: c, proxy: self, idleTimeout: loopContext.snapshot.server.tunnelIdleTimeoutNanos,
+            onClientClose: { if counted { metrics.connectionClosed(listener: listener) } })
+    }
+}
