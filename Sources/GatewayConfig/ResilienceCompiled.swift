@@ -44,6 +44,11 @@ public struct RetryPolicy: Sendable {
     /// Upper-cased; a method outside it is retried only with an `Idempotency-Key` header.
     public var methods: Set<String>
     public var budgetPercent: Double
+    /// What the retry decision reads (`RetryRule.decide`).
+    public var rule: RetryRule {
+        RetryRule(
+            on: on, attempts: attempts, backoffBaseNanos: backoffBaseNanos, backoffMaxNanos: backoffMaxNanos, budgetPercent: budgetPercent)
+    }
 
     init(_ r: RetryConfig) {
         attempts = max(1, r.attempts)

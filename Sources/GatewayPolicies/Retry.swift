@@ -128,3 +128,94 @@ public struct HealthCheckState: Sendable, Hashable {
         return status != before
     }
 }
+
+/// How one try ended, as the retry decision sees it.
+public enum TryOutcome: Sendable, Hashable {
+    /// No response: the condition the failure meets (connect failure, reset, per-try timeout).
+    case failed(RetryCondition)
+    /// The target answered with this status.
+    case status(Int)
+}
+
+extension TryOutcome {
+    /// The `reason` label of `gateway_retries_total` for a retry after this outcome.
+    public var reason: String {
+        switch self {
+        case .failed(.connectFailure): return "connect-failure"
+        case .failed: return "reset"
+        case .status(let status): return "status:\(status)"
+        }
+    }
+}
+
+/// The numbers of a route's `retry` that decide whether a try is tried again.
+public struct RetryRule: Sendable {
+    public var on: RetryOn
+    public var attempts: Int
+    public var backoffBaseNanos: Int64
+    public var backoffMaxNanos: Int64
+    public var budgetPercent: Double
+
+    public init(on: RetryOn, attempts: Int, backoffBaseNanos: Int64, backoffMaxNanos: Int64, budgetPercent: Double) {
+        self.on = on
+        self.attempts = attempts
+        self.backoffBaseNanos = backoffBaseNanos
+        self.backoffMaxNanos = backoffMaxNanos
+        self.budgetPercent = budgetPercent
+    }
+
+    /// What the upstream's retry budget is counting when the decision is made.
+    public struct Load: Sendable, Hashable {
+        public var activeRequests: Int
+        public var activeRetries: Int
+        public init(activeRequests: Int, activeRetries: Int) {
+            self.activeRequests = activeRequests
+            self.activeRetries = activeRetries
+        }
+    }
+
+    public enum Decision: Sendable, Hashable {
+        /// Try again after this backoff.
+        case retry(afterNanos: Int64)
+        case giveUp(GiveUp)
+    }
+
+    public enum GiveUp: Sendable, Hashable {
+        /// `retry.on` does not name what happened.
+        case notRetryable
+        /// The request cannot be sent again: its method is not in `retry.methods` and it has no
+        /// `Idempotency-Key`, its body outgrew what is kept, or it is an upgrade.
+        case notReplayable
+        /// `retry.attempts` tries were made.
+        case noTriesLeft
+        /// Retries in flight are at the budget's share of active requests.
+        case budgetSpent
+        /// The backoff would end at or after the deadline.
+        case noTimeLeft
+    }
+
+    /// The retry decision, a pure function of what happened and when: `attempts` tries were
+    /// made; `now` and `deadline` are uptime nanoseconds (`deadline` 0: none); `budget` is
+    /// nil when this request already holds a retry slot (it is not counted twice); `random`
+    /// draws the backoff's jitter.
+    public func decide(
+        _ outcome: TryOutcome, replayable: Bool, attempts made: Int, now: UInt64, deadline: UInt64, budget: Load?, random: UInt64
+    ) -> Decision {
+        let named: Bool
+        switch outcome {
+        case .failed(let condition): named = on.allows(failure: condition)
+        case .status(let status): named = on.allows(status: status)
+        }
+        guard named else { return .giveUp(.notRetryable) }
+        guard replayable else { return .giveUp(.notReplayable) }
+        guard made < attempts else { return .giveUp(.noTriesLeft) }
+        if let budget,
+            !RetryBudget.allows(activeRequests: budget.activeRequests, activeRetries: budget.activeRetries, percent: budgetPercent)
+        {
+            return .giveUp(.budgetSpent)
+        }
+        let wait = Backoff.delay(retry: made, baseNanos: backoffBaseNanos, maxNanos: backoffMaxNanos, random: random)
+        if deadline != 0 && now &+ UInt64(max(0, wait)) >= deadline { return .giveUp(.noTimeLeft) }
+        return .retry(afterNanos: wait)
+    }
+}

@@ -197,15 +197,10 @@ final class BackendCall: UpstreamClient {
     static let maxBody = 8 * 1024 * 1024
     let aggregate: AggregateCall
     let index: Int
-    let upstream: UpstreamRuntime
     let path: String
     let until: UInt64
-    private var pool: TargetPool?
-    private var poolIndex = -1
-    private var connection: UpstreamConnection?
-    private var waiter: TargetPool.Waiter?
-    private var attempts = 0
-    private var tried: UInt64 = 0
+    /// Its tries at the backend's upstream: the same machinery as a proxied request's.
+    private var tries = UpstreamTry()
     private var status = 0
     private var gzip = false
     private var body: [ByteBuffer] = []
@@ -219,7 +214,7 @@ final class BackendCall: UpstreamClient {
     init(aggregate: AggregateCall, index: Int, upstream: UpstreamRuntime, path: String, until: UInt64) {
         self.aggregate = aggregate
         self.index = index
-        self.upstream = upstream
+        tries.upstream = upstream
         self.path = path
         self.until = until
     }
@@ -237,22 +232,14 @@ final class BackendCall: UpstreamClient {
     }
 
     private func tryOnce() {
-        let ctx = context
-        guard let i = upstream.pick(hashKey: nil, rng: &ctx.rng, now: ctx.clock.lastTick.asInt64, avoid: tried) else {
-            return finish(.error, nil)
-        }
-        poolIndex = i
-        let pool = upstream.pools[i]
-        self.pool = pool
-        attempts += 1
-        if i < 64 { tried |= 1 << UInt64(i) }
+        guard tries.pick(hashKey: nil, context) else { return finish(.error, nil) }
         status = 0
         body = []
         bodyBytes = 0
         tryStart = NIODeadline.now().uptimeNanoseconds
-        switch pool.acquire(for: upstream, exchange: self) {
+        switch tries.acquire(for: self) {
         case .ready(let c): connectionReady(c)
-        case .waiting(let w): waiter = w
+        case .waiting: break
         case .rejected: finish(.error, nil)
         }
     }
@@ -280,16 +267,14 @@ final class BackendCall: UpstreamClient {
     }
 
     func connectionReady(_ c: UpstreamConnection) {
-        waiter = nil
+        tries.waiter = nil
         guard !done else { return c.pool.release(c, reusable: true) }
-        connection = c
-        c.pool.active += 1
-        c.handler.delegate = self
+        tries.attach(c, self)
         c.handler.writeAndFlush(requestHead(c.pool.target))
     }
 
     func connectFailed(_ error: GatewayError) {
-        waiter = nil
+        tries.waiter = nil
         upstreamFailed(error)
     }
 
@@ -297,10 +282,8 @@ final class BackendCall: UpstreamClient {
         guard !done else { return }
         status = head.status
         let now = NIODeadline.now().uptimeNanoseconds
-        context.metrics.upstream(
-            upstream.spec.name, pool: upstream.pools[poolIndex], code: head.status, nanos: Int64(truncatingIfNeeded: now &- tryStart))
-        upstream.health?.record(poolIndex, head.status >= 500 ? .status(head.status) : .success, now: now.asInt64)
-        if let policy = aggregate.route.retry, policy.on.allows(status: head.status), retry(reason: "status:\(head.status)") { return }
+        tries.recordResponse(status: head.status, nanos: Int64(truncatingIfNeeded: now &- tryStart), now: now, context)
+        if retry(.status(head.status)) { return }
         let encoding = ForwardHeaders.value(of: "content-encoding", in: head)?.lowercased()
         gzip = encoding == "gzip" || encoding == "x-gzip"
     }
@@ -314,11 +297,7 @@ final class BackendCall: UpstreamClient {
 
     func upstreamEnd(_ trailers: ByteBuffer?) {
         guard !done else { return }
-        if let c = connection {
-            connection = nil
-            c.pool.active -= 1
-            c.pool.release(c, reusable: !c.handler.closing)
-        }
+        tries.release(reusable: true)
         guard (200..<300).contains(status) else { return finish(.error, nil) }
         var whole = ByteBufferAllocator().buffer(capacity: bodyBytes)
         for var part in body { whole.writeBuffer(&part) }
@@ -335,65 +314,43 @@ final class BackendCall: UpstreamClient {
 
     func upstreamFailed(_ error: GatewayError) {
         guard !done else { return }
-        dropConnection()
+        tries.drop()
         if status == 0, let condition = error.retry {
-            upstream.health?.record(poolIndex, .gatewayFailure, now: NIODeadline.now().uptimeNanoseconds.asInt64)
-            if let policy = aggregate.route.retry, policy.on.allows(failure: condition),
-                retry(reason: condition == .connectFailure ? "connect-failure" : "reset")
-            {
-                return
-            }
+            tries.recordFailure(now: NIODeadline.now().uptimeNanoseconds)
+            if retry(.failed(condition)) { return }
         }
         finish(.error, nil)
     }
 
-    /// Another try, as the route's `retry` allows (attempts, budget, backoff within the time left).
-    private func retry(reason: String) -> Bool {
-        guard let policy = aggregate.route.retry, attempts < policy.attempts else { return false }
-        guard upstream.allowsRetry(percent: policy.budgetPercent, retryingIsCounted: connection != nil) else { return false }
-        let ctx = context
-        let wait = Backoff.delay(
-            retry: attempts, baseNanos: policy.backoffBaseNanos, maxNanos: policy.backoffMaxNanos, random: ctx.rng.next())
-        guard NIODeadline.now().uptimeNanoseconds &+ UInt64(wait) < until else { return false }
-        ctx.metrics.retry(route: aggregate.route.name, reason: reason)
-        dropConnection()
-        upstream.activeRetries += 1
-        upstream.backingOff += 1  // still an active request while it waits
-        backoff = ctx.loop.assumeIsolated().scheduleTask(in: .nanoseconds(wait)) { [self] in
-            upstream.activeRetries -= 1
-            upstream.backingOff -= 1
+    /// Another try, as the route's `retry` allows (`UpstreamTry.retryDecision`: attempts,
+    /// budget, backoff within the time left).
+    private func retry(_ outcome: TryOutcome) -> Bool {
+        guard let policy = aggregate.route.retry,
+            case .retry(let wait) = tries.retryDecision(outcome, policy, replayable: true, deadline: until, context)
+        else { return false }
+        context.metrics.retry(route: aggregate.route.name, reason: outcome.reason)
+        tries.backOff()
+        backoff = context.loop.assumeIsolated().scheduleTask(in: .nanoseconds(wait)) { [self] in
+            tries.endBackoff()
             backoff = nil
             if !done { tryOnce() }
         }
         return true
     }
 
-    private func dropConnection() {
-        waiter?.cancel()
-        waiter = nil
-        guard let c = connection else { return }
-        connection = nil
-        c.abandon()
-    }
-
     func cancel() {
         guard !done else { return }
         done = true
         timer?.cancel()
-        if let b = backoff {
-            b.cancel()
-            upstream.activeRetries -= 1
-            upstream.backingOff -= 1
-            backoff = nil
-        }
-        dropConnection()
+        backoff?.cancel()
+        backoff = nil
+        tries.drop()
+        tries.settle()
     }
 
     private func finish(_ outcome: AggregateCall.Outcome, _ json: JSON?) {
         guard !done else { return }
-        if outcome == .timeout, status == 0, connection != nil {
-            upstream.health?.record(poolIndex, .gatewayFailure, now: NIODeadline.now().uptimeNanoseconds.asInt64)
-        }
+        if outcome == .timeout, status == 0, tries.connection != nil { tries.recordFailure(now: NIODeadline.now().uptimeNanoseconds) }
         cancel()
         aggregate.complete(index, outcome, json)
     }

@@ -23,10 +23,15 @@ final class Exchange: UpstreamClient {
     let start: NIODeadline
     let clientIP: String
     var route: CompiledRoute?
-    var upstream: UpstreamRuntime?
-    var pool: TargetPool?
-    var connection: UpstreamConnection?
-    var waiter: TargetPool.Waiter?
+    /// Its tries at the route's upstream (the target, the connection, the counts).
+    var tries = UpstreamTry()
+    var upstream: UpstreamRuntime? { tries.upstream }
+    var pool: TargetPool? { tries.pool }
+    var poolIndex: Int { tries.poolIndex }
+    var connection: UpstreamConnection? { tries.connection }
+    var waiter: TargetPool.Waiter? { tries.waiter }
+    var attempts: Int { tries.attempts }
+    var backingOff: Bool { tries.backingOff }
     var phase = Phase.routing
     /// Who the route's `auth` admitted the request as.
     var identity: Identity?
@@ -67,12 +72,6 @@ final class Exchange: UpstreamClient {
     let isHead: Bool
 
     // Tries (route `retry`).
-    /// Index of `pool` among its upstream's targets.
-    var poolIndex = -1
-    /// Tries started at a target (`X-Upstream-Attempts`, the access log's `attempts`).
-    var attempts = 0
-    /// Bit `i` set: target `i` was tried (a retry goes elsewhere when it can).
-    var tried: UInt64 = 0
     /// On a route with `retry`: the body as sent upstream, kept for another try while it
     /// fits in `ProxyHandler.maxReplayBody`.
     var replay: [ByteBuffer] = []
@@ -82,10 +81,6 @@ final class Exchange: UpstreamClient {
     var replayLost = false
     /// Uptime nanoseconds when the current try times out (`per_try_timeout`); 0 when none runs.
     var tryDeadline: UInt64 = 0
-    /// Counted in the upstream's retries in flight (the retry budget).
-    var holdsRetrySlot = false
-    /// Waiting out the backoff before the next try.
-    var backingOff = false
     /// What the request path computed before the first try, kept for the next ones.
     var admission: ProxyHandler.Admission?
     /// On a route with `mirror` (for its share of requests): the copy being collected, sent
@@ -127,11 +122,11 @@ final class Exchange: UpstreamClient {
     func upstreamWritabilityChanged() { if isCurrent { handler.resumeReadingIfPossible() } }
     var downstreamWritable: Bool { handler.isWritable }
     func connectionReady(_ c: UpstreamConnection) {
-        waiter = nil
+        tries.waiter = nil
         if isCurrent { handler.connected(self, c) } else { c.pool.release(c, reusable: true) }
     }
     func connectFailed(_ error: GatewayError) {
-        waiter = nil
+        tries.waiter = nil
         if isCurrent { handler.upstreamFailed(error, self) }
     }
 }

@@ -351,22 +351,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         }
     }
 
+    /// The exchange stops using its upstream: the wait for a connection, the connection
+    /// (closed: it is mid-exchange) or the aggregate's backend calls.
     func abortUpstream(_ ex: Exchange) {
-        ex.waiter?.cancel()
-        ex.waiter = nil
         if let call = ex.aggregate {
             ex.aggregate = nil
             call.cancel()
         }
-        dropConnection(ex)
+        ex.tries.drop()
         if ex.phase != .responded { ex.phase = .responded }
-    }
-
-    /// Closes the exchange's upstream connection: it is mid-exchange and cannot be reused.
-    func dropConnection(_ ex: Exchange) {
-        guard let c = ex.connection else { return }
-        ex.connection = nil
-        c.abandon()
     }
 
     /// The exchange is over: log it, then close or serve the next pipelined request.

@@ -37,10 +37,9 @@ final class UpstreamConnection {
     /// `closing` is set when the channel goes inactive, so no channel state is read here.
     var isUsable: Bool { !handler.closing }
 
-    /// Ends the connection mid-exchange (it cannot be reused): no longer active, no longer
-    /// reporting to its client, closed.
+    /// Ends the connection mid-exchange (it cannot be reused): no longer reporting to its
+    /// client, closed. (`UpstreamTry.drop` counts it out of the pool's active ones.)
     func abandon() {
-        pool.active -= 1
         handler.delegate = nil
         handler.closing = true
         channel.close(promise: nil)

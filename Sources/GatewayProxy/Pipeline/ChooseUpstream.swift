@@ -51,7 +51,7 @@ extension ProxyHandler {
         guard index >= 0, index < loopContext.upstreams.count else {
             return .reply(.error(.unavailable("the route's upstream is not configured")))
         }
-        ex.upstream = loopContext.upstreams[index]
+        ex.tries.upstream = loopContext.upstreams[index]
         guard let fault = route.fault else {
             firstTry(ex, route: route, a)
             return .done

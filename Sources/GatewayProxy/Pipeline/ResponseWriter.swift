@@ -13,11 +13,8 @@ extension ProxyHandler {
         let now = NIODeadline.now().uptimeNanoseconds
         ex.upstreamNanos = Int64(truncatingIfNeeded: now &- ex.start.uptimeNanoseconds)
         ex.tryDeadline = 0
-        if let pool = ex.pool, let upstream = ex.upstream {
-            loopContext.metrics.upstream(upstream.spec.name, pool: pool, code: head.status, nanos: ex.upstreamNanos)
-            upstream.health?.record(ex.poolIndex, head.status >= 500 ? .status(head.status) : .success, now: now.asInt64)
-        }
-        if let policy = route.retry, policy.on.allows(status: head.status), retry(ex, reason: "status:\(head.status)") { return }
+        ex.tries.recordResponse(status: head.status, nanos: ex.upstreamNanos, now: now, loopContext)
+        if route.retry != nil, retry(ex, .status(head.status)) { return }
         if head.status == 101 {
             guard ex.isUpgrade else {
                 abortUpstream(ex)
@@ -174,11 +171,7 @@ extension ProxyHandler {
             ex.gzip = nil
             if !ex.isHead, let tail = gz.finish(allocator: allocator), tail.readableBytes > 0 { upstreamBody(tail, ex) }
         }
-        if let c = ex.connection {
-            ex.connection = nil
-            c.pool.active -= 1
-            c.pool.release(c, reusable: ex.requestEnded && !c.handler.closing)
-        }
+        ex.tries.release(reusable: ex.requestEnded)
         ex.phase = .responded
         ex.responseEnded = true
         // The upstream answered before the request body was complete: the rest of the body
@@ -213,12 +206,10 @@ extension ProxyHandler {
     }
 
     func completeTunnel(_ ex: Exchange) {
-        guard let context, let c = ex.connection else { return }
+        guard let context, ex.connection != nil else { return }
         log(ex)
         exchange = nil
-        ex.connection = nil
-        c.pool.active -= 1
-        c.pool.detach(c)
+        guard let c = ex.tries.detach() else { return }
         tunneled = true
         let metrics = loopContext.metrics
         let listener = listenerName

@@ -4,6 +4,142 @@ import GatewayPolicies
 import NIOCore
 import NIOHTTP1
 
+/// One request's tries at its upstream, the same for a proxied request and for each backend
+/// call of an aggregate: the target picked (another one than those tried, where one is
+/// available), the connection or the wait for one, and the request's share of the
+/// upstream's counts (`active` of the pool, retries in flight, backing off). Those counts
+/// change here and nowhere else. Kept inline in its owner: nothing is allocated per try.
+struct UpstreamTry {
+    var upstream: UpstreamRuntime?
+    private(set) var pool: TargetPool?
+    /// Index of `pool` among its upstream's targets.
+    private(set) var poolIndex = -1
+    private(set) var connection: UpstreamConnection?
+    var waiter: TargetPool.Waiter?
+    /// Tries started at a target (`X-Upstream-Attempts`, the access log's `attempts`).
+    private(set) var attempts = 0
+    /// Bit `i` set: target `i` was tried (a retry goes elsewhere when it can).
+    private var tried: UInt64 = 0
+    /// Counted in the upstream's retries in flight (the retry budget) until `settle`.
+    private var holdsRetrySlot = false
+    /// Waiting out the backoff before the next try.
+    private(set) var backingOff = false
+
+    /// Picks the target of the next try; false when none is available.
+    mutating func pick(hashKey: UInt64?, _ ctx: LoopContext) -> Bool {
+        guard let upstream, let i = upstream.pick(hashKey: hashKey, rng: &ctx.rng, now: ctx.clock.lastTick.asInt64, avoid: tried) else {
+            return false
+        }
+        poolIndex = i
+        pool = upstream.pools[i]
+        attempts += 1
+        if i < 64 { tried |= 1 << UInt64(i) }
+        return true
+    }
+
+    /// A connection of the picked target's pool for `client`: ready now, or waited for (the
+    /// pool calls `connectionReady` or `connectFailed`), or refused (limits, no pool).
+    mutating func acquire(for client: any UpstreamClient) -> TargetPool.Acquired {
+        guard let pool, let upstream else { return .rejected(.unavailable("no target available")) }
+        let acquired = pool.acquire(for: upstream, exchange: client)
+        if case .waiting(let w) = acquired { waiter = w }
+        return acquired
+    }
+
+    /// The connection carries this try: counted active; its reports go to `client`.
+    mutating func attach(_ c: UpstreamConnection, _ client: any UpstreamClient) {
+        waiter = nil
+        connection = c
+        c.pool.active += 1
+        c.handler.delegate = client
+    }
+
+    /// The response ended: the connection goes back to its pool, kept open when `reusable`.
+    mutating func release(reusable: Bool) {
+        guard let c = connection else { return }
+        connection = nil
+        c.pool.active -= 1
+        c.pool.release(c, reusable: reusable && !c.handler.closing)
+    }
+
+    /// The connection leaves the pool for good (it became a WebSocket tunnel).
+    mutating func detach() -> UpstreamConnection? {
+        guard let c = connection else { return nil }
+        connection = nil
+        c.pool.active -= 1
+        c.pool.detach(c)
+        return c
+    }
+
+    /// The try is abandoned: the wait for a connection ends, and a connection mid-exchange
+    /// is closed (it cannot be reused).
+    mutating func drop() {
+        waiter?.cancel()
+        waiter = nil
+        guard let c = connection else { return }
+        connection = nil
+        c.pool.active -= 1
+        c.abandon()
+    }
+
+    /// The response head came: the upstream's duration histogram and the target's health.
+    func recordResponse(status: Int, nanos: Int64, now: UInt64, _ ctx: LoopContext) {
+        guard let upstream, let pool else { return }
+        ctx.metrics.upstream(upstream.spec.name, pool: pool, code: status, nanos: nanos)
+        upstream.health?.record(poolIndex, status >= 500 ? .status(status) : .success, now: now.asInt64)
+    }
+
+    /// The try got no response (connect failure, reset, timeout): the target's fault.
+    func recordFailure(now: UInt64) {
+        upstream?.health?.record(poolIndex, .gatewayFailure, now: now.asInt64)
+    }
+
+    /// Whether the route's `retry` allows another try now (`RetryRule.decide`), with the
+    /// upstream's budget as it stands: a request that already holds a retry slot is not
+    /// counted twice, one still at a target (or waiting, or backing off) is already active.
+    func retryDecision(
+        _ outcome: TryOutcome, _ policy: RetryPolicy, replayable: Bool, deadline: UInt64, _ ctx: LoopContext
+    ) -> RetryRule.Decision {
+        guard let upstream else { return .giveUp(.notRetryable) }
+        var load: RetryRule.Load?
+        if !holdsRetrySlot {
+            let counted = connection != nil || waiter?.exchange != nil || backingOff
+            load = RetryRule.Load(activeRequests: upstream.activeRequests + (counted ? 0 : 1), activeRetries: upstream.activeRetries)
+        }
+        return policy.rule.decide(
+            outcome, replayable: replayable, attempts: attempts, now: NIODeadline.now().uptimeNanoseconds, deadline: deadline,
+            budget: load, random: ctx.rng.next())
+    }
+
+    /// A retry was decided: this try ends; the request holds a retry slot and counts as
+    /// backing off (still an active request) until `endBackoff`.
+    mutating func backOff() {
+        drop()
+        guard let upstream else { return }
+        if !holdsRetrySlot {
+            holdsRetrySlot = true
+            upstream.activeRetries += 1
+        }
+        backingOff = true
+        upstream.backingOff += 1
+    }
+
+    mutating func endBackoff() {
+        guard backingOff else { return }
+        backingOff = false
+        upstream?.backingOff -= 1
+    }
+
+    /// The request is over: its backoff and its retry slot are given back.
+    mutating func settle() {
+        endBackoff()
+        if holdsRetrySlot {
+            holdsRetrySlot = false
+            upstream?.activeRetries -= 1
+        }
+    }
+}
+
 extension ProxyHandler {
     /// The admitted request goes to the route's upstream: the first try.
     func firstTry(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
@@ -27,14 +163,7 @@ extension ProxyHandler {
     func startTry(_ ex: Exchange, route: CompiledRoute, _ a: Admission) {
         guard let upstream = ex.upstream else { return }
         let hashKey = upstream.spec.balancer == .consistentHash ? self.hashKey(upstream.spec.hashOn, ex) : nil
-        guard let i = upstream.pick(hashKey: hashKey, rng: &loopContext.rng, now: loopContext.clock.lastTick.asInt64, avoid: ex.tried)
-        else {
-            return sendError(.unavailable("no target available"), ex)
-        }
-        ex.poolIndex = i
-        ex.pool = upstream.pools[i]
-        ex.attempts += 1
-        if i < 64 { ex.tried |= 1 << UInt64(i) }
+        guard ex.tries.pick(hashKey: hashKey, loopContext) else { return sendError(.unavailable("no target available"), ex) }
         if ex.requestEnded { armTryTimeout(ex) }
         forward(ex, snapshot: a.snapshot, route: route, path: a.path, query: a.query, trusted: a.trusted)
     }
@@ -67,57 +196,44 @@ extension ProxyHandler {
         else { return }
         // Only a target that held the request and did not answer is blamed: time spent
         // waiting for a connection of this loop's own pool is not the target's doing.
-        if ex.connection != nil {
-            ex.upstream?.health?.record(ex.poolIndex, .gatewayFailure, now: NIODeadline.now().uptimeNanoseconds.asInt64)
-        }
-        if let policy = ex.route?.retry, policy.on.allows(failure: .reset), retry(ex, reason: "per-try-timeout") { return }
+        if ex.connection != nil { ex.tries.recordFailure(now: NIODeadline.now().uptimeNanoseconds) }
+        if ex.route?.retry != nil, retry(ex, .failed(.reset), reason: "per-try-timeout") { return }
         abortUpstream(ex)
         sendError(.upstreamTimeout(), ex)
     }
 
-    /// Starts another try when the route's policy allows one now: the method (or an
-    /// `Idempotency-Key`), tries left, a body still kept, the retry budget, and time left
-    /// for the backoff within the route's timeout. The caller has checked the condition
-    /// against `retry.on`; nothing of the response has reached the client.
-    func retry(_ ex: Exchange, reason: String) -> Bool {
-        guard let context, let route = ex.route, let policy = route.retry, let upstream = ex.upstream, let a = ex.admission,
-            !ex.responseStarted, ex.attempts < policy.attempts, !ex.replayLost, !ex.isUpgrade
+    /// After a try failed, or answered with a status: another try when the route's `retry`
+    /// allows one now (`RetryRule.decide`: `retry.on`, the method or an `Idempotency-Key`, a
+    /// body still kept, tries left, the budget, time left for the backoff within the route's
+    /// timeout), after its backoff. Nothing of the response has reached the client.
+    func retry(_ ex: Exchange, _ outcome: TryOutcome, reason: String? = nil) -> Bool {
+        guard let context, let route = ex.route, let policy = route.retry, let a = ex.admission, !ex.responseStarted else {
+            return false
+        }
+        let replayable =
+            !ex.replayLost && !ex.isUpgrade
+            && (policy.methods.contains(ex.head.method.rawValue) || ex.head.headers.contains(name: "idempotency-key"))
+        guard case .retry(let wait) = ex.tries.retryDecision(outcome, policy, replayable: replayable, deadline: ex.deadline, loopContext)
         else { return false }
-        guard policy.methods.contains(ex.head.method.rawValue) || ex.head.headers.contains(name: "idempotency-key") else { return false }
-        if !ex.holdsRetrySlot {
-            let counted = ex.connection != nil || ex.waiter?.exchange != nil || ex.backingOff
-            guard upstream.allowsRetry(percent: policy.budgetPercent, retryingIsCounted: counted) else { return false }
-        }
-        let wait = Backoff.delay(
-            retry: ex.attempts, baseNanos: policy.backoffBaseNanos, maxNanos: policy.backoffMaxNanos, random: loopContext.rng.next())
-        if ex.deadline != 0 && NIODeadline.now().uptimeNanoseconds &+ UInt64(wait) >= ex.deadline { return false }
-        if !ex.holdsRetrySlot {
-            ex.holdsRetrySlot = true
-            upstream.activeRetries += 1
-        }
-        loopContext.metrics.retry(route: route.name, reason: reason)
+        loopContext.metrics.retry(route: route.name, reason: reason ?? outcome.reason)
         // This try is over; its connection is mid-exchange and cannot be reused.
-        ex.waiter?.cancel()
-        ex.waiter = nil
-        dropConnection(ex)
+        ex.tries.backOff()
         ex.tryDeadline = 0
         ex.pendingHead = nil
         ex.shaping = nil
         ex.phase = .waitingForConnection
         ex.buffered = ex.replay
         ex.bufferedBytes = ex.replayBytes
-        ex.backingOff = true
-        upstream.backingOff += 1
         context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(wait)) { [self] in
             guard exchange === ex, ex.backingOff, ex.phase == .waitingForConnection else { return }
-            endBackoff(ex)
+            ex.tries.endBackoff()
             startTry(ex, route: route, a)
         }
         return true
     }
 
     func forward(_ ex: Exchange, snapshot: Snapshot, route: CompiledRoute, path: String, query: Substring?, trusted: Bool) {
-        guard let pool = ex.pool, let upstream = ex.upstream else { return }
+        guard let pool = ex.pool else { return }
         ex.isUpgrade = ex.asksUpgrade && ForwardHeaders.isWebSocketUpgrade(ex.head.headers)
         let upgrade = ex.isUpgrade ? (ex.head.headers.first(name: "upgrade") ?? "websocket") : nil
         let room = 384 + ex.head.uri.utf8.count + ex.head.headers.count * 64
@@ -130,19 +246,16 @@ extension ProxyHandler {
         }
         ex.pendingHead = bytes
         ex.phase = .waitingForConnection
-        let acquired = pool.acquire(for: upstream, exchange: ex)
-        switch acquired {
+        switch ex.tries.acquire(for: ex) {
         case .ready(let c): connected(ex, c)
-        case .waiting(let w): ex.waiter = w
+        case .waiting: break
         case .rejected(let e): sendError(e, ex)
         }
     }
 
     func connected(_ ex: Exchange, _ c: UpstreamConnection) {
-        ex.connection = c
+        ex.tries.attach(c, ex)
         ex.phase = .forwarding
-        c.pool.active += 1
-        c.handler.delegate = ex
         if ex.buffered.isEmpty, let head = ex.pendingHead {
             ex.pendingHead = nil
             c.handler.writeAndFlush(head)
@@ -160,15 +273,11 @@ extension ProxyHandler {
     }
 
     func upstreamFailed(_ error: GatewayError, _ ex: Exchange) {
-        dropConnection(ex)
+        ex.tries.drop()
         if !ex.responseStarted, let condition = error.retry {
             ex.tryDeadline = 0
-            ex.upstream?.health?.record(ex.poolIndex, .gatewayFailure, now: NIODeadline.now().uptimeNanoseconds.asInt64)
-            if let policy = ex.route?.retry, policy.on.allows(failure: condition),
-                retry(ex, reason: condition == .connectFailure ? "connect-failure" : "reset")
-            {
-                return
-            }
+            ex.tries.recordFailure(now: NIODeadline.now().uptimeNanoseconds)
+            if ex.route?.retry != nil, retry(ex, .failed(condition)) { return }
         }
         if ex.responseStarted {
             // Bytes already reached the client: the only honest thing left is to cut the connection.
