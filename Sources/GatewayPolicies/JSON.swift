@@ -97,22 +97,46 @@ extension JSON {
         }
     }
 
-    static func writeString(_ s: String, into out: inout [UInt8]) {
+    static func writeString(_ s: String, into out: inout [UInt8]) { appendString(s, to: &out) }
+
+    /// The one JSON string escaper: `s` as a JSON string literal (quotes, backslashes and
+    /// control characters escaped), appended as bytes.
+    public static func appendString(_ s: String, to out: inout [UInt8]) {
+        let hex: StaticString = "0123456789abcdef"
         out.append(UInt8(ascii: "\""))
         for b in s.utf8 {
+            let escaped: UInt8
             switch b {
-            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): escaped = b
+            case 0x0A: escaped = UInt8(ascii: "n")
+            case 0x0D: escaped = UInt8(ascii: "r")
+            case 0x09: escaped = UInt8(ascii: "t")
             case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
-            default: out.append(b)
+                out.append(UInt8(ascii: "\\"))
+                out.append(UInt8(ascii: "u"))
+                out.append(UInt8(ascii: "0"))
+                out.append(UInt8(ascii: "0"))
+                hex.withUTF8Buffer { digits in
+                    out.append(digits[Int(b >> 4)])
+                    out.append(digits[Int(b & 0xF)])
+                }
+                continue
+            default:
+                out.append(b)
+                continue
             }
+            out.append(UInt8(ascii: "\\"))
+            out.append(escaped)
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// `s` as a JSON string literal.
+    public static func quoted(_ s: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count + 2)
+        appendString(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

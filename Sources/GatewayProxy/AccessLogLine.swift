@@ -1,3 +1,4 @@
+import GatewayPolicies
 import NIOCore
 
 #if canImport(Glibc)
@@ -53,22 +54,8 @@ enum AccessLogLine {
         if let s { appendJSONString(s, to: &out) } else { out.append(contentsOf: "null".utf8) }
     }
 
-    /// A JSON string literal, escaping quotes, backslashes and control characters.
-    static func appendJSONString(_ s: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
-            case 0..<0x20:
-                out.append(contentsOf: "\\u00".utf8)
-                out.append(hexDigit(b >> 4))
-                out.append(hexDigit(b & 0xf))
-            default: out.append(b)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
+    /// A JSON string literal (`JSON.appendString`).
+    static func appendJSONString(_ s: String, to out: inout [UInt8]) { JSON.appendString(s, to: &out) }
 
     static func appendInt(_ v: Int, to out: inout [UInt8]) {
         if v < 0 {

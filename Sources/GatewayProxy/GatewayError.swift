@@ -66,26 +66,8 @@ public struct GatewayError: Error, Sendable, Hashable {
     }
 }
 
-/// A JSON string literal for `s`.
-public func jsonString(_ s: String) -> String {
-    var out = "\""
-    out.reserveCapacity(s.utf8.count + 2)
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20:
-            let hex = String(u.value, radix: 16)
-            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    out += "\""
-    return out
-}
+/// A JSON string literal for `s` (`JSON.quoted`).
+public func jsonString(_ s: String) -> String { JSON.quoted(s) }
 
 extension GatewayError {
     /// The whole HTTP/1.1 response as bytes, for the places that sit below the HTTP codec

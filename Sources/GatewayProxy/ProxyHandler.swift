@@ -329,28 +329,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         resumeReadingIfPossible()
     }
 
-    /// The route's timeout passed: 504, or 408 when the client is still sending its body.
-    func timedOut(_ ex: Exchange) {
-        guard exchange === ex, !ex.responseEnded else { return }
-        ex.deadline = 0
-        // A held request (keys being fetched, Redis deciding) has not been read to its end:
-        // the wait is the gateway's, not the client's.
-        let wasHeld = ex.phase == .held
-        abortUpstream(ex)
-        if ex.responseStarted {
-            closeNow()
-        } else {
-            // Still waiting for the client's body: the client is the slow one (SPEC §4: 408).
-            if !ex.requestEnded && !wasHeld {
-                closeAfterResponse = true
-                sendError(.requestTimeout(), ex)
-            } else {
-                sendError(.upstreamTimeout(), ex)
-                if wasHeld { resumeParsing(ex) }
-            }
-        }
-    }
-
     /// The exchange stops using its upstream: the wait for a connection, the connection
     /// (closed: it is mid-exchange) or the aggregate's backend calls.
     func abortUpstream(_ ex: Exchange) {

@@ -190,6 +190,28 @@ extension ProxyHandler {
     }
 
     /// The current try got no response in `per_try_timeout`: another try, or 504.
+    /// The route's timeout passed: 504, or 408 when the client is still sending its body.
+    func timedOut(_ ex: Exchange) {
+        guard exchange === ex, !ex.responseEnded else { return }
+        ex.deadline = 0
+        // A held request (keys being fetched, Redis deciding) has not been read to its end:
+        // the wait is the gateway's, not the client's.
+        let wasHeld = ex.phase == .held
+        abortUpstream(ex)
+        if ex.responseStarted {
+            closeNow()
+        } else {
+            // Still waiting for the client's body: the client is the slow one (SPEC §4: 408).
+            if !ex.requestEnded && !wasHeld {
+                closeAfterResponse = true
+                sendError(.requestTimeout(), ex)
+            } else {
+                sendError(.upstreamTimeout(), ex)
+                if wasHeld { resumeParsing(ex) }
+            }
+        }
+    }
+
     func perTryTimedOut(_ ex: Exchange) {
         ex.tryDeadline = 0
         guard exchange === ex, !ex.responseStarted, !ex.backingOff, ex.phase == .waitingForConnection || ex.phase == .forwarding
