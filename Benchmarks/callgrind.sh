@@ -9,7 +9,7 @@
 # the token's `tier` claim and the key from its `sub`: every request verified from the
 # cache, counted and admitted). plain-token and jwtrl send the same token (minted by
 # auth-bench), so they differ only in what the route does with it.
-# Builds `proxy-harness` (the gateway's data path with a plain main, see its source),
+# Builds `proxy-harness` (unless BIN names a folder holding one; the gateway's data path with a plain main, see its source),
 # strips its debug info (valgrind 3.19 cannot read Swift 6's DWARF), runs it under
 # callgrind with one event loop in front of a local NGINX, warms up with 2,000 requests,
 # zeroes the counters, sends the requests with h2load (HTTP/1.1 keep-alive), and prints
@@ -25,17 +25,23 @@ case $route in plain|plain-token|jwtrl) ;; *) echo "unknown route $route (plain,
 for tool in valgrind callgrind_control callgrind_annotate nginx h2load; do
   command -v $tool >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
 done
-swift build -c release --product proxy-harness >&2
-swift build -c release --product auth-bench >&2
+# BIN=dir: measure the proxy-harness and auth-bench already in dir (a build of another
+# revision, for a before/after pair) instead of building this checkout's.
+bin=${BIN:-}
+if [[ -z $bin ]]; then
+  swift build -c release --product proxy-harness >&2
+  swift build -c release --product auth-bench >&2
+  bin=$(swift build -c release --show-bin-path)
+fi
 work=$(mktemp -d /tmp/callgrind.XXXXXX)
-"$(swift build -c release --show-bin-path)/auth-bench" --mint "$work" >&2
+"$bin/auth-bench" --mint "$work" >&2
 auth="" limits=""
 if [[ $route == jwtrl ]]; then
   auth=', "auth": { "jwt": "idp" }'
   limits='"rate_limits": { "tier_from": ["claim:tier"], "default_tier": "anonymous", "key_from": ["claim:sub", "client_ip"],
     "tiers": { "pro": [ { "limit": 1000000000, "per": "1s" } ], "anonymous": [ { "limit": 10, "per": "1s" } ] } },'
 fi
-objcopy --strip-debug "$(swift build -c release --show-bin-path)/proxy-harness" "$work/proxy-harness"
+objcopy --strip-debug "$bin/proxy-harness" "$work/proxy-harness"
 port_up=18821 port_gw=18822
 cat > "$work/gateway.json" <<JSON
 { "listeners": [ { "name": "bench", "address": "127.0.0.1:$port_gw" } ],

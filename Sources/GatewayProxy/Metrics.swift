@@ -15,18 +15,23 @@ import Prometheus
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     let factory: PrometheusMetricsFactory
+    /// The series counted on every request, per event loop, merged at scrape time.
+    let series: LoopSeries
 
     public init() {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         // Request durations: 1 ms to 60 s.
-        factory.defaultDurationHistogramBuckets = [
+        let buckets: [Duration] = [
             .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
             .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5),
             .seconds(10), .seconds(30), .seconds(60),
         ]
+        factory.defaultDurationHistogramBuckets = buckets
         self.registry = registry
         self.factory = factory
+        series = LoopSeries(
+            boundsNanos: buckets.map { Int64($0.components.seconds) * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000 })
     }
 
     /// Every family of SPEC §7: name, type, help.
@@ -52,7 +57,7 @@ public final class GatewayMetrics: Sendable {
     public func exposition() -> [UInt8] {
         let refreshers = beforeScrape.withLockedValue { $0 }
         for refresh in refreshers { refresh() }
-        return Self.withEveryFamily(registry.emitToBuffer())
+        return Self.withEveryFamily(registry.emitToBuffer() + Array(series.exposition().utf8))
     }
 
     /// Run before each exposition: gauges whose value is a state read at that moment (a
@@ -86,10 +91,6 @@ public final class GatewayMetrics: Sendable {
         CoreMetrics.Counter(label: name, dimensions: labels, factory: factory)
     }
 
-    func timer(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Timer {
-        CoreMetrics.Timer(label: name, dimensions: labels, factory: factory)
-    }
-
     /// A gauge that goes up and down (swift-metrics' `Gauge` can only be set).
     func upDownGauge(
         _ name: String, _ labels: [(String, String)], help: String = "Open client connections per listener"
@@ -118,27 +119,43 @@ public final class GatewayMetrics: Sendable {
     }
 }
 
-/// One event loop's cache of metric objects, keyed by what the labels come from. Loop-confined.
+/// One event loop's metric cells and objects. The series counted on every request are cells of
+/// this loop's own (`LoopSeries`), found without hashing: by the route's index (checked to be
+/// the same route), on the target pool, or the tier last used. Loop-confined.
 final class LoopMetrics {
     private let metrics: GatewayMetrics
-    /// Hashed on every request: no `String` in it (the method is its label's index).
-    private struct RequestKey: Hashable {
-        var route: ObjectIdentifier?
-        var method: UInt8
-        var code: Int
+
+    /// A route's cells on this loop: one counter per method and status code, the duration
+    /// histogram. Kept by route name across reloads (the series go on counting).
+    final class RouteCells {
+        let label: String
+        let duration: LoopHistogram
+        var byCode: [(key: UInt32, cell: LoopCounter)] = []
+        init(label: String, duration: LoopHistogram) {
+            self.label = label
+            self.duration = duration
+        }
     }
-    private struct UpstreamKey: Hashable {
-        var pool: ObjectIdentifier
-        var code: Int
+    /// A target's cells on this loop (per status code), and its upstream's duration histogram.
+    final class UpstreamCells {
+        let upstream: String
+        let target: String
+        let duration: LoopHistogram
+        var byCode: [(code: Int, cell: LoopCounter)] = []
+        init(upstream: String, target: String, duration: LoopHistogram) {
+            self.upstream = upstream
+            self.target = target
+            self.duration = duration
+        }
     }
-    /// The objects a key stands for are kept alive by the entries (`route`, `pool`), so an
-    /// identifier is never reused while its entry exists; the caches are emptied on reload.
-    private var requests: [RequestKey: (CompiledRoute?, CoreMetrics.Counter)] = [:]
-    private var durations: [ObjectIdentifier?: (CompiledRoute?, CoreMetrics.Timer)] = [:]
-    private var upstreamRequests: [UpstreamKey: (TargetPool, CoreMetrics.Counter)] = [:]
-    /// By target pool (several pools of one upstream share its timer): hashing an
-    /// identifier, not the upstream's name, on every request.
-    private var upstreamDurations: [ObjectIdentifier: (TargetPool, CoreMetrics.Timer)] = [:]
+    /// By `CompiledRoute.index` of the current snapshot, with the route it was made for.
+    private var routeSlots: [(route: CompiledRoute, cells: RouteCells)?] = []
+    private var routesByName: [String: RouteCells] = [:]
+    private var upstreamsByKey: [String: UpstreamCells] = [:]
+    private var upstreamDurations: [String: LoopHistogram] = [:]
+    private var decisionsByTier: [String: [LoopCounter?]] = [:]
+    private var lastTier = ""
+    private var lastTierCells: [LoopCounter?] = []
     private var connections: [String: Prometheus.Gauge] = [:]
     /// Counters with two labels whose values come from the file or small fixed sets, by
     /// metric name and label values.
@@ -165,21 +182,19 @@ final class LoopMetrics {
         }
     }
 
-    /// Made on every limited request: keyed without building a `String`.
-    private struct DecisionKey: Hashable {
-        var tier: String
-        var decision: RateLimitDecision
-    }
-    private var decisions: [DecisionKey: CoreMetrics.Counter] = [:]
-
     /// `gateway_ratelimit_decisions_total{tier,decision}`: `allowed`, `rejected`, or
     /// `shadow_rejected` (would have been refused; `shadow` let it through).
     func rateLimitDecision(tier: String, decision: RateLimitDecision) {
-        let key = DecisionKey(tier: tier, decision: decision)
-        if let c = decisions[key] { return c.increment() }
-        let c = metrics.counter("gateway_ratelimit_decisions_total", [("tier", tier), ("decision", decision.label)])
-        decisions[key] = c
-        c.increment()
+        if tier != lastTier {
+            lastTierCells = decisionsByTier[tier] ?? [nil, nil, nil]
+            lastTier = tier
+        }
+        let i = Int(decision.rawValue)
+        if let cell = lastTierCells[i] { return cell.add() }
+        let cell = metrics.series.counter("gateway_ratelimit_decisions_total", [("tier", tier), ("decision", decision.label)])
+        lastTierCells[i] = cell
+        decisionsByTier[tier] = lastTierCells
+        cell.add()
     }
 
     /// `gateway_auth_failures_total{provider,reason}`: one per refused request.
@@ -217,54 +232,74 @@ final class LoopMetrics {
     init(_ metrics: GatewayMetrics) { self.metrics = metrics }
 
     /// A new snapshot: routes and pools may be gone; their entries go too.
-    func snapshotChanged() {
-        requests.removeAll()
-        durations.removeAll()
-        upstreamRequests.removeAll()
-        upstreamDurations.removeAll()
-    }
+    func snapshotChanged() { routeSlots.removeAll() }
 
     /// `gateway_requests_total{route,method,code}` and `gateway_request_duration_seconds{route}`.
     /// Requests answered before a route was chosen (400, 404, 405, 408, 431) have `route=""`.
     func request(route: CompiledRoute?, method: HTTPMethod, code: Int, nanos: Int64) {
-        let id = route.map { ObjectIdentifier($0) }
-        let key = RequestKey(route: id, method: HTTPMethodName.index(method), code: code)
-        if let entry = requests[key] {
-            entry.1.increment()
-        } else {
-            let c = metrics.counter(
-                "gateway_requests_total",
-                [("route", route?.name ?? ""), ("method", HTTPMethodName.label(method)), ("code", String(code))])
-            requests[key] = (route, c)
-            c.increment()
+        let cells = routeCells(route)
+        let key = UInt32(HTTPMethodName.index(method)) << 16 | UInt32(truncatingIfNeeded: min(max(code, 0), 0xFFFF))
+        for entry in cells.byCode where entry.key == key {
+            entry.cell.add()
+            return cells.duration.record(nanos)
         }
-        if let entry = durations[id] {
-            entry.1.recordNanoseconds(nanos)
+        let cell = metrics.series.counter(
+            "gateway_requests_total", [("route", cells.label), ("method", HTTPMethodName.label(method)), ("code", String(code))])
+        cells.byCode.append((key, cell))
+        cell.add()
+        cells.duration.record(nanos)
+    }
+
+    private func routeCells(_ route: CompiledRoute?) -> RouteCells {
+        let i = route.map { $0.index + 1 } ?? 0
+        if i < routeSlots.count, let slot = routeSlots[i], slot.route === route { return slot.cells }
+        let label = route?.name ?? ""
+        let cells: RouteCells
+        if let known = routesByName[label] {
+            cells = known
         } else {
-            let t = metrics.timer("gateway_request_duration_seconds", [("route", route?.name ?? "")])
-            durations[id] = (route, t)
-            t.recordNanoseconds(nanos)
+            cells = RouteCells(label: label, duration: metrics.series.histogram("gateway_request_duration_seconds", [("route", label)]))
+            routesByName[label] = cells
         }
+        if let route {
+            while routeSlots.count <= i { routeSlots.append(nil) }
+            routeSlots[i] = (route, cells)
+        }
+        return cells
     }
 
     /// `gateway_upstream_requests_total{upstream,target,code}` and `gateway_upstream_duration_seconds{upstream}`.
     func upstream(_ upstream: String, pool: TargetPool, code: Int, nanos: Int64) {
-        let key = UpstreamKey(pool: ObjectIdentifier(pool), code: code)
-        if let entry = upstreamRequests[key] {
-            entry.1.increment()
-        } else {
-            let c = metrics.counter(
-                "gateway_upstream_requests_total", [("upstream", upstream), ("target", pool.key), ("code", String(code))])
-            upstreamRequests[key] = (pool, c)
-            c.increment()
+        let cells = pool.metricCells ?? upstreamCells(upstream, pool)
+        for entry in cells.byCode where entry.code == code {
+            entry.cell.add()
+            return cells.duration.record(nanos)
         }
-        if let entry = upstreamDurations[ObjectIdentifier(pool)] {
-            entry.1.recordNanoseconds(nanos)
+        let cell = metrics.series.counter(
+            "gateway_upstream_requests_total", [("upstream", upstream), ("target", pool.key), ("code", String(code))])
+        cells.byCode.append((code, cell))
+        cell.add()
+        cells.duration.record(nanos)
+    }
+
+    private func upstreamCells(_ upstream: String, _ pool: TargetPool) -> UpstreamCells {
+        let key = upstream + "\u{0}" + pool.key
+        let cells: UpstreamCells
+        if let known = upstreamsByKey[key] {
+            cells = known
         } else {
-            let t = metrics.timer("gateway_upstream_duration_seconds", [("upstream", upstream)])
-            upstreamDurations[ObjectIdentifier(pool)] = (pool, t)
-            t.recordNanoseconds(nanos)
+            let duration: LoopHistogram
+            if let d = upstreamDurations[upstream] {
+                duration = d
+            } else {
+                duration = metrics.series.histogram("gateway_upstream_duration_seconds", [("upstream", upstream)])
+                upstreamDurations[upstream] = duration
+            }
+            cells = UpstreamCells(upstream: upstream, target: pool.key, duration: duration)
+            upstreamsByKey[key] = cells
         }
+        pool.metricCells = cells
+        return cells
     }
 
     /// `gateway_active_connections{listener}`.

@@ -52,6 +52,8 @@ final class TargetPool {
     private var connecting = 0
     /// Requests in flight on this target from this loop (least_request reads it).
     var active = 0
+    /// This pool's cells of the upstream request series on its loop (set on first use).
+    var metricCells: LoopMetrics.UpstreamCells?
     private var closed = false
 
     init(
