@@ -1,0 +1,63 @@
+import Foundation
+import GatewayConfig
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import GatewayProxy
+
+/// One `ProxyHandler` on an `EmbeddedChannel`: bytes in, bytes out, no sockets, no threads,
+/// no sleeps. The phases that answer from the gateway (guards, routing, limits, auth,
+/// fixed responses, faults) run whole here; what needs an upstream is tested over loopback.
+final class PipelineRig {
+    let loop = EmbeddedEventLoop()
+    let channel: EmbeddedChannel
+    let context: LoopContext
+    let snapshot: Snapshot
+
+    /// `json`: a gateway.json; its routes may answer without an upstream.
+    init(_ json: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+        let loaded = ConfigLoader.load(bytes: Array(json.utf8), source: "rig.json")
+        snapshot = try #require(loaded.snapshot, "\(loaded.diagnostics)", sourceLocation: sourceLocation)
+        let shared = SharedState(snapshots: SnapshotStore(snapshot), accessLog: nil)
+        context = LoopContext(loop: loop, shared: shared, loopCount: 1, seed: 7)
+        let handler = ProxyHandler(loopContext: context, server: snapshot.server, listenerName: "rig")
+        channel = EmbeddedChannel(loop: loop)
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.connect(to: SocketAddress(ipAddress: "192.0.2.10", port: 4000)).wait()
+    }
+
+    deinit { _ = try? channel.finish() }
+
+    /// Writes `request` as the client would, then returns everything the gateway wrote.
+    func send(_ request: String) throws -> String {
+        try channel.writeInbound(ByteBuffer(string: request))
+        return try written()
+    }
+
+    func written() throws -> String {
+        var out = ""
+        while let part = try channel.readOutbound(as: ByteBuffer.self) { out += String(buffer: part) }
+        return out
+    }
+
+    /// The status codes of the responses in `text`, in order.
+    static func statuses(_ text: String) -> [Int] {
+        text.components(separatedBy: "HTTP/1.1 ").dropFirst().compactMap { Int($0.prefix(3)) }
+    }
+
+    /// `routes`, then (unless `fallback` is false) a catch-all route answering 200 itself,
+    /// plus what `extra` adds to the file.
+    static func config(routes: String = "", extra: String = "", fallback: Bool = true) -> String {
+        let hello = #"{ "name": "hello", "match": { "path_prefix": "/" }, "respond": { "status": 200, "body": "hi" } }"#
+        let all = fallback ? routes + hello : String(routes.trimmingCharacters(in: .whitespacesAndNewlines).dropLast())
+        return
+            """
+            { "listeners": [ { "name": "rig", "address": "127.0.0.1:0" } ],
+              "upstreams": { "app": { "targets": [ "http://127.0.0.1:9" ] } },
+              \(extra)
+              "routes": [ \(all) ],
+              "access_log": { "enabled": false } }
+            """
+    }
+}
