@@ -3,10 +3,10 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
-/// Keep-alive connections from one event loop to one target. Loop-confined: no locks, but
-/// for the gateway-wide count of connections in use (`TargetLimits`, one atomic): a
-/// connection is handed out, or opened, only with a slot of `max_connections_per_target`
-/// taken there, and gives it back when released, closed, or when its tunnel ends.
+/// Keep-alive connections from one event loop to one target: the shell that runs what its
+/// state machine (`TargetPoolState`) decides — opening connections, handing them to waiting
+/// requests, closing them. Loop-confined: no locks, but for the gateway-wide count of
+/// connections in use (`TargetLimits`, one atomic).
 final class TargetPool {
     enum Acquired {
         case ready(UpstreamConnection)
@@ -17,8 +17,9 @@ final class TargetPool {
     /// A request waiting for a connection; `cancel()` when that request goes away first.
     /// References are strong and cleared explicitly: weak references would give these
     /// objects side tables and slow every retain and release on the hot path.
-    final class Waiter {
+    final class Waiter: PoolWaiter {
         var exchange: (any UpstreamClient)?
+        var isLive: Bool { exchange != nil }
         let upstream: UpstreamRuntime
         init(_ exchange: any UpstreamClient, upstream: UpstreamRuntime) {
             self.exchange = exchange
@@ -38,23 +39,22 @@ final class TargetPool {
     let loop: any EventLoop
     private let address: SocketAddress?
     /// The upstream's `max_connections_per_target`: a limit of the gateway (`limits`).
-    var maxConnections: Int
+    var maxConnections: Int {
+        get { state.maxConnections }
+        set { state.setMaxConnections(newValue) }
+    }
     let limits: TargetLimits
     var connectTimeout: TimeAmount
     /// For an `https://` target: the TLS context and the name to send and verify.
     var tls: (context: NIOSSLContext, serverName: String?)?
-    private var idle: [UpstreamConnection] = []
-    var idleCount: Int { idle.count }
-    private var waiters = CircularBuffer<Waiter>()
+    private var state: TargetPoolState<UpstreamConnection, Waiter>
+    var idleCount: Int { state.idle.count }
     /// Connections open or being opened.
-    private(set) var open = 0
-    /// Connections being opened (each holds a slot of `limits`).
-    private var connecting = 0
+    var open: Int { state.open }
     /// Requests in flight on this target from this loop (least_request reads it).
     var active = 0
     /// This pool's cells of the upstream request series on its loop (set on first use).
     var metricCells: LoopMetrics.UpstreamCells?
-    private var closed = false
 
     init(
         target: UpstreamSpec.TargetSpec, loop: any EventLoop, maxConnections: Int, connectTimeout: TimeAmount,
@@ -64,24 +64,31 @@ final class TargetPool {
         self.target = target
         self.loop = loop
         self.limits = limits ?? TargetLimits(url: target.url)
-        self.maxConnections = max(1, maxConnections)
+        self.state = TargetPoolState(maxConnections: maxConnections)
         self.connectTimeout = connectTimeout
         self.address = try? SocketAddress(ipAddress: target.host, port: target.port)
     }
 
+    /// The gateway-wide slots, as the state machine asks for them.
+    /// (`max` is read before the state machine runs: reading it through the pool meanwhile
+    /// would overlap the state's own access.)
+    private struct Slots: PoolSlots {
+        let pool: TargetPool
+        let limits: TargetLimits
+        let max: Int
+        func tryReserve() -> Bool { limits.tryReserve(max: max) }
+        func release() { limits.release() }
+        func waitForSlot() { limits.waitForSlot(pool) }
+    }
+    private var slots: Slots { Slots(pool: self, limits: limits, max: state.maxConnections) }
+
     /// An idle connection now, or a place in line (the exchange is told through
-    /// `ProxyHandler.connectionReady` / `upstreamFailed`), or a refusal when the line is full.
+    /// `connectionReady` / `connectFailed`), or a refusal when no slot is free and the line is full.
     func acquire(for upstream: UpstreamRuntime, exchange: any UpstreamClient) -> Acquired {
-        var reserved = false
-        dropCancelledWaiters()
-        if waiters.isEmpty, limits.tryReserve(max: maxConnections) {
-            while let c = idle.popLast() {
-                if c.isUsable {
-                    c.holdsSlot = true
-                    return .ready(c)
-                }
-            }
-            reserved = true
+        let reserved: Bool
+        switch state.acquire(slots) {
+        case .ready(let c): return .ready(c)
+        case .queue(let r): reserved = r
         }
         // Refused only when no slot is free and the queue is full: a request behind others of
         // this loop (their connections being opened) queues while slots are free.
@@ -91,87 +98,21 @@ final class TargetPool {
         let waiter = Waiter(exchange, upstream: upstream)
         upstream.pending += 1
         upstream.limits.pending.wrappingIncrement(ordering: .relaxed)
-        waiters.append(waiter)
-        if reserved {
-            if open < maxConnections {
-                connect()
-            } else {
-                limits.release()
-                limits.waitForSlot(self)
-            }
-        } else {
-            limits.waitForSlot(self)
-            dispatch()
-        }
+        run(state.enqueue(waiter, reserved: reserved, slots))
         return .waiting(waiter)
     }
 
-    /// Serves waiting requests while the gateway-wide limit has room: an idle connection
-    /// each, or a connection opened for them. Runs on this pool's loop (another loop that
-    /// frees a slot schedules it here).
-    func dispatch() {
-        dropCancelledWaiters()
-        while !closed, needsConnection {
-            if !limits.tryReserve(max: maxConnections) {
-                // Registered first, then tried once more: a slot freed in between is not missed.
-                limits.waitForSlot(self)
-                guard limits.tryReserve(max: maxConnections) else { return }
-            }
-            if let c = takeIdle(), let w = nextWaiter() {
-                c.holdsSlot = true
-                hand(c, to: w)
-            } else if open < maxConnections {
-                connect()
-            } else {
-                limits.release()
-                return
-            }
-        }
-    }
-
-    /// More live waiters than connections being opened for them (counted only that far).
-    private var needsConnection: Bool {
-        var n = 0
-        for w in waiters where w.exchange != nil {
-            n += 1
-            if n > connecting { return true }
-        }
-        return false
-    }
-
-    /// Waiters whose request went away are dropped from the front of the line.
-    private func dropCancelledWaiters() {
-        while let w = waiters.first, w.exchange == nil { waiters.removeFirst() }
-    }
-
-    private func takeIdle() -> UpstreamConnection? {
-        while let c = idle.popLast() {
-            if c.isUsable { return c }
-        }
-        return nil
-    }
-
-    /// Gives a connection's slot back (it was released, closed or its tunnel ended).
-    private func freeSlot(_ c: UpstreamConnection) {
-        guard c.holdsSlot else { return }
-        c.holdsSlot = false
-        limits.release()
-    }
+    /// Serves waiting requests while the gateway-wide limit has room. Runs on this pool's
+    /// loop (another loop that frees a slot schedules it here).
+    func dispatch() { run(state.dispatch(slots)) }
 
     /// Gives a connection back after a complete exchange; closes it when it cannot be reused.
     func release(_ c: UpstreamConnection, reusable: Bool) {
         c.handler.delegate = nil
-        if reusable && c.isUsable && !closed {
-            if c.holdsSlot, let w = nextWaiter() {
-                hand(c, to: w)  // the slot goes with it
-            } else {
-                freeSlot(c)
-                idle.append(c)
-            }
-        } else {
-            freeSlot(c)
-            c.handler.closing = true
-            c.channel.close(mode: .all, promise: nil)
+        switch state.release(c, reusable: reusable, slots) {
+        case .idle: break
+        case .hand(let c, let w): hand(c, to: w)
+        case .close(let c): close(c)
         }
     }
 
@@ -180,32 +121,37 @@ final class TargetPool {
     func detach(_ c: UpstreamConnection) {
         c.handler.connection = nil
         c.handler.delegate = nil
-        open -= 1
+        state.detach()
     }
 
     /// A tunnel made from one of this pool's connections has closed: its slot is free.
-    func tunnelEnded(_ c: UpstreamConnection) {
-        freeSlot(c)
-        if !closed { dispatch() }
-    }
+    func tunnelEnded(_ c: UpstreamConnection) { run(state.tunnelEnded(c, slots)) }
 
     /// Closes idle connections (on reload removal or shutdown); busy ones close when released.
-    func shutdown() {
-        closed = true
-        for c in idle { c.channel.close(promise: nil) }
-        idle.removeAll()
-        while let w = nextWaiter() {
+    func shutdown() { run(state.shutdown(), failing: .unavailable("the upstream was removed")) }
+
+    func connectionClosed(_ c: UpstreamConnection?) { run(state.connectionClosed(c, slots)) }
+
+    /// Runs the state machine's actions; a waiter that gets no connection fails with `error`.
+    private func run(_ actions: [TargetPoolState<UpstreamConnection, Waiter>.Action], failing error: GatewayError? = nil) {
+        for action in actions { perform(action, failing: error ?? GatewayError.unavailable("no connection to \(target.url)")) }
+    }
+
+    private func perform(_ action: TargetPoolState<UpstreamConnection, Waiter>.Action, failing error: GatewayError) {
+        switch action {
+        case .connect: connect()
+        case .hand(let c, let w): hand(c, to: w)
+        case .close(let c): close(c)
+        case .fail(let w):
             let ex = w.exchange
             w.cancel()
-            ex?.connectFailed(.unavailable("the upstream was removed"))
+            ex?.connectFailed(error)
         }
     }
 
-    private func nextWaiter() -> Waiter? {
-        while let w = waiters.popFirst() {
-            if w.exchange != nil { return w }
-        }
-        return nil
+    private func close(_ c: UpstreamConnection) {
+        c.handler.closing = true
+        c.channel.close(mode: .all, promise: nil)
     }
 
     private func hand(_ c: UpstreamConnection, to w: Waiter) {
@@ -214,10 +160,8 @@ final class TargetPool {
         if let ex { ex.connectionReady(c) } else { release(c, reusable: true) }
     }
 
-    /// Opens a connection; the caller has taken a slot of `limits` for it.
+    /// Opens a connection; the state machine has taken a slot of `limits` for it.
     private func connect() {
-        open += 1
-        connecting += 1
         if target.tls && tls == nil {
             // Never plain text to an https:// target, even when its TLS settings are unusable.
             return loop.assumeIsolated().execute { self.connectFailed(.connectFailure("TLS to \(self.target.url) is not set up")) }
@@ -250,19 +194,9 @@ final class TargetPool {
                     self.connectFailed(.connectFailure("could not set up the upstream connection"))
                     return
                 }
-                self.connecting -= 1
                 let conn = UpstreamConnection(channel: channel, handler: handler, pool: self)
-                conn.holdsSlot = true
                 handler.connection = conn
-                if self.closed {
-                    self.freeSlot(conn)
-                    channel.close(promise: nil)
-                } else if let w = self.nextWaiter() {
-                    self.hand(conn, to: w)
-                } else {
-                    self.freeSlot(conn)
-                    self.idle.append(conn)
-                }
+                if let action = self.state.connected(conn, self.slots) { self.perform(action, failing: .unavailable("")) }
             case .failure(let error):
                 let message: String
                 if case ChannelError.connectTimeout = error {
@@ -276,21 +210,6 @@ final class TargetPool {
     }
 
     private func connectFailed(_ error: GatewayError) {
-        open -= 1
-        connecting -= 1
-        limits.release()
-        if let w = nextWaiter() {
-            let ex = w.exchange
-            w.cancel()
-            ex?.connectFailed(error)
-        }
-    }
-
-    func connectionClosed(_ c: UpstreamConnection?) {
-        open -= 1
-        if let c { freeSlot(c) }
-        if let i = idle.firstIndex(where: { $0 === c }) { idle.remove(at: i) }
-        // Someone is waiting and a slot is free again: open a fresh connection for them.
-        if !closed { dispatch() }
+        if let action = state.connectFailed(slots) { perform(action, failing: error) }
     }
 }

@@ -20,7 +20,7 @@ protocol UpstreamClient: AnyObject {
 }
 
 /// One keep-alive connection to a target, owned by its `TargetPool` and lent to one request at a time.
-final class UpstreamConnection {
+final class UpstreamConnection: PoolConnection {
     let channel: any Channel
     let handler: UpstreamHandler
     let pool: TargetPool
