@@ -82,7 +82,7 @@ final class AggregateCall {
             // A value the template needs is missing (no such claim, header or field).
             return complete(i, .skipped, nil)
         }
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = handler.loopContext.time.uptime()
         var until = deadline
         if let t = b.timeoutNanos { until = min(until, now &+ UInt64(max(1, t))) }
         guard until > now,
@@ -224,7 +224,7 @@ final class BackendCall: UpstreamClient {
     private var context: LoopContext { aggregate.handler.loopContext }
 
     func start() {
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = context.time.uptime()
         timer = context.loop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(until &- now))) { [self] in
             finish(.timeout, nil)
         }
@@ -236,7 +236,7 @@ final class BackendCall: UpstreamClient {
         status = 0
         body = []
         bodyBytes = 0
-        tryStart = NIODeadline.now().uptimeNanoseconds
+        tryStart = context.time.uptime()
         switch tries.acquire(for: self) {
         case .ready(let c): connectionReady(c)
         case .waiting: break
@@ -281,7 +281,7 @@ final class BackendCall: UpstreamClient {
     func upstreamHead(_ head: ResponseParser.Head) {
         guard !done else { return }
         status = head.status
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = context.time.uptime()
         tries.recordResponse(status: head.status, nanos: Int64(truncatingIfNeeded: now &- tryStart), now: now, context)
         if retry(.status(head.status)) { return }
         let encoding = ForwardHeaders.value(of: "content-encoding", in: head)?.lowercased()
@@ -316,7 +316,7 @@ final class BackendCall: UpstreamClient {
         guard !done else { return }
         tries.drop()
         if status == 0, let condition = error.retry {
-            tries.recordFailure(now: NIODeadline.now().uptimeNanoseconds)
+            tries.recordFailure(now: context.time.uptime())
             if retry(.failed(condition)) { return }
         }
         finish(.error, nil)
@@ -350,7 +350,7 @@ final class BackendCall: UpstreamClient {
 
     private func finish(_ outcome: AggregateCall.Outcome, _ json: JSON?) {
         guard !done else { return }
-        if outcome == .timeout, status == 0, tries.connection != nil { tries.recordFailure(now: NIODeadline.now().uptimeNanoseconds) }
+        if outcome == .timeout, status == 0, tries.connection != nil { tries.recordFailure(now: context.time.uptime()) }
         cancel()
         aggregate.complete(index, outcome, json)
     }

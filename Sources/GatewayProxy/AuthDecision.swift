@@ -17,7 +17,7 @@ extension LoopContext {
     /// Checks the credentials of a request against `requirement`: the first alternative whose
     /// credential is present and valid and has the scopes and claims asked for admits it.
     func authenticate(_ requirement: AuthRequirement, headers: HTTPHeaders, allowFetch: Bool) -> AuthDecision {
-        let now = Date().timeIntervalSince1970
+        let now = time.wall()
         var denied: (status: HTTPResponseStatus, failure: AuthFailure, provider: String, scopes: [String])?
         func note(_ status: HTTPResponseStatus, _ f: AuthFailure, _ provider: String, _ scopes: [String] = []) {
             // A valid credential without a scope (403) says more than a bad one, which says

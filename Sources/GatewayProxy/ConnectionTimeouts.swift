@@ -114,10 +114,16 @@ final class ConnectionClock {
 
     /// Uptime nanoseconds at the last tick: a time at most one tick old, for deadlines that
     /// are only checked at ticks anyway (it saves a clock read per request).
-    private(set) var lastTick = NIODeadline.now().uptimeNanoseconds
+    private(set) var lastTick: UInt64
+    private let time: LoopClock
+
+    init(time: LoopClock) {
+        self.time = time
+        lastTick = time.uptime()
+    }
 
     func tick() {
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = time.uptime()
         lastTick = now
         // A tick may close connections, which unregisters them: walk a copy.
         let current = handlers

@@ -18,7 +18,9 @@ final class LoopContext {
     var ids: IDGenerator
     var rng: SplitMix64
     let loopCount: Int
-    let clock = ConnectionClock()
+    /// The loop's one clock (a test may set it by hand).
+    let time = LoopClock()
+    let clock: ConnectionClock
     /// Access-log lines of this loop, handed to the writer on the clock's tick (one lock per
     /// tick instead of one per request) or when they pass 64 KiB.
     var accessLogBuffer: [UInt8] = []
@@ -47,6 +49,7 @@ final class LoopContext {
 
     init(loop: any EventLoop, shared: SharedState, loopCount: Int, seed: UInt64) {
         self.metrics = LoopMetrics(shared.metrics)
+        self.clock = ConnectionClock(time: time)
         self.mirrors = MirrorSender(loop: loop, metrics: metrics)
         self.loop = loop
         self.shared = shared

@@ -72,7 +72,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         self.context = context
         loopContext.clock.register(self)
         if !isStream { loopContext.metrics.connectionOpened(listener: listenerName) }
-        timeouts.connectionStarted(now: NIODeadline.now().uptimeNanoseconds)
+        timeouts.connectionStarted(now: loopContext.time.uptime())
         if let remote = context.channel.remoteAddress, let ip = remote.ipAddress {
             peerIP = ip
             peerBytes = IPAddressBytes(ip)
@@ -103,7 +103,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
             closeAfterResponse = true
             let ex = Exchange(
                 handler: self, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"),
-                requestID: loopContext.ids.requestID(), clientIP: peerIP, start: .now())
+                requestID: loopContext.ids.requestID(), clientIP: peerIP, start: loopContext.time.deadline())
             ex.requestEnded = true
             exchange = ex
             sendError(.requestTimeout(), ex)
@@ -163,7 +163,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
 
     func channelReadComplete(context: ChannelHandlerContext) {
         // A read that brought no complete head while idle started one: the header timeout runs.
-        if !headSeenInRead && exchange == nil { timeouts.bytesWithoutHead(now: NIODeadline.now().uptimeNanoseconds) }
+        if !headSeenInRead && exchange == nil { timeouts.bytesWithoutHead(now: loopContext.time.uptime()) }
         headSeenInRead = false
         flushUpstreamIfNeeded()
         // Nothing follows this handler in the pipeline: the event stops here.
@@ -208,7 +208,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         } else {
             let ex = Exchange(
                 handler: self, head: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/"), requestID: loopContext.ids.requestID(),
-                clientIP: peerIP, start: .now())
+                clientIP: peerIP, start: loopContext.time.deadline())
             ex.requestEnded = true
             exchange = ex
             timeouts.headReceived()
@@ -278,7 +278,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
             requestID = loopContext.ids.requestID()
         }
         let clientIP = trusted ? HeadGuards.forwardedClientIP(head.headers, server: server, peer: peerIP) : peerIP
-        let ex = Exchange(handler: self, head: head, requestID: requestID, clientIP: clientIP, start: .now())
+        let ex = Exchange(handler: self, head: head, requestID: requestID, clientIP: clientIP, start: loopContext.time.deadline())
         exchange = ex
         if !parser.lastHeadKeepsAlive || loopContext.shared.draining { closeAfterResponse = true }
 

@@ -8,7 +8,7 @@ extension ProxyHandler {
     /// The exchange is over: metrics, and the access log when there is one.
     func log(_ ex: Exchange) {
         ex.tries.settle()
-        let nanos = Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds &- ex.start.uptimeNanoseconds)
+        let nanos = Int64(truncatingIfNeeded: loopContext.time.uptime() &- ex.start.uptimeNanoseconds)
         loopContext.metrics.request(route: ex.route, method: ex.head.method, code: ex.status, nanos: nanos)
         guard loopContext.shared.accessLog != nil else { return }
         AccessLogLine.append(ex, listener: listenerName, to: &loopContext.accessLogBuffer, clock: &loopContext.wallClock)

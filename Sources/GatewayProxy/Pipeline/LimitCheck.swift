@@ -57,7 +57,7 @@ extension ProxyHandler {
     }
 
     func localDecision(_ tier: CompiledTier, key: String) -> GCRA.Outcome {
-        let now = Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds)
+        let now = Int64(truncatingIfNeeded: loopContext.time.uptime())
         return loopContext.shared.limiter.decide(key: key, limits: tier.limits, now: now)
     }
 

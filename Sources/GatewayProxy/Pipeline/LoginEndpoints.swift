@@ -27,7 +27,7 @@ extension ProxyHandler {
         }
         guard validState, let code = q["code"], let sealer = provider.sealer, let value = cookies[name],
             let pending = LoginFlow.open(LoginFlow.PendingLogin.self, value, name: name, binding: provider.binding, with: sealer),
-            constantTimeEquals(Array(pending.state.utf8), Array(state.utf8)), pending.expires > Date().timeIntervalSince1970
+            constantTimeEquals(Array(pending.state.utf8), Array(state.utf8)), pending.expires > loopContext.time.wall()
         else {
             return loginPage(
                 ex, status: 400, "Login failed",
@@ -41,7 +41,7 @@ extension ProxyHandler {
                 return loginPage(ex, status: 502, "Login failed", "The identity provider did not give tokens.", setCookies: [clear])
             }
             let runtime = loopContext.jwtProviders[jwt]
-            let now = Date().timeIntervalSince1970
+            let now = loopContext.time.wall()
             switch LoginFlow.checkIDToken(
                 idToken, verifier: runtime.verifier, clientID: config.clientID, nonce: pending.nonce, keys: runtime.store.keys, now: now
             )
@@ -99,7 +99,7 @@ extension ProxyHandler {
         else {
             return []
         }
-        let maxAge = Int(max(0, session.expires - Date().timeIntervalSince1970))
+        let maxAge = Int(max(0, session.expires - loopContext.time.wall()))
         let parts = CookieChunks.split(sealed, name: LoginFlow.sessionCookieName)
         var out = parts.map { Self.cookie($0.0, $0.1, path: "/", maxAge: maxAge, secure: config.cookieSecure) }
         let used = Set(parts.map(\.0))
@@ -156,7 +156,7 @@ extension ProxyHandler {
     func sessionForwarded(accessToken: String, provider: LoginProviderRuntime, otherwise: [String: String]) -> [String: String] {
         guard let jwt = provider.spec.jwtIndex, jwt < loopContext.jwtProviders.count else { return otherwise }
         let runtime = loopContext.jwtProviders[jwt]
-        guard case .valid(let id) = runtime.verifier.verify(accessToken, keys: runtime.store.keys, now: Date().timeIntervalSince1970)
+        guard case .valid(let id) = runtime.verifier.verify(accessToken, keys: runtime.store.keys, now: loopContext.time.wall())
         else { return otherwise }
         var out: [String: String] = [:]
         for (h, v) in id.forwarded { out[h] = v }

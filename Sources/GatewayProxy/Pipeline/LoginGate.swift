@@ -12,7 +12,7 @@ extension ProxyHandler {
         guard let i = ex.route?.login else { return .next }
         guard i < loopContext.loginProviders.count else { return .reply(.error(.unavailable("the login provider is not configured"))) }
         let provider = loopContext.loginProviders[i]
-        let now = Date().timeIntervalSince1970
+        let now = loopContext.time.wall()
         let cookies = CookieChunks.parse(ex.head.headers["cookie"])
         var refreshed: Result<LoginFlow.Tokens, any Error>?
         if case .tokens(let result)? = ex.resumed {
@@ -28,7 +28,7 @@ extension ProxyHandler {
                 var renewed = session
                 renewed.accessToken = tokens.accessToken
                 renewed.refreshToken = tokens.refreshToken ?? session.refreshToken
-                renewed.accessExpires = Date().timeIntervalSince1970 + (tokens.expiresIn ?? 300)
+                renewed.accessExpires = loopContext.time.wall() + (tokens.expiresIn ?? 300)
                 renewed.forwarded = sessionForwarded(accessToken: tokens.accessToken, provider: provider, otherwise: session.forwarded)
                 ex.setCookies = sessionCookies(renewed, provider: provider, present: cookies)
                 admitSession(ex, renewed, provider: provider)
@@ -80,7 +80,7 @@ extension ProxyHandler {
             return untrustedHost(provider)
         }
         let pending = LoginFlow.PendingLogin(
-            state: state, nonce: nonce, verifier: verifier, returnTo: returnTo, expires: Date().timeIntervalSince1970 + 600)
+            state: state, nonce: nonce, verifier: verifier, returnTo: returnTo, expires: loopContext.time.wall() + 600)
         var withURI = pending
         withURI.redirectURI = redirectURI
         let name = LoginFlow.loginCookieName(state: state)

@@ -10,7 +10,7 @@ extension ProxyHandler {
     func upstreamHead(_ head: ResponseParser.Head, _ ex: Exchange) {
         guard let context, let route = ex.route else { return }
         // Measured from the request's start: routing takes microseconds, not worth a clock read.
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = loopContext.time.uptime()
         ex.upstreamNanos = Int64(truncatingIfNeeded: now &- ex.start.uptimeNanoseconds)
         ex.tryDeadline = 0
         ex.tries.recordResponse(status: head.status, nanos: ex.upstreamNanos, now: now, loopContext)

@@ -107,7 +107,7 @@ struct UpstreamTry {
             load = RetryRule.Load(activeRequests: upstream.activeRequests + (counted ? 0 : 1), activeRetries: upstream.activeRetries)
         }
         return policy.rule.decide(
-            outcome, replayable: replayable, attempts: attempts, now: NIODeadline.now().uptimeNanoseconds, deadline: deadline,
+            outcome, replayable: replayable, attempts: attempts, now: ctx.time.uptime(), deadline: deadline,
             budget: load, random: ctx.rng.next())
     }
 
@@ -186,7 +186,7 @@ extension ProxyHandler {
 
     func armTryTimeout(_ ex: Exchange) {
         guard let perTry = ex.route?.retry?.perTryTimeoutNanos, perTry > 0 else { return }
-        ex.tryDeadline = NIODeadline.now().uptimeNanoseconds &+ UInt64(perTry)
+        ex.tryDeadline = loopContext.time.uptime() &+ UInt64(perTry)
     }
 
     /// The current try got no response in `per_try_timeout`: another try, or 504.
@@ -218,7 +218,7 @@ extension ProxyHandler {
         else { return }
         // Only a target that held the request and did not answer is blamed: time spent
         // waiting for a connection of this loop's own pool is not the target's doing.
-        if ex.connection != nil { ex.tries.recordFailure(now: NIODeadline.now().uptimeNanoseconds) }
+        if ex.connection != nil { ex.tries.recordFailure(now: loopContext.time.uptime()) }
         if ex.route?.retry != nil, retry(ex, .failed(.reset), reason: "per-try-timeout") { return }
         abortUpstream(ex)
         sendError(.upstreamTimeout(), ex)
@@ -298,7 +298,7 @@ extension ProxyHandler {
         ex.tries.drop()
         if !ex.responseStarted, let condition = error.retry {
             ex.tryDeadline = 0
-            ex.tries.recordFailure(now: NIODeadline.now().uptimeNanoseconds)
+            ex.tries.recordFailure(now: loopContext.time.uptime())
             if ex.route?.retry != nil, retry(ex, .failed(condition)) { return }
         }
         if ex.responseStarted {

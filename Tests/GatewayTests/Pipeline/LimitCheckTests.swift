@@ -45,4 +45,19 @@ import Testing
         let one = "GET / HTTP/1.1\r\nHost: h\r\n\r\n"
         #expect(PipelineRig.statuses(try rig.send(one + one)) == [200, 200])
     }
+
+    @Test func theLimitRefillsOnTheLoopsClock() throws {
+        let rig = try PipelineRig(
+            PipelineRig.config(
+                extra: """
+                    "rate_limits": { "default_tier": "anonymous", "key_from": ["client_ip"],
+                      "tiers": { "anonymous": [ { "limit": 1, "per": "1m" } ] } },
+                    """), manualClock: true)
+        let one = "GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+        #expect(PipelineRig.statuses(try rig.send(one + one)) == [200, 429])
+        rig.advance(seconds: 59)
+        #expect(PipelineRig.statuses(try rig.send(one)) == [429])
+        rig.advance(seconds: 1)
+        #expect(PipelineRig.statuses(try rig.send(one)) == [200])
+    }
 }

@@ -15,12 +15,14 @@ final class PipelineRig {
     let context: LoopContext
     let snapshot: Snapshot
 
-    /// `json`: a gateway.json; its routes may answer without an upstream.
-    init(_ json: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+    /// `json`: a gateway.json; its routes may answer without an upstream. `manualClock`: the
+    /// loop's clock starts at 1,000 s of uptime and moves only when the test moves it.
+    init(_ json: String, manualClock: Bool = false, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
         let loaded = ConfigLoader.load(bytes: Array(json.utf8), source: "rig.json")
         snapshot = try #require(loaded.snapshot, "\(loaded.diagnostics)", sourceLocation: sourceLocation)
         let shared = SharedState(snapshots: SnapshotStore(snapshot), accessLog: nil)
         context = LoopContext(loop: loop, shared: shared, loopCount: 1, seed: 7)
+        if manualClock { context.time.set(uptime: 1_000 * 1_000_000_000, wall: 1_800_000_000) }
         let handler = ProxyHandler(loopContext: context, server: snapshot.server, listenerName: "rig")
         channel = EmbeddedChannel(loop: loop)
         try channel.pipeline.syncOperations.addHandler(handler)
@@ -28,6 +30,12 @@ final class PipelineRig {
     }
 
     deinit { _ = try? channel.finish() }
+
+    /// Moves the loop's (manual) clock and lets the connection check its deadlines.
+    func advance(seconds: Double) {
+        context.time.advance(byNanos: UInt64(seconds * 1e9))
+        context.clock.tick()
+    }
 
     /// Writes `request` as the client would, then returns everything the gateway wrote.
     func send(_ request: String) throws -> String {

@@ -30,4 +30,18 @@ import Testing
         let after = try rig.written()
         #expect(PipelineRig.statuses(after) == [502, 200])
     }
+
+    @Test func aHeldRequestPastTheRouteTimeoutIs504AndTheNextGoesOn() throws {
+        let rig = try PipelineRig(
+            PipelineRig.config(
+                routes: """
+                    { "name": "slow", "match": { "path_prefix": "/slow" }, "upstream": "app", "timeout": "1s",
+                      "fault": { "delay": { "duration": "10s", "percent": 100 } } },
+                    """), manualClock: true)
+        #expect(try rig.send("GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n").isEmpty)
+        rig.advance(seconds: 0.9)
+        #expect(try rig.written().isEmpty)
+        rig.advance(seconds: 0.2)
+        #expect(PipelineRig.statuses(try rig.written()) == [504, 200])
+    }
 }
