@@ -80,9 +80,16 @@ let package = Package(
             ] + nioHTTP,
             swiftSettings: hot),
         .target(
+            name: "GatewayReload",
+            dependencies: [
+                "GatewayConfig", "GatewayProxy", logging, .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        .target(
             name: "GatewayAdmin",
             dependencies: [
-                "GatewayConfig", "GatewayPolicies", "GatewayAuth", "GatewayProxy", logging,
+                "GatewayConfig", "GatewayPolicies", "GatewayAuth", "GatewayProxy", "GatewayReload", logging,
                 .product(name: "Atomics", package: "swift-atomics"),
             ] + nioHTTP,
             swiftSettings: strict),
@@ -93,7 +100,8 @@ let package = Package(
         .executableTarget(
             name: "gateway",
             dependencies: [
-                "GatewayConfig", "GatewayProxy", "GatewayAdmin", "GatewayDemo", logging,
+                "GatewayConfig", "GatewayProxy", "GatewayAdmin", "GatewayReload", "GatewayDemo", logging,
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ] + nioHTTP,
             swiftSettings: strict),
@@ -115,7 +123,8 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "GatewayConfig", "GatewayPolicies", "GatewayAuth", "GatewayProxy", "GatewayAdmin", "GatewayDemo", "gateway", webSocket,
+                "GatewayConfig", "GatewayPolicies", "GatewayAuth", "GatewayProxy", "GatewayAdmin", "GatewayReload", "GatewayDemo",
+                "gateway", webSocket,
                 crypto,
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -143,7 +152,7 @@ if Context.environment["GATEWAY_FUZZ"] == "1" {
         ("fuzz-route", ["GatewayConfig", "GatewayProxy", .product(name: "NIOHTTP1", package: "swift-nio")]),
         ("fuzz-cookie", ["GatewayAuth"]),
         ("fuzz-resp", ["GatewayProxy", .product(name: "NIOCore", package: "swift-nio")]),
-        ("fuzz-headers", ["GatewayConfig", "GatewayAuth", "GatewayProxy", "GatewayAdmin"]),
+        ("fuzz-headers", ["GatewayConfig", "GatewayAuth", "GatewayProxy", "GatewayAdmin", "GatewayReload"]),
     ]
     package.targets.append(.target(name: "CFuzzDriver", path: "Fuzz/CFuzzDriver"))
     package.targets.append(

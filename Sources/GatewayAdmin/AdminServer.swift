@@ -1,6 +1,7 @@
 import GatewayAuth
 import GatewayConfig
 import GatewayProxy
+import GatewayReload
 import NIOCore
 import NIOHTTP1
 import NIOPosix

@@ -3,6 +3,7 @@ import GatewayAuth
 import GatewayConfig
 import GatewayPolicies
 import GatewayProxy
+import GatewayReload
 
 /// The JSON of `GET /routes` and `GET /explain` (SPEC §5).
 enum AdminViews {

@@ -5,6 +5,7 @@ import GatewayAdmin
 import GatewayConfig
 import GatewayDemo
 import GatewayProxy
+import GatewayReload
 import Logging
 import NIOCore
 import NIOPosix

@@ -7,6 +7,7 @@ import Synchronization
 import Testing
 
 @testable import GatewayAdmin
+@testable import GatewayReload
 
 /// The config endpoints of the admin API (SPEC §5, §6) over real sockets: a gateway, its
 /// reloader and its admin server in this process, on a config file in a temp directory.

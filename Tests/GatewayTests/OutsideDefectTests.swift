@@ -2,6 +2,7 @@ import Foundation
 import GatewayAuth
 import GatewayConfig
 import GatewayDemo
+import GatewayReload
 import Logging
 import NIOCore
 import NIOHTTP1

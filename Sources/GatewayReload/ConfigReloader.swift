@@ -207,7 +207,7 @@ public actor ConfigReloader {
         var description: String { "\(step) failed: \(String(cString: strerror(code)))" }
     }
 
-    static func errorsJSON(_ errors: [Diagnostic]) -> String {
+    public static func errorsJSON(_ errors: [Diagnostic]) -> String {
         let items = errors.map { d -> String in
             var s = "{\"path\":\(jsonString(d.path)),\"message\":\(jsonString(d.message))"
             if let l = d.location { s += ",\"line\":\(l.line),\"column\":\(l.column)" }
@@ -216,7 +216,7 @@ public actor ConfigReloader {
         return "[" + items.joined(separator: ",") + "]"
     }
 
-    static func timestamp(_ date: Date) -> String {
+    public static func timestamp(_ date: Date) -> String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f.string(from: date)
