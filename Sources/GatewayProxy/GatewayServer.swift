@@ -88,11 +88,17 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// The upstreams' health checks and outlier housekeeping, for a `ServiceGroup` to run
+    /// (the executable's); `start(healthChecks: true)` runs them itself (tests, embedding).
+    public func healthService() -> HealthService { HealthService(shared: shared, group: group) }
+
     /// Binds every listener of the snapshot. Throws when one cannot be bound (exit code 2).
-    public func start() async throws {
+    public func start(healthChecks: Bool = true) async throws {
         let snapshot = shared.snapshots.snapshot
-        let service = HealthService(shared: shared, group: group)
-        healthTask.withLockedValue { $0 = Task { try? await service.run() } }
+        if healthChecks {
+            let service = healthService()
+            healthTask.withLockedValue { $0 = Task { try? await service.run() } }
+        }
         for listener in snapshot.file.listeners {
             guard HostPort(parsing: listener.address) != nil else { throw BindError(address: listener.address, reason: "not host:port") }
             do {

@@ -9,8 +9,10 @@ import GatewayReload
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
-/// Runs the gateway until SIGTERM/SIGINT: binds listeners and the admin API, reloads on SIGHUP,
+/// Runs the gateway until SIGTERM/SIGINT: its parts (`Services.swift`) in one `ServiceGroup`
+/// that binds the listeners and the admin API, reloads on SIGHUP and file changes, and
 /// drains on stop (SPEC §9).
 struct Runner {
     var configPath: String
@@ -58,69 +60,97 @@ struct Runner {
         let reloader = ConfigReloader(
             path: configPath, initialBytes: fileBytes, version: loaded.version, server: server, logger: logger,
             environment: environment)
+        let admin = snapshot.file.admin.flatMap { a in HostPort(parsing: a.address).map { (a, $0) } }
+        let banner = StartupBanner(demo: demo, server: server, expectsAdmin: admin != nil)
+        let shutdown = GroupHandle()
+
+        // Stopped in reverse order on a graceful shutdown: the proxy drains first.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: HealthChecks(service: server.healthService()))
+        ]
+        if let (a, hp) = admin {
+            let token = a.tokenEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
+            services.append(
+                .init(
+                    service: AdminService(
+                        address: hp, text: a.address, group: server.group, token: token, reloader: reloader, server: server, logger: logger,
+                        bound: { await banner.adminBound($0) })))
+        }
+        services += [
+            .init(service: ConfigWatcherService(path: configPath, reloader: reloader, logger: logger), successTerminationBehavior: .ignore),
+            .init(
+                service: SignalService(signals: signals, reloader: reloader, shutdown: { await shutdown.triggerGracefulShutdown() }),
+                successTerminationBehavior: .ignore),
+            .init(
+                service: ProxyService(server: server, logger: logger, started: { await banner.proxyStarted() }),
+                successTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
+        await shutdown.set(group)
         do {
-            try await server.start()
+            try await group.run()
         } catch {
             logger.error("\(error)")
             await demoServices?.stop()
             await server.shutdown()
             throw ExitStatus.cannotStart
         }
-        // Changes to the file are picked up by themselves (SPEC §6); SIGHUP and the admin API
-        // remain for when the file system does not report them (some network file systems).
-        var watcher: ConfigWatcher?
-        do {
-            watcher = try ConfigWatcher(path: configPath) { Task { _ = await reloader.reloadFromFile(trigger: "file change") } }
-        } catch {
-            logger.warning("not watching \(configPath) for changes: \(error); SIGHUP and POST /reload still reload it")
-        }
-        var admin: AdminServer?
-        if let a = snapshot.file.admin, let hp = HostPort(parsing: a.address) {
-            do {
-                let token = a.tokenEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
-                admin = try await AdminServer.start(
-                    address: hp, group: server.group, token: token, reloader: reloader,
-                    snapshot: { [shared = server.shared] in shared.snapshots.snapshot }, metrics: server.shared.metrics, server: server,
-                    isReady: { [shared = server.shared] in !shared.draining })
-                logger.info("admin API", metadata: ["address": "\(a.address)"])
-            } catch {
-                logger.error("could not bind the admin API on \(a.address): \(error)")
-                await demoServices?.stop()
-                await server.shutdown()
-                throw ExitStatus.cannotStart
-            }
-        }
-        if demo {
-            // The lines below include JWT routes: print them once the demo's keys are in.
-            for _ in 0..<100 where !server.authReady { try? await Task.sleep(nanoseconds: 50_000_000) }
-            let listeners = server.shared.snapshots.snapshot.file.listeners
-            let bound = server.boundAddresses
-            let plain = listeners.first { $0.tls == nil }.flatMap { bound[$0.name] }
-            let secure = listeners.first { $0.tls != nil }.flatMap { bound[$0.name] }
-            let base = "http://127.0.0.1:\(plain?.port ?? 8080)"
-            let tlsBase = "https://localhost:\(secure?.port ?? 8443)"
-            let adminBase = "http://127.0.0.1:\(admin?.port ?? 9901)"
-            print("gateway demo is running. Try:\n")
-            for line in GatewayDemo.Demo.curlLines(base: base, tlsBase: tlsBase, admin: adminBase) { print("  " + line) }
-            print("\nStop with Ctrl-C.")
-            fflush(nil)
-        }
+        // Everything else on the event loops has stopped; the loops go last.
+        await demoServices?.stop()
+        await server.shutdown()
+        logger.info("stopped")
+    }
+}
 
-        for await signal in signals {
-            if signal == SIGHUP {
-                _ = await reloader.reloadFromFile(trigger: "SIGHUP")
-                continue
-            }
-            logger.info("draining", metadata: ["timeout": "\(server.shared.snapshots.snapshot.file.server.drainTimeout)"])
-            await server.drain(timeout: .nanoseconds(server.shared.snapshots.snapshot.server.drainTimeoutNanos))
-            watcher?.stop()
-            // Everything else on the event loops stops before the loops themselves.
-            await admin?.stop()
-            await demoServices?.stop()
-            await server.shutdown()
-            logger.info("stopped")
-            return
-        }
+/// The group, for the signal service to shut it down (it exists only after its services).
+actor GroupHandle {
+    private var group: ServiceGroup?
+    func set(_ g: ServiceGroup) { group = g }
+    func triggerGracefulShutdown() async { await group?.triggerGracefulShutdown() }
+}
+
+/// `gateway demo`'s lines to try, printed once the listeners (and the admin API) are up and
+/// the demo identity provider's keys are in.
+actor StartupBanner {
+    let demo: Bool
+    let server: GatewayServer
+    let expectsAdmin: Bool
+    private var proxyUp = false
+    private var adminPort: Int??
+    private var printed = false
+
+    init(demo: Bool, server: GatewayServer, expectsAdmin: Bool) {
+        self.demo = demo
+        self.server = server
+        self.expectsAdmin = expectsAdmin
+    }
+
+    func proxyStarted() async {
+        proxyUp = true
+        await printIfReady()
+    }
+
+    func adminBound(_ port: Int?) async {
+        adminPort = .some(port)
+        await printIfReady()
+    }
+
+    private func printIfReady() async {
+        guard demo, !printed, proxyUp, !expectsAdmin || adminPort != nil else { return }
+        printed = true
+        // The lines below include JWT routes: print them once the demo's keys are in.
+        for _ in 0..<100 where !server.authReady { try? await Task.sleep(nanoseconds: 50_000_000) }
+        let listeners = server.shared.snapshots.snapshot.file.listeners
+        let bound = server.boundAddresses
+        let plain = listeners.first { $0.tls == nil }.flatMap { bound[$0.name] }
+        let secure = listeners.first { $0.tls != nil }.flatMap { bound[$0.name] }
+        let base = "http://127.0.0.1:\(plain?.port ?? 8080)"
+        let tlsBase = "https://localhost:\(secure?.port ?? 8443)"
+        let adminBase = "http://127.0.0.1:\((adminPort ?? nil) ?? 9901)"
+        print("gateway demo is running. Try:\n")
+        for line in GatewayDemo.Demo.curlLines(base: base, tlsBase: tlsBase, admin: adminBase) { print("  " + line) }
+        print("\nStop with Ctrl-C.")
+        fflush(nil)
     }
 }
 
