@@ -14,22 +14,31 @@ final class PipelineRig {
     let channel: EmbeddedChannel
     let context: LoopContext
     let snapshot: Snapshot
+    let handler: ProxyHandler
 
     /// `json`: a gateway.json; its routes may answer without an upstream. `manualClock`: the
     /// loop's clock starts at 1,000 s of uptime and moves only when the test moves it.
-    init(_ json: String, manualClock: Bool = false, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+    init(
+        _ json: String, manualClock: Bool = false, accessLog: AccessLogWriter? = nil,
+        sourceLocation: Testing.SourceLocation = #_sourceLocation
+    ) throws {
         let loaded = ConfigLoader.load(bytes: Array(json.utf8), source: "rig.json")
         snapshot = try #require(loaded.snapshot, "\(loaded.diagnostics)", sourceLocation: sourceLocation)
-        let shared = SharedState(snapshots: SnapshotStore(snapshot), accessLog: nil)
+        let shared = SharedState(snapshots: SnapshotStore(snapshot), accessLog: accessLog)
         context = LoopContext(loop: loop, shared: shared, loopCount: 1, seed: 7)
         if manualClock { context.time.set(uptime: 1_000 * 1_000_000_000, wall: 1_800_000_000) }
-        let handler = ProxyHandler(loopContext: context, server: snapshot.server, listenerName: "rig")
+        handler = ProxyHandler(loopContext: context, server: snapshot.server, listenerName: "rig")
         channel = EmbeddedChannel(loop: loop)
-        try channel.pipeline.syncOperations.addHandler(handler)
+        // Connected first, so the handler finds the client's address when it is added.
         try channel.connect(to: SocketAddress(ipAddress: "192.0.2.10", port: 4000)).wait()
+        try channel.pipeline.syncOperations.addHandler(handler)
     }
 
-    deinit { _ = try? channel.finish() }
+    deinit {
+        _ = try? channel.finish()
+        context.shared.login.stopAll()
+        context.shared.auth.stopAll()
+    }
 
     /// Moves the loop's (manual) clock and lets the connection check its deadlines.
     func advance(seconds: Double) {
