@@ -49,15 +49,13 @@ final class Exchange: UpstreamClient {
     var buffered: [ByteBuffer] = []
     /// The request body goes to the upstream chunked (the client sent it chunked).
     var upstreamChunked = false
-    /// The response body goes to the client chunked.
-    var clientChunked = false
     var bufferedBytes = 0
     var requestEnded = false
     /// The request announced a body (Content-Length > 0 or chunked).
     var expectsBody = false
     var requestBytes = 0
-    var responseStarted = false
-    var responseEnded = false
+    /// Where the response stands, with what each stage needs.
+    var response = Response.waiting
     var status = 0
     var responseBytes = 0
     var upstreamNanos: Int64 = -1
@@ -66,19 +64,12 @@ final class Exchange: UpstreamClient {
     var isUpgrade = false
     /// The request carries an `Upgrade` header (seen in the single header pass).
     var asksUpgrade = false
-    /// A 101 went to the client; the tunnel starts when the upstream's response ends.
-    var tunnelPending = false
     /// The client asked for HEAD: the response has no body whatever its headers say.
     let isHead: Bool
 
     // Tries (route `retry`).
-    /// On a route with `retry`: the body as sent upstream, kept for another try while it
-    /// fits in `ProxyHandler.maxReplayBody`.
-    var replay: [ByteBuffer] = []
-    var replayBytes = 0
-    var keepsReplay = false
-    /// The body outgrew what is kept: no more tries.
-    var replayLost = false
+    /// On a route with `retry`: the body as sent upstream, kept for another try.
+    var replay = Replay.off
     /// Uptime nanoseconds when the current try times out (`per_try_timeout`); 0 when none runs.
     var tryDeadline: UInt64 = 0
     /// What the request path computed before the first try, kept for the next ones.
@@ -86,18 +77,62 @@ final class Exchange: UpstreamClient {
     /// On a route with `mirror` (for its share of requests): the copy being collected, sent
     /// when the request ends.
     var mirror: MirrorRequest?
-    /// On a route with `shape`: the 2xx JSON response being held to be shaped.
-    var shaping: ShapeBuffer?
     /// The request's `Accept-Encoding` (gzip compression of the response).
     var acceptEncoding: String?
-    /// The response body goes to the client gzip-compressed through this stream.
-    var gzip: GzipStream?
     /// `Set-Cookie` values for the response (a refreshed login session).
     var setCookies: [String] = []
     /// What a held phase waited for, until that phase runs again and takes it.
     var resumed: HeldResult?
     /// On an aggregate route: its backend calls.
     var aggregate: AggregateCall?
+
+    /// Where the response stands.
+    enum Response {
+        /// Nothing of it has reached the client: no head yet, or a try that is retried.
+        case waiting
+        /// A 2xx JSON response of a route with `shape`, held whole until its end.
+        case shaping(ShapeBuffer)
+        /// Its head went to the client; the body follows, chunked or not, gzip-compressed
+        /// through `gzip` or not.
+        case streaming(chunked: Bool, gzip: GzipStream?)
+        /// A 101 went to the client; the tunnel starts when the upstream's response ends.
+        case switching
+        /// All of it was written.
+        case ended
+    }
+
+    /// The request body kept for another try (route `retry`).
+    enum Replay {
+        /// Nothing to keep: no retry policy, or no body.
+        case off
+        /// The body as sent upstream, while it fits in `ProxyHandler.maxReplayBody`.
+        case keeping([ByteBuffer], bytes: Int)
+        /// The body outgrew what is kept: no more tries.
+        case lost
+    }
+
+    var responseStarted: Bool {
+        switch response {
+        case .waiting, .shaping: return false
+        case .streaming, .switching, .ended: return true
+        }
+    }
+
+    var replayIsLost: Bool {
+        if case .lost = replay { return true }
+        return false
+    }
+
+    var responseEnded: Bool {
+        if case .ended = response { return true }
+        return false
+    }
+
+    /// The response body goes to the client chunked.
+    var clientChunked: Bool {
+        if case .streaming(let chunked, _) = response { return chunked }
+        return false
+    }
 
     init(handler: ProxyHandler, head: HTTPRequestHead, requestID: String, clientIP: String, start: NIODeadline) {
         self.handler = handler

@@ -73,8 +73,7 @@ extension ProxyHandler {
             headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
         ex.status = Int(status.code)
-        ex.responseStarted = true
-        ex.responseEnded = true
+        ex.response = .ended
         ex.phase = .responded
         let body = ex.isHead ? nil : body
         ex.responseBytes = body?.readableBytes ?? 0

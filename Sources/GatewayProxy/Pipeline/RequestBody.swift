@@ -71,7 +71,7 @@ extension ProxyHandler {
     /// Request bytes for the upstream: written when its connection is in use, kept until then.
     @inline(__always)
     func toUpstream(_ ex: Exchange, _ bytes: ByteBuffer) {
-        if ex.keepsReplay { keepForReplay(ex, bytes) }
+        if case .keeping = ex.replay { keepForReplay(ex, bytes) }
         if let m = ex.mirror { m.append(bytes) }
         if ex.phase == .forwarding {
             ex.connection?.handler.write(bytes)

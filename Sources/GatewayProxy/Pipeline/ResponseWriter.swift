@@ -27,7 +27,7 @@ extension ProxyHandler {
                 loopContext.metrics.shape(route: route.name, outcome: "too_large")
             } else {
                 // Held whole until its end (nothing reaches the client before the shaped body).
-                ex.shaping = ShapeBuffer(head: head, gzip: wanted.gzip, limit: shape.maxBytes)
+                ex.response = .shaping(ShapeBuffer(head: head, gzip: wanted.gzip, limit: shape.maxBytes))
                 ex.status = head.status
                 return
             }
@@ -47,17 +47,17 @@ extension ProxyHandler {
         var extra = ex.rateLimitHeaders
         if route.retry != nil { extra.append(("x-upstream-attempts", String(ex.attempts))) }
         let compress = replacedBodyLength == nil && shouldCompress(head, ex)
-        if compress { ex.gzip = GzipStream() }
+        let gzip = compress ? GzipStream() : nil
         for c in ex.setCookies { extra.append(("set-cookie", c)) }
-        ex.clientChunked = out.writeHead(capacity: head.block.readableBytes + 192) { sink in
+        let chunked = out.writeHead(capacity: head.block.readableBytes + 192) { sink in
             ForwardHeaders.responseHead(
                 head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, corsOrigin: ex.corsOrigin,
                 extra: extra,
-                replacedBodyLength: replacedBodyLength, gzip: ex.gzip != nil, closeAfter: &closeAfter, into: &sink)
+                replacedBodyLength: replacedBodyLength, gzip: gzip != nil, closeAfter: &closeAfter, into: &sink)
         }
         closeAfterResponse = closeAfter
         ex.status = head.status
-        ex.responseStarted = true
+        ex.response = .streaming(chunked: chunked, gzip: gzip)
         if let earlier = held { context.write(wrapOutboundOut(earlier), promise: nil) }
         held = out
         needsDownstreamFlush = true
@@ -85,7 +85,7 @@ extension ProxyHandler {
     /// they came, and the rest streams.
     func releaseUnshaped(_ sb: ShapeBuffer, _ ex: Exchange, route: CompiledRoute, reason: String) {
         guard let context else { return }
-        ex.shaping = nil
+        ex.response = .waiting
         loopContext.metrics.shape(route: route.name, outcome: reason)
         forwardHead(sb.head, ex, route: route, context: context)
         for part in sb.parts { upstreamBody(part, ex) }
@@ -96,10 +96,9 @@ extension ProxyHandler {
         guard let context, let shape = route.shape else { return }
         switch sb.shape(shape.spec, allocator: allocator) {
         case .shaped(let body):
-            ex.shaping = nil
             loopContext.metrics.shape(route: route.name, outcome: "shaped")
             forwardHead(sb.head, ex, route: route, context: context, replacedBodyLength: body.count)
-            ex.clientChunked = false
+            ex.response = .streaming(chunked: false, gzip: nil)
             ex.responseBytes = body.count
             held?.writeBytes(body)
         case .unshaped(let reason):
@@ -109,21 +108,27 @@ extension ProxyHandler {
 
     func upstreamBody(_ buffer: ByteBuffer, _ ex: Exchange) {
         guard let context else { return }
-        if let sb = ex.shaping {
+        var buffer = buffer
+        let chunked: Bool
+        switch ex.response {
+        case .streaming(let c, let gzip):
+            chunked = c
+            if let gzip, !ex.isHead {
+                guard let compressed = gzip.compress(buffer, allocator: allocator) else { return closeNow() }
+                buffer = compressed
+            }
+        case .shaping(let sb):
             if !sb.append(buffer), let route = ex.route { releaseUnshaped(sb, ex, route: route, reason: "too_large") }
             return
-        }
-        var buffer = buffer
-        if let gz = ex.gzip, !ex.isHead {
-            guard let compressed = gz.compress(buffer, allocator: allocator) else { return closeNow() }
-            buffer = compressed
+        case .waiting, .switching, .ended:
+            return  // no head of this try reached the client, or the response is over
         }
         ex.responseBytes += buffer.readableBytes
         if ex.isHead { return }
         let n = buffer.readableBytes
         if var out = held, n <= Self.maxCoalescedBody {
             held = nil  // `out` is now the buffer's only owner: appending does not copy it
-            if ex.clientChunked {
+            if chunked {
                 guard n > 0 else {
                     held = out
                     return
@@ -142,7 +147,7 @@ extension ProxyHandler {
             held = nil
             context.write(wrapOutboundOut(out), promise: nil)
         }
-        if ex.clientChunked {
+        if chunked {
             chunk(buffer) { context.write(wrapOutboundOut($0), promise: nil) }
         } else {
             context.write(wrapOutboundOut(buffer), promise: nil)
@@ -165,22 +170,26 @@ extension ProxyHandler {
 
     func upstreamEnd(_ ex: Exchange, trailers: ByteBuffer?) {
         guard let context else { return }
-        if ex.tunnelPending { return completeTunnel(ex) }
-        if let sb = ex.shaping, let route = ex.route { finishShaping(sb, ex, route: route) }
-        if let gz = ex.gzip {
-            ex.gzip = nil
-            if !ex.isHead, let tail = gz.finish(allocator: allocator), tail.readableBytes > 0 { upstreamBody(tail, ex) }
+        if case .switching = ex.response { return completeTunnel(ex) }
+        if case .shaping(let sb) = ex.response, let route = ex.route { finishShaping(sb, ex, route: route) }
+        if case .streaming(let chunked, let gzip?) = ex.response {
+            ex.response = .streaming(chunked: chunked, gzip: nil)
+            if !ex.isHead, let tail = gzip.finish(allocator: allocator), tail.readableBytes > 0 {
+                // The tail goes out through the same framing, uncompressed this time.
+                upstreamBody(tail, ex)
+            }
         }
+        let chunked = ex.clientChunked
         ex.tries.release(reusable: ex.requestEnded)
         ex.phase = .responded
-        ex.responseEnded = true
+        ex.response = .ended
         // The upstream answered before the request body was complete: the rest of the body
         // cannot go anywhere, so the connection closes after this response.
         if !ex.requestEnded && ex.expectsBody { closeAfterResponse = true }
         var out = held
         held = nil
         needsDownstreamFlush = false
-        if ex.clientChunked {
+        if chunked {
             if out == nil { out = allocator.buffer(capacity: 5 + (trailers?.readableBytes ?? 0)) }
             out?.writeStaticString("0\r\n")
             if let trailers { out?.writeImmutableBuffer(trailers) }
@@ -197,8 +206,7 @@ extension ProxyHandler {
     func startTunnel(_ head: ResponseParser.Head, _ ex: Exchange) {
         guard let context else { return }
         ex.status = 101
-        ex.responseStarted = true
-        ex.tunnelPending = true
+        ex.response = .switching
         ex.deadline = 0
         var out = allocator.buffer(capacity: head.block.readableBytes + 96)
         ForwardHeaders.switchingProtocolsHead(head, requestID: ex.requestID, into: &out)

@@ -146,7 +146,7 @@ extension ProxyHandler {
         guard let context else { return }
         if route.retry != nil {
             ex.admission = a
-            ex.keepsReplay = ex.expectsBody
+            if ex.expectsBody { ex.replay = .keeping([], bytes: 0) }
         }
         // The client waits for a go-ahead before sending its body: the gateway gives it
         // (and strips `Expect`), as the upstream's own 100 would not come through.
@@ -174,13 +174,14 @@ extension ProxyHandler {
     static let maxReplayBody = 64 * 1024
 
     func keepForReplay(_ ex: Exchange, _ bytes: ByteBuffer) {
-        ex.replayBytes += bytes.readableBytes
-        if ex.replayBytes > Self.maxReplayBody {
-            ex.keepsReplay = false
-            ex.replayLost = true
-            ex.replay = []
+        guard case .keeping(var parts, let kept) = ex.replay else { return }
+        ex.replay = .off  // `parts` is now the array's only owner: appending does not copy it
+        let total = kept + bytes.readableBytes
+        if total > Self.maxReplayBody {
+            ex.replay = .lost
         } else {
-            ex.replay.append(bytes)
+            parts.append(bytes)
+            ex.replay = .keeping(parts, bytes: total)
         }
     }
 
@@ -233,7 +234,7 @@ extension ProxyHandler {
             return false
         }
         let replayable =
-            !ex.replayLost && !ex.isUpgrade
+            !ex.replayIsLost && !ex.isUpgrade
             && (policy.methods.contains(ex.head.method.rawValue) || ex.head.headers.contains(name: "idempotency-key"))
         guard case .retry(let wait) = ex.tries.retryDecision(outcome, policy, replayable: replayable, deadline: ex.deadline, loopContext)
         else { return false }
@@ -242,10 +243,15 @@ extension ProxyHandler {
         ex.tries.backOff()
         ex.tryDeadline = 0
         ex.pendingHead = nil
-        ex.shaping = nil
+        ex.response = .waiting
         ex.phase = .waitingForConnection
-        ex.buffered = ex.replay
-        ex.bufferedBytes = ex.replayBytes
+        if case .keeping(let parts, let kept) = ex.replay {
+            ex.buffered = parts
+            ex.bufferedBytes = kept
+        } else {
+            ex.buffered = []
+            ex.bufferedBytes = 0
+        }
         context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(wait)) { [self] in
             guard exchange === ex, ex.backingOff, ex.phase == .waitingForConnection else { return }
             ex.tries.endBackoff()
