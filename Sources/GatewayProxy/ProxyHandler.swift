@@ -67,6 +67,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
     private(set) var isWritable = true
     /// The connection was handed to a WebSocket tunnel.
     var tunneled = false
+    /// Request parts a stream delivered while its exchange was held (`receive`).
+    var receivedParts: [HTTPServerRequestPart] = []
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -130,6 +132,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
     /// Parses what was read, part by part, while the current exchange can take it: once a
     /// request has ended, the next one waits (as bytes) until its response is out.
     func parsePending(_ context: ChannelHandlerContext) {
+        while !receivedParts.isEmpty, !closed, exchange?.phase != .held {
+            handle(receivedParts.removeFirst(), context: context)
+        }
         guard var buffer = pending else { return }
         pending = nil
         while !closed {
@@ -148,6 +153,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         }
         if buffer.readableBytes > 0 && !closed { pending = buffer }
     }
+
+    /// A request part from a transport that parsed the request itself (an HTTP/2 stream):
+    /// handled now, or kept while the exchange is held, as unparsed bytes are kept.
+    func receive(_ part: HTTPServerRequestPart) {
+        guard let context, !closed else { return }
+        if case .head = part { headSeenInRead = true }
+        if !receivedParts.isEmpty || exchange?.phase == .held {
+            receivedParts.append(part)
+            return
+        }
+        handle(part, context: context)
+    }
+
+    /// The transport found the request malformed: 400 (431), as a parse error would be.
+    func receiveInvalid(_ error: HTTP1ParseError) { parseFailed(error) }
 
     func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch part {

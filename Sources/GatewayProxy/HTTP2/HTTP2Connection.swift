@@ -102,9 +102,9 @@ final class HTTP2Connection: ChannelInboundHandler, ClockedConnection {
                     let (loopContext, connection) = bound.value
                     connection.streamsOpened += 1
                     let ops = stream.pipeline.syncOperations
-                    try ops.addHandler(HTTP2StreamAdapter(maxHeadBytes: server.maxHeaderBytes))
-                    try ops.addHandler(
-                        ProxyHandler(loopContext: loopContext, server: server, listenerName: listener, tls: tls, isStream: true))
+                    let proxy = ProxyHandler(loopContext: loopContext, server: server, listenerName: listener, tls: tls, isStream: true)
+                    try ops.addHandler(HTTP2StreamAdapter(maxHeadBytes: server.maxHeaderBytes, proxy: proxy))
+                    try ops.addHandler(proxy)
                 }
             })
         let ops = channel.pipeline.syncOperations

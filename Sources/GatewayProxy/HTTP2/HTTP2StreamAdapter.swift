@@ -1,16 +1,22 @@
+import GatewayConfig
 import NIOCore
 import NIOHPACK
+import NIOHTTP1
 import NIOHTTP2
 
-/// One HTTP/2 stream presented to `ProxyHandler` as an HTTP/1.1 exchange, so every stream runs
-/// the same pipeline as an HTTP/1.1 request (routing, auth, limits, retries, shaping, logs).
+/// One HTTP/2 stream as an exchange of `ProxyHandler`, so every stream runs the same
+/// phases as an HTTP/1.1 request (routing, auth, limits, retries, shaping, logs).
 ///
-/// Inbound, the request's HEADERS, DATA and trailers become HTTP/1.1 bytes: the request line
-/// from `:method` and `:path`, `Host` from `:authority`, `Cookie` fields joined (RFC 9113
-/// §8.2.3), and a body framed by its `content-length` or, without one, chunked. Outbound, the
-/// HTTP/1.1 response `ProxyHandler` writes is parsed back (`ResponseParser`) into a HEADERS
-/// frame (names lower-cased, connection-specific fields dropped), DATA frames that are slices
-/// of the written buffers, and the end of the stream (with trailers when the body had some).
+/// Inbound, the request is handed to the stream's `ProxyHandler` as parts it would have
+/// parsed (`ProxyHandler.receive`), never as HTTP/1.1 bytes: the head from `:method`,
+/// `:path` and the fields (`Host` from `:authority`, `Cookie` fields joined, RFC 9113
+/// §8.2.3), each DATA frame's bytes, the end with the trailers. The checks the HTTP/1.1
+/// parser makes on bytes are made here on the fields (a token method, a target without
+/// spaces or controls, token names, values without control bytes, `max_header_bytes`).
+/// Outbound, the HTTP/1.1 response `ProxyHandler` writes is parsed back (`ResponseParser`)
+/// into a HEADERS frame (names lower-cased, connection-specific fields dropped), DATA frames
+/// that are slices of the written buffers, and the end of the stream (with trailers when the
+/// body had some).
 ///
 /// Flow control reaches `ProxyHandler` unchanged: the stream channel is unwritable while the
 /// peer's window is spent, and a read held by `ProxyHandler` holds the window updates. NIOHTTP2
@@ -22,9 +28,11 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = HTTP2Frame.FramePayload
 
+    /// The stream's exchange handler (next in the pipeline), fed the request's parts directly.
+    private let proxy: ProxyHandler
+    private let maxRequestHeadBytes: Int
     private var sawRequestHead = false
-    /// The request has no `content-length` but a body: it goes on chunked.
-    private var chunked = false
+    private var sawRequestEnd = false
     private var parser: ResponseParser
     /// The response head, written at the next body bytes, flush or end (with the end, one
     /// HEADERS frame carries both).
@@ -34,63 +42,56 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
     /// Response bytes that do not complete a line yet.
     private var unparsed: ByteBuffer?
 
-    init(maxHeadBytes: Int) {
+    init(maxHeadBytes: Int, proxy: ProxyHandler) {
+        self.proxy = proxy
+        maxRequestHeadBytes = maxHeadBytes
         parser = ResponseParser(maxHeadBytes: maxHeadBytes + 4096)
     }
 
-    // MARK: request: frames to HTTP/1.1 bytes
+    // MARK: request: frames to request parts
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !sawRequestEnd else { return }
         switch unwrapInboundIn(data) {
         case .headers(let headers):
             if !sawRequestHead {
                 sawRequestHead = true
-                let head = requestHead(headers.headers, endStream: headers.endStream, allocator: context.channel.allocator)
-                context.fireChannelRead(wrapInboundOut(head))
-            } else if chunked {
-                // Trailers end a chunked body (with content-length they have nowhere to go).
-                var last = context.channel.allocator.buffer(capacity: 64)
-                last.writeStaticString("0\r\n")
-                for (name, value, _) in headers.headers where !name.hasPrefix(":") {
-                    last.writeString(name)
-                    last.writeStaticString(": ")
-                    last.writeString(value)
-                    last.writeStaticString("\r\n")
+                switch requestHead(headers.headers, endStream: headers.endStream) {
+                case .success(let head):
+                    proxy.receive(.head(head))
+                    if headers.endStream { end(nil) }
+                case .failure(let error):
+                    sawRequestEnd = true
+                    proxy.receiveInvalid(error)
                 }
-                last.writeStaticString("\r\n")
-                chunked = false
-                context.fireChannelRead(wrapInboundOut(last))
+            } else {
+                var trailers = HTTPHeaders()
+                for (name, value, _) in headers.headers where !name.hasPrefix(":") { trailers.add(name: name, value: value) }
+                end(trailers)
             }
         case .data(let frame):
-            if case .byteBuffer(let bytes) = frame.data, bytes.readableBytes > 0 {
-                if chunked {
-                    var line = context.channel.allocator.buffer(capacity: 20)
-                    line.writeChunkSize(bytes.readableBytes)
-                    context.fireChannelRead(wrapInboundOut(line))
-                    context.fireChannelRead(wrapInboundOut(bytes))
-                    context.fireChannelRead(wrapInboundOut(crlfBuffer))
-                } else {
-                    context.fireChannelRead(wrapInboundOut(bytes))
-                }
-            }
-            if frame.endStream && chunked {
-                chunked = false
-                var last = context.channel.allocator.buffer(capacity: 5)
-                last.writeStaticString("0\r\n\r\n")
-                context.fireChannelRead(wrapInboundOut(last))
-            }
+            if case .byteBuffer(let bytes) = frame.data, bytes.readableBytes > 0 { proxy.receive(.body(bytes)) }
+            if frame.endStream { end(nil) }
         default:
             break  // the connection handler and NIOHTTP2 handle the rest
         }
     }
 
-    /// The request line and fields as HTTP/1.1.
-    private func requestHead(_ fields: HPACKHeaders, endStream: Bool, allocator: ByteBufferAllocator) -> ByteBuffer {
+    private func end(_ trailers: HTTPHeaders?) {
+        sawRequestEnd = true
+        proxy.receive(.end(trailers))
+    }
+
+    /// The request head from the stream's fields, checked as the HTTP/1.1 parser checks bytes.
+    private func requestHead(_ fields: HPACKHeaders, endStream: Bool) -> Result<HTTPRequestHead, HTTP1ParseError> {
         var method = "GET"
         var path = "/"
         var authority: String?
         var hasLength = false
         var cookies: [String] = []
+        var size = 0
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(fields.count + 2)
         for (name, value, _) in fields where name.hasPrefix(":") {
             switch name {
             case ":method": method = value
@@ -99,19 +100,24 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
             default: break
             }
         }
-        if method == "HEAD" { parser.requestIsHead = true }
         if method == "CONNECT", let authority { path = authority }
-        var out = allocator.buffer(capacity: 256)
-        out.writeString(method)
-        out.writeStaticString(" ")
-        out.writeString(path)
-        out.writeStaticString(" HTTP/1.1\r\n")
+        guard HeaderBytes.isToken(method) else { return .failure(HTTP1ParseError(reason: "malformed request line")) }
+        guard !path.isEmpty, path.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
+            return .failure(HTTP1ParseError(reason: "invalid character in the request target"))
+        }
+        size += method.utf8.count + path.utf8.count + 12
+        if method == "HEAD" { parser.requestIsHead = true }
         if let authority {
-            out.writeStaticString("host: ")
-            out.writeString(authority)
-            out.writeStaticString("\r\n")
+            guard HeaderBytes.isFieldValue(authority) else {
+                return .failure(HTTP1ParseError(reason: "invalid character in a header value"))
+            }
+            headers.add(name: "host", value: authority)
+            size += authority.utf8.count + 8
         }
         for (name, value, _) in fields where !name.hasPrefix(":") {
+            guard HeaderBytes.isToken(name) else { return .failure(HTTP1ParseError(reason: "malformed header line")) }
+            guard HeaderBytes.isFieldValue(value) else { return .failure(HTTP1ParseError(reason: "invalid character in a header value")) }
+            size += name.utf8.count + value.utf8.count + 4
             switch name {
             case "host" where authority != nil: continue  // :authority wins (RFC 9113 §8.3.1)
             case "cookie":
@@ -120,22 +126,13 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
             case "content-length": hasLength = true
             default: break
             }
-            out.writeString(name)
-            out.writeStaticString(": ")
-            out.writeString(value)
-            out.writeStaticString("\r\n")
+            headers.add(name: name, value: value)
         }
-        if !cookies.isEmpty {
-            out.writeStaticString("cookie: ")
-            out.writeString(cookies.joined(separator: "; "))
-            out.writeStaticString("\r\n")
-        }
-        if !endStream && !hasLength {
-            chunked = true
-            out.writeStaticString("transfer-encoding: chunked\r\n")
-        }
-        out.writeStaticString("\r\n")
-        return out
+        guard size <= maxRequestHeadBytes else { return .failure(HTTP1ParseError(reason: "header section too large", tooLarge: true)) }
+        if !cookies.isEmpty { headers.add(name: "cookie", value: cookies.joined(separator: "; ")) }
+        // A body without a length goes on chunked, as an HTTP/1.1 one would have come.
+        if !endStream && !hasLength { headers.add(name: "transfer-encoding", value: "chunked") }
+        return .success(HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path, headers: headers))
     }
 
     // MARK: response: HTTP/1.1 bytes to frames
