@@ -83,7 +83,7 @@ public enum CookieChunks {
     public static func value(named name: String, in cookieHeaders: [String]) -> String? {
         var found: String?
         pairs(cookieHeaders) { n, v in
-            guard n == name else { return true }
+            guard n.utf8.elementsEqual(name.utf8) else { return true }
             found = String(v)
             return false
         }
@@ -91,13 +91,24 @@ public enum CookieChunks {
     }
 
     /// The one cookie-header parser: each `name=value` pair of the `Cookie` lines in order
-    /// (pairs without `=` skipped), until `body` returns false.
+    /// (pairs without `=` skipped), until `body` returns false. Split on the bytes `;` and
+    /// `=`, not on characters: a `;` after a prepended mark or before a combining one is one
+    /// `Character` with it, and would otherwise stay inside a value.
     static func pairs(_ cookieHeaders: [String], _ body: (Substring, Substring) -> Bool) {
         for line in cookieHeaders {
-            for pair in line.split(separator: ";") {
-                let p = pair.drop { $0 == " " }
-                guard let eq = p.firstIndex(of: "=") else { continue }
-                if !body(p[..<eq], p[p.index(after: eq)...]) { return }
+            let bytes = line.utf8
+            let scalars = line.unicodeScalars
+            var start = bytes.startIndex
+            while start < bytes.endIndex {
+                let end = bytes[start...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
+                var from = start
+                while from < end && bytes[from] == UInt8(ascii: " ") { from = bytes.index(after: from) }
+                if let eq = bytes[from..<end].firstIndex(of: UInt8(ascii: "=")) {
+                    let name = Substring(scalars[from..<eq])
+                    let value = Substring(scalars[bytes.index(after: eq)..<end])
+                    if !body(name, value) { return }
+                }
+                start = end == bytes.endIndex ? end : bytes.index(after: end)
             }
         }
     }

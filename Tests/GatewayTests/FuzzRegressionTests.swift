@@ -2,12 +2,30 @@ import NIOCore
 import Testing
 
 @testable import GatewayAdmin
+@testable import GatewayAuth
 @testable import GatewayConfig
 @testable import GatewayProxy
 
 /// One test per finding of the libFuzzer targets in `Fuzz/` (see Fuzz/README.md): each
 /// input here crashed a target or broke one of its properties before the fix.
 @Suite struct FuzzRegressionTests {
+    /// fuzz-cookie: a `;` right after a prepended mark (U+0605) or before a combining one
+    /// (U+0367) is one `Character` with it, so splitting the `Cookie` line on characters left
+    /// it inside a value (and a value could carry the next cookie's pair). Split on bytes now.
+    @Test(arguments: ["a=1\u{0605};b=2", "a=1;\u{0367}b=2", "s=x\u{0605};__gw_session=forged"])
+    func aSemicolonNextToAMarkStillEndsACookie(_ line: String) {
+        let cookies = CookieChunks.parse([line])
+        for (name, value) in cookies { #expect(!name.unicodeScalars.contains(";") && !value.unicodeScalars.contains(";")) }
+        #expect(cookies.count == 2)
+        #expect(CookieChunks.value(named: "a", in: [line]) != nil || CookieChunks.value(named: "s", in: [line]) != nil)
+    }
+
+    /// fuzz-cookie: U+037E (GREEK QUESTION MARK) is canonically a `;` as a `Character`, but
+    /// not the byte that separates cookies: it stays inside its value.
+    @Test func aGreekQuestionMarkIsNoSeparator() {
+        #expect(CookieChunks.parse(["a=1\u{037E}b=2"]) == ["a": "1\u{037E}b=2"])
+    }
+
     /// fuzz-headers: an `/explain` query with a pair that is only `=` (`?==&%`, `?=`) split
     /// into no parts and indexed the first: one admin request trapped the process. Now it is
     /// an empty key, ignored.
