@@ -237,9 +237,11 @@ final class BackendCall: UpstreamClient {
         body = []
         bodyBytes = 0
         tryStart = context.time.uptime()
-        switch tries.acquire(for: self) {
+        // Not a mutating call on `tries`: the pool may call `connectionReady` before it returns.
+        guard let (pool, upstream) = tries.picked else { return finish(.error, nil) }
+        switch pool.acquire(for: upstream, exchange: self) {
         case .ready(let c): connectionReady(c)
-        case .waiting: break
+        case .waiting(let w): tries.wait(on: w)
         case .rejected: finish(.error, nil)
         }
     }

@@ -63,6 +63,7 @@ struct Runner {
         let admin = snapshot.file.admin.flatMap { a in HostPort(parsing: a.address).map { (a, $0) } }
         let banner = StartupBanner(demo: demo, server: server, expectsAdmin: admin != nil)
         let shutdown = GroupHandle()
+        let gate = StartGate()
 
         // Stopped in reverse order on a graceful shutdown: the proxy drains first.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
@@ -74,15 +75,23 @@ struct Runner {
                 .init(
                     service: AdminService(
                         address: hp, text: a.address, group: server.group, token: token, reloader: reloader, server: server, logger: logger,
-                        bound: { await banner.adminBound($0) })))
+                        gate: gate, bound: { await banner.adminBound($0) })))
         }
         services += [
-            .init(service: ConfigWatcherService(path: configPath, reloader: reloader, logger: logger), successTerminationBehavior: .ignore),
             .init(
-                service: SignalService(signals: signals, reloader: reloader, shutdown: { await shutdown.triggerGracefulShutdown() }),
+                service: ConfigWatcherService(path: configPath, reloader: reloader, logger: logger, gate: gate),
                 successTerminationBehavior: .ignore),
             .init(
-                service: ProxyService(server: server, logger: logger, started: { await banner.proxyStarted() }),
+                service: SignalService(
+                    signals: signals, reloader: reloader, shutdown: { await shutdown.triggerGracefulShutdown() }, gate: gate),
+                successTerminationBehavior: .ignore),
+            .init(
+                service: ProxyService(
+                    server: server, logger: logger,
+                    started: {
+                        await gate.open()
+                        await banner.proxyStarted()
+                    }),
                 successTerminationBehavior: .gracefullyShutdownGroup),
         ]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))

@@ -48,10 +48,13 @@ struct AdminService: Service {
     let reloader: ConfigReloader
     let server: GatewayServer
     let logger: Logger
+    /// Opened when the proxy's listeners are bound: `POST /reload` never races them.
+    let gate: StartGate
     /// The port it bound (the demo's lines print it).
     let bound: @Sendable (Int?) async -> Void
 
     func run() async throws {
+        guard await gate.wait() else { return }
         let shared = server.shared
         let admin: AdminServer
         do {
@@ -75,11 +78,18 @@ struct ConfigWatcherService: Service {
     let path: String
     let reloader: ConfigReloader
     let logger: Logger
+    /// A change seen while the listeners are being bound reloads once they are.
+    let gate: StartGate
 
     func run() async throws {
         let watcher: ConfigWatcher
         do {
-            watcher = try ConfigWatcher(path: path) { [reloader] in Task { _ = await reloader.reloadFromFile(trigger: "file change") } }
+            watcher = try ConfigWatcher(path: path) { [reloader, gate] in
+                Task {
+                    guard await gate.wait() else { return }
+                    _ = await reloader.reloadFromFile(trigger: "file change")
+                }
+            }
         } catch {
             logger.warning("not watching \(path) for changes: \(error); SIGHUP and POST /reload still reload it")
             try? await gracefulShutdown()
@@ -97,8 +107,11 @@ struct SignalService: Service {
     let signals: AsyncStream<Int32>
     let reloader: ConfigReloader
     let shutdown: @Sendable () async -> Void
+    /// Signals wait (in the stream) until the listeners are bound: a SIGHUP never races them.
+    let gate: StartGate
 
     func run() async throws {
+        guard await gate.wait() else { return }
         for await signal in signals.cancelOnGracefulShutdown() {
             if signal == SIGHUP {
                 _ = await reloader.reloadFromFile(trigger: "SIGHUP")

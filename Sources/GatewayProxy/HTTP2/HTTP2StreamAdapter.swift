@@ -65,9 +65,12 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
                     proxy.receiveInvalid(error)
                 }
             } else {
-                var trailers = HTTPHeaders()
-                for (name, value, _) in headers.headers where !name.hasPrefix(":") { trailers.add(name: name, value: value) }
-                end(trailers)
+                switch requestTrailers(headers.headers) {
+                case .success(let trailers): end(trailers)
+                case .failure(let error):
+                    sawRequestEnd = true
+                    proxy.receiveInvalid(error)
+                }
             }
         case .data(let frame):
             if case .byteBuffer(let bytes) = frame.data, bytes.readableBytes > 0 { proxy.receive(.body(bytes)) }
@@ -87,7 +90,7 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
         var method = "GET"
         var path = "/"
         var authority: String?
-        var hasLength = false
+        var length: Int?
         var cookies: [String] = []
         var size = 0
         var headers = HTTPHeaders()
@@ -123,7 +126,14 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
             case "cookie":
                 cookies.append(value)
                 continue
-            case "content-length": hasLength = true
+            case "content-length":
+                // Digits only, one value however often it comes (as the HTTP/1.1 parser
+                // wants it): `+5`, `-0` or `5,5` would be read differently upstream.
+                guard value.utf8.count <= 18, let n = Self.decimal(value), length == nil || length == n else {
+                    return .failure(HTTP1ParseError(reason: "invalid Content-Length"))
+                }
+                if length != nil { continue }
+                length = n
             default: break
             }
             headers.add(name: name, value: value)
@@ -131,8 +141,33 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
         guard size <= maxRequestHeadBytes else { return .failure(HTTP1ParseError(reason: "header section too large", tooLarge: true)) }
         if !cookies.isEmpty { headers.add(name: "cookie", value: cookies.joined(separator: "; ")) }
         // A body without a length goes on chunked, as an HTTP/1.1 one would have come.
-        if !endStream && !hasLength { headers.add(name: "transfer-encoding", value: "chunked") }
+        if !endStream && length == nil { headers.add(name: "transfer-encoding", value: "chunked") }
         return .success(HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path, headers: headers))
+    }
+
+    /// A non-negative decimal of ASCII digits only.
+    private static func decimal(_ s: String) -> Int? {
+        var n = 0
+        for c in s.utf8 {
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            n = n * 10 + Int(c - 0x30)
+        }
+        return s.utf8.isEmpty ? nil : n
+    }
+
+    /// The trailers, checked as the HTTP/1.1 trailer section is: token names, values
+    /// without control bytes, within `max_header_bytes`; no pseudo-fields.
+    private func requestTrailers(_ fields: HPACKHeaders) -> Result<HTTPHeaders, HTTP1ParseError> {
+        var trailers = HTTPHeaders()
+        var size = 0
+        for (name, value, _) in fields {
+            guard HeaderBytes.isToken(name) else { return .failure(HTTP1ParseError(reason: "malformed trailer line")) }
+            guard HeaderBytes.isFieldValue(value) else { return .failure(HTTP1ParseError(reason: "invalid character in a trailer value")) }
+            size += name.utf8.count + value.utf8.count + 4
+            guard size <= maxRequestHeadBytes else { return .failure(HTTP1ParseError(reason: "trailer section too large", tooLarge: true)) }
+            trailers.add(name: name, value: value)
+        }
+        return .success(trailers)
     }
 
     // MARK: response: HTTP/1.1 bytes to frames

@@ -37,13 +37,19 @@ struct UpstreamTry {
         return true
     }
 
-    /// A connection of the picked target's pool for `client`: ready now, or waited for (the
-    /// pool calls `connectionReady` or `connectFailed`), or refused (limits, no pool).
-    mutating func acquire(for client: any UpstreamClient) -> TargetPool.Acquired {
-        guard let pool, let upstream else { return .rejected(.unavailable("no target available")) }
-        let acquired = pool.acquire(for: upstream, exchange: client)
-        if case .waiting(let w) = acquired { waiter = w }
-        return acquired
+    /// The picked target's pool and its upstream, read out before asking the pool for a
+    /// connection. The pool can hand one over (or fail the wait) before its `acquire`
+    /// returns, which calls back into this try's owner; the owner's access to this struct
+    /// must not be open then (an overlapping access traps), so the owner calls the pool.
+    var picked: (pool: TargetPool, upstream: UpstreamRuntime)? {
+        guard let pool, let upstream else { return nil }
+        return (pool, upstream)
+    }
+
+    /// The pool put the request in line: its wait is the one `drop` cancels. Not kept when
+    /// the pool already served or failed it while `acquire` ran.
+    mutating func wait(on w: TargetPool.Waiter) {
+        if w.isLive { waiter = w }
     }
 
     /// The connection carries this try: counted active; its reports go to `client`.
@@ -274,9 +280,11 @@ extension ProxyHandler {
         }
         ex.pendingHead = bytes
         ex.phase = .waitingForConnection
-        switch ex.tries.acquire(for: ex) {
+        // Not a mutating call on `ex.tries`: the pool may call `connectionReady` before it returns.
+        guard let (picked, upstream) = ex.tries.picked else { return sendError(.unavailable("no target available"), ex) }
+        switch picked.acquire(for: upstream, exchange: ex) {
         case .ready(let c): connected(ex, c)
-        case .waiting: break
+        case .waiting(let w): ex.tries.wait(on: w)
         case .rejected(let e): sendError(e, ex)
         }
     }

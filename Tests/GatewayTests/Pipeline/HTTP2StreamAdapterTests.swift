@@ -66,18 +66,52 @@ import Testing
         #expect(try space.answer().status == "400")
     }
 
-    @Test func aBodyArrivingWhileTheRequestIsHeldWaitsForIt() throws {
-        let rig = try PipelineRig(
+    /// `/slow` holds the request a second (a fault delay), then answers 503.
+    static func heldRig() throws -> PipelineRig {
+        try PipelineRig(
             PipelineRig.config(
                 routes: """
                     { "name": "slow", "match": { "path_prefix": "/slow" }, "upstream": "app",
                       "fault": { "delay": { "duration": "1s", "percent": 100 }, "abort": { "status": 503, "percent": 100 } } },
                     """))
+    }
+
+    @Test func aBodyArrivingWhileTheRequestIsHeldWaitsForIt() throws {
+        let rig = try Self.heldRig()
         let stream = try Stream(rig)
         try stream.send(Self.request("/slow", [("content-length", "2")], endStream: false))
         try stream.send(.data(.init(data: .byteBuffer(ByteBuffer(string: "hi")), endStream: true)))
         #expect(try stream.answer().status == nil)  // held
         rig.loop.advanceTime(by: .seconds(1))
         #expect(try stream.answer().status == "503")
+    }
+
+    /// `content-length` as the HTTP/1.1 parser wants it: digits only, one value.
+    @Test(arguments: [["+5"], ["-0"], ["5,5"], [" 5"], ["0x5"], ["5", "6"], ["1234567890123456789"]])
+    func aContentLengthThatIsNotOneDecimalIsRefused(_ values: [String]) throws {
+        let rig = try PipelineRig(PipelineRig.config())
+        let stream = try Stream(rig)
+        try stream.send(Self.request("/x", values.map { ("content-length", $0) }, endStream: false))
+        #expect(try stream.answer().status == "400")
+    }
+
+    @Test func aRepeatedEqualContentLengthIsOneLength() throws {
+        let rig = try PipelineRig(PipelineRig.config())
+        let stream = try Stream(rig)
+        try stream.send(Self.request("/x", [("content-length", "2"), ("content-length", "2")], endStream: false))
+        try stream.send(.data(.init(data: .byteBuffer(ByteBuffer(string: "hi")), endStream: true)))
+        #expect(try stream.answer().status == "200")
+    }
+
+    /// Trailers are checked as an HTTP/1.1 trailer section is.
+    @Test(arguments: [("x-a b", "1"), ("x-ok", "a\u{7F}b"), ("x-big", String(repeating: "a", count: 70_000))])
+    func badTrailersAreRefused(_ name: String, _ value: String) throws {
+        let rig = try Self.heldRig()
+        let stream = try Stream(rig)
+        try stream.send(Self.request("/slow", endStream: false))
+        try stream.send(.headers(.init(headers: [name: value], endStream: true)))
+        rig.loop.advanceTime(by: .seconds(1))
+        let status = try stream.answer().status
+        #expect(status == "400" || status == "431")
     }
 }

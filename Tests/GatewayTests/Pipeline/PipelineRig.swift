@@ -26,7 +26,12 @@ final class PipelineRig {
         snapshot = try #require(loaded.snapshot, "\(loaded.diagnostics)", sourceLocation: sourceLocation)
         let shared = SharedState(snapshots: SnapshotStore(snapshot), accessLog: accessLog)
         context = LoopContext(loop: loop, shared: shared, loopCount: 1, seed: 7)
-        if manualClock { context.time.set(uptime: 1_000 * 1_000_000_000, wall: 1_800_000_000) }
+        if manualClock {
+            context.time.set(uptime: 1_000 * 1_000_000_000, wall: 1_800_000_000)
+            // The connection clock read the system's uptime when it was made: deadlines from
+            // that reading would fall before or after the test's time depending on the machine's uptime.
+            context.clock.tick()
+        }
         handler = ProxyHandler(loopContext: context, server: snapshot.server, listenerName: "rig")
         channel = EmbeddedChannel(loop: loop)
         // Connected first, so the handler finds the client's address when it is added.
