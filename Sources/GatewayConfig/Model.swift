@@ -228,6 +228,9 @@ public struct Upstream: Sendable, Codable, Hashable {
     public var outlierDetection: OutlierDetection?
     /// TLS to `https://` targets.
     public var tls: UpstreamTLS?
+    /// What the targets speak: `http1` (default), `h2` (HTTP/2 over TLS, ALPN `h2`; targets
+    /// are https://) or `h2c` (HTTP/2 in clear text, prior knowledge; targets are http://).
+    public var `protocol`: String = "http1"
 
     public struct UpstreamTLS: Sendable, Codable, Hashable {
         /// PEM file of the CAs to trust instead of the system's.
@@ -279,6 +282,7 @@ public struct Upstream: Sendable, Codable, Hashable {
         case healthCheck = "health_check"
         case outlierDetection = "outlier_detection"
         case tls
+        case `protocol`
     }
 
     public init(targets: [Target], balancer: String = "round_robin") {
@@ -298,6 +302,7 @@ public struct Upstream: Sendable, Codable, Hashable {
         healthCheck = try c.decodeIfPresent(HealthCheck.self, forKey: .healthCheck)
         outlierDetection = try c.decodeIfPresent(OutlierDetection.self, forKey: .outlierDetection)
         tls = try c.decodeIfPresent(UpstreamTLS.self, forKey: .tls)
+        `protocol` = try c.decodeIfPresent(String.self, forKey: .protocol) ?? `protocol`
     }
 }
 

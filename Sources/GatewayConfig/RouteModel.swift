@@ -7,6 +7,10 @@ public struct Route: Sendable, Codable, Hashable {
     public var upstream: String?
     public var rewrite: Rewrite?
     public var timeout: ConfigDuration?
+    /// For a streaming response (`text/event-stream`, gRPC, a chunked body), the longest
+    /// time without a byte in either direction; it replaces `timeout` once the response
+    /// head came.
+    public var streamIdleTimeout: ConfigDuration?
     public var requestHeaders: HeaderOps?
     public var responseHeaders: HeaderOps?
     public var respond: Respond?
@@ -27,6 +31,7 @@ public struct Route: Sendable, Codable, Hashable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, match, upstream, rewrite, timeout
         case forwardRequestTrailers = "forward_request_trailers"
+        case streamIdleTimeout = "stream_idle_timeout"
         case requestHeaders = "request_headers"
         case responseHeaders = "response_headers"
         case respond, auth, cors
@@ -51,6 +56,7 @@ public struct Route: Sendable, Codable, Hashable {
         upstream = try c.decodeIfPresent(String.self, forKey: .upstream)
         rewrite = try c.decodeIfPresent(Rewrite.self, forKey: .rewrite)
         timeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .timeout)
+        streamIdleTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .streamIdleTimeout)
         requestHeaders = try c.decodeIfPresent(HeaderOps.self, forKey: .requestHeaders)
         responseHeaders = try c.decodeIfPresent(HeaderOps.self, forKey: .responseHeaders)
         respond = try c.decodeIfPresent(Respond.self, forKey: .respond)

@@ -87,6 +87,12 @@ public struct ServerSettings: Sendable {
     }
 }
 
+/// What an upstream's targets speak (`protocol`).
+public enum UpstreamProtocol: String, Sendable {
+    case http1, h2, h2c
+    public var isHTTP2: Bool { self != .http1 }
+}
+
 public enum BalancerKind: String, Sendable {
     case roundRobin = "round_robin", leastRequest = "least_request", random, consistentHash = "consistent_hash"
 }
@@ -132,6 +138,7 @@ public struct UpstreamSpec: Sendable {
     public var outlierDetection: OutlierDetector.Config?
     /// How `https://` targets are verified.
     public var tls: Upstream.UpstreamTLS
+    public var `protocol`: UpstreamProtocol
 
     init(name: String, index: Int, config u: Upstream) {
         self.name = name
@@ -148,6 +155,7 @@ public struct UpstreamSpec: Sendable {
         maxConnectionsPerTarget = u.maxConnectionsPerTarget
         maxPendingRequests = u.maxPendingRequests
         tls = u.tls ?? Upstream.UpstreamTLS()
+        `protocol` = UpstreamProtocol(rawValue: u.protocol) ?? .http1
         healthCheck = u.healthCheck.map(HealthCheckSpec.init)
         outlierDetection = u.outlierDetection.map(OutlierDetector.Config.init)
     }
@@ -191,6 +199,8 @@ public final class CompiledRoute: Sendable {
     public let addPrefix: String?
     public let hostRewrite: String?
     public let timeoutNanos: Int64?
+    /// `stream_idle_timeout` (SPEC §2.7; default 5 minutes).
+    public let streamIdleTimeoutNanos: Int64
     /// `forward_request_trailers`.
     public let forwardRequestTrailers: Bool
     public let requestHeaders: HeaderOps
@@ -266,6 +276,7 @@ public final class CompiledRoute: Sendable {
         addPrefix = r.rewrite?.addPrefix.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         hostRewrite = r.rewrite?.host
         timeoutNanos = r.timeout?.nanoseconds
+        streamIdleTimeoutNanos = r.streamIdleTimeout?.nanoseconds ?? 300_000_000_000
         forwardRequestTrailers = r.forwardRequestTrailers
         requestHeaders = HeaderOps(r.requestHeaders)
         responseHeaders = HeaderOps(r.responseHeaders)

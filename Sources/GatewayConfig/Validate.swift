@@ -99,6 +99,20 @@ extension GatewayFile {
             if u.connectTimeout.nanoseconds <= 0 { error("\(p).connect_timeout", "must be more than 0") }
             if u.maxConnectionsPerTarget < 1 { error("\(p).max_connections_per_target", "must be at least 1") }
             if u.maxPendingRequests < 0 { error("\(p).max_pending_requests", "must be 0 or more") }
+            switch UpstreamProtocol(rawValue: u.protocol) {
+            case nil:
+                error("\(p).protocol", "unknown protocol \"\(u.protocol)\"; one of http1, h2, h2c")
+            case .h2?:
+                if u.targets.contains(where: { TargetURL($0.url)?.scheme == "http" }) {
+                    error("\(p).protocol", "h2 is HTTP/2 over TLS: its targets are https:// (use h2c for http:// targets)")
+                }
+            case .h2c?:
+                if u.targets.contains(where: { TargetURL($0.url)?.scheme == "https" }) {
+                    error("\(p).protocol", "h2c is HTTP/2 in clear text: its targets are http:// (use h2 for https:// targets)")
+                }
+            case .http1?:
+                break
+            }
             if let tls = u.tls {
                 if !u.targets.contains(where: { TargetURL($0.url)?.scheme == "https" }) {
                     warn("\(p).tls", "no target is https://: these settings are not used")
@@ -167,6 +181,7 @@ extension GatewayFile {
                 }
             }
             if let t = r.timeout, t.nanoseconds <= 0 { error("\(p).timeout", "must be more than 0") }
+            if let t = r.streamIdleTimeout, t.nanoseconds <= 0 { error("\(p).stream_idle_timeout", "must be more than 0") }
             for (key, ops) in [("request_headers", r.requestHeaders), ("response_headers", r.responseHeaders)] {
                 guard let ops else { continue }
                 checkHeaders(ops.set, path: "\(p).\(key).set", into: &out)

@@ -13,6 +13,9 @@ public enum RetryCondition: Sendable, Hashable {
     case serverError
     /// The target answered exactly this status.
     case status(Int)
+    /// A gRPC response (trailers-only, before anything reached the client) with this
+    /// `grpc-status` (`unavailable`, `resource-exhausted`, ...: `GRPC.retryNames`).
+    case grpc(Int)
 
     public init?(_ text: String) {
         switch text {
@@ -21,6 +24,10 @@ public enum RetryCondition: Sendable, Hashable {
         case "gateway-error": self = .gatewayError
         case "5xx": self = .serverError
         default:
+            if let code = GRPC.retryNames[text] {
+                self = .grpc(code)
+                return
+            }
             guard text.hasPrefix("status:"), let n = Int(text.dropFirst(7)), (100...599).contains(n) else { return nil }
             self = .status(n)
         }
@@ -35,6 +42,8 @@ public struct RetryOn: Sendable, Hashable {
     public var gatewayError = false
     public var serverError = false
     public var statuses: Set<Int> = []
+    /// Bit `n`: `grpc-status` n may be retried.
+    public var grpcCodes: UInt32 = 0
 
     public init(_ conditions: [RetryCondition]) {
         for c in conditions {
@@ -44,6 +53,7 @@ public struct RetryOn: Sendable, Hashable {
             case .gatewayError: gatewayError = true
             case .serverError: serverError = true
             case .status(let n): statuses.insert(n)
+            case .grpc(let code): grpcCodes |= 1 << UInt32(code & 31)
             }
         }
     }
@@ -58,6 +68,9 @@ public struct RetryOn: Sendable, Hashable {
         default: return false
         }
     }
+
+    /// Whether a gRPC response with this `grpc-status` may be retried.
+    public func allows(grpc code: Int) -> Bool { code >= 0 && code < 32 && grpcCodes & (1 << UInt32(code)) != 0 }
 
     /// Whether a response with this status may be retried.
     public func allows(status: Int) -> Bool {
@@ -135,6 +148,8 @@ public enum TryOutcome: Sendable, Hashable {
     case failed(RetryCondition)
     /// The target answered with this status.
     case status(Int)
+    /// The target answered a gRPC request with this `grpc-status` in its head (trailers-only).
+    case grpc(Int)
 }
 
 extension TryOutcome {
@@ -144,6 +159,7 @@ extension TryOutcome {
         case .failed(.connectFailure): return "connect-failure"
         case .failed: return "reset"
         case .status(let status): return "status:\(status)"
+        case .grpc(let code): return "grpc:\(GRPC.name(code))"
         }
     }
 }
@@ -205,6 +221,7 @@ public struct RetryRule: Sendable {
         switch outcome {
         case .failed(let condition): named = on.allows(failure: condition)
         case .status(let status): named = on.allows(status: status)
+        case .grpc(let code): named = on.allows(grpc: code)
         }
         guard named else { return .giveUp(.notRetryable) }
         guard replayable else { return .giveUp(.notReplayable) }

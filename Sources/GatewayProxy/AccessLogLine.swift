@@ -47,6 +47,10 @@ enum AccessLogLine {
         appendOptional(ex.tier, to: &out)
         out.append(contentsOf: #","listener":"#.utf8)
         appendJSONString(listener, to: &out)
+        if ex.isGRPC {
+            out.append(contentsOf: #","grpc_status":"#.utf8)
+            appendInt(ex.grpcStatus, to: &out)
+        }
         out.append(contentsOf: "}\n".utf8)
     }
 

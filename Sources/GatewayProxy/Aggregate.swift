@@ -284,7 +284,7 @@ final class BackendCall: UpstreamClient {
         guard !done else { return }
         status = head.status
         let now = context.time.uptime()
-        tries.recordResponse(status: head.status, nanos: Int64(truncatingIfNeeded: now &- tryStart), now: now, context)
+        tries.recordResponse(status: head.status, health: head.status, nanos: Int64(truncatingIfNeeded: now &- tryStart), now: now, context)
         if retry(.status(head.status)) { return }
         let encoding = ForwardHeaders.value(of: "content-encoding", in: head)?.lowercased()
         gzip = encoding == "gzip" || encoding == "x-gzip"

@@ -46,6 +46,8 @@ final class GzipStream {
     /// Types worth compressing: text, JSON, JavaScript, XML, SVG, and `+json` / `+xml`.
     static func isCompressible(_ contentType: String) -> Bool {
         let media = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: " \t").lowercased() } ?? ""
+        // Server-sent events go out event by event: a compressor would hold them back.
+        if media == "text/event-stream" { return false }
         if media.hasPrefix("text/") { return true }
         switch media {
         case "application/json", "application/javascript", "application/x-javascript", "application/xml", "application/ecmascript",

@@ -61,6 +61,15 @@ final class Exchange: UpstreamClient {
     var upstreamNanos: Int64 = -1
     /// Uptime nanoseconds when the route timeout fires; 0 when none is running.
     var deadline: UInt64 = 0
+    /// A gRPC request (`content-type: application/grpc...`): errors the gateway answers go
+    /// out as `grpc-status`, retries and outlier detection read `grpc-status`.
+    var isGRPC = false
+    /// The response's `grpc-status` (from its head or its trailers); -1 while none is known.
+    var grpcStatus = -1
+    /// The deadline is the client's (`grpc-timeout`): a stream keeps it.
+    var keepsDeadline = false
+    /// `stream_idle_timeout` of a streaming response: the deadline moves on with each read; 0: none.
+    var streamIdleNanos: UInt64 = 0
     var isUpgrade = false
     /// The request carries an `Upgrade` header (seen in the single header pass).
     var asksUpgrade = false

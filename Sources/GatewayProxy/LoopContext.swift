@@ -108,7 +108,7 @@ final class LoopContext {
             let pools = spec.targets.enumerated().map { i, t -> TargetPool in
                 let k = spec.name + "\u{0}" + t.url
                 let tls = t.tls ? tlsContext.map { ($0, spec.tls.serverName ?? (IPAddressBytes(t.host) == nil ? t.host : nil)) } : nil
-                if let p = oldPools[k], p.limits === limits.targets[i] {
+                if let p = oldPools[k], p.limits === limits.targets[i], p.httpProtocol == spec.protocol {
                     oldPools[k] = nil
                     p.maxConnections = max(1, maxConns)
                     p.connectTimeout = .nanoseconds(spec.connectTimeoutNanos)
@@ -117,7 +117,7 @@ final class LoopContext {
                 }
                 let p = TargetPool(
                     target: t, loop: loop, maxConnections: maxConns, connectTimeout: .nanoseconds(spec.connectTimeoutNanos),
-                    limits: limits.targets[i])
+                    limits: limits.targets[i], protocol: spec.protocol)
                 p.tls = tls
                 return p
             }
@@ -129,12 +129,13 @@ final class LoopContext {
     }
 
     /// The client TLS context of an upstream with `https://` targets: the system's trust
-    /// roots or `tls.ca_file`, verification unless `tls.verify` is false, HTTP/1.1.
+    /// roots or `tls.ca_file`, verification unless `tls.verify` is false, ALPN `http/1.1` (or
+    /// `h2` for `protocol: h2`).
     static func tlsContext(_ spec: UpstreamSpec) -> NIOSSLContext? {
         var config = TLSConfiguration.makeClientConfiguration()
         if let ca = spec.tls.caFile { config.trustRoots = .file(ca) }
         if !spec.tls.verify { config.certificateVerification = .none }
-        config.applicationProtocols = ["http/1.1"]
+        config.applicationProtocols = spec.protocol == .h2 ? ["h2"] : ["http/1.1"]
         do {
             return try NIOSSLContext(configuration: config)
         } catch {

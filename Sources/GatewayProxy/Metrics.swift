@@ -1,5 +1,6 @@
 import CoreMetrics
 import GatewayConfig
+import GatewayPolicies
 import NIOConcurrencyHelpers
 import NIOHTTP1
 import Prometheus
@@ -43,6 +44,7 @@ public final class GatewayMetrics: Sendable {
         ("gateway_upstream_available", "gauge", "1 when the target is healthy and not ejected"),
         ("gateway_outlier_ejections_total", "counter", "Targets ejected by outlier detection, by reason"),
         ("gateway_retries_total", "counter", "Retries of a request, by route and reason"),
+        ("gateway_grpc_responses_total", "counter", "gRPC calls answered, by route and grpc-status"),
         ("gateway_ratelimit_decisions_total", "counter", "Rate limit decisions, by tier and decision"),
         ("gateway_auth_failures_total", "counter", "Requests refused by authentication, by provider and reason"),
         ("gateway_aggregate_backend_total", "counter", "Backend calls of aggregate routes, by outcome"),
@@ -206,6 +208,12 @@ final class LoopMetrics {
     /// condition that caused it (`connect-failure`, `reset`, `per-try-timeout`, `status:503`…).
     func retry(route: String, reason: String) {
         increment("gateway_retries_total", ("route", route), ("reason", reason))
+    }
+
+    /// `gateway_grpc_responses_total{route,grpc_status}`: one per gRPC call, its
+    /// `grpc-status` by name (`OK`, `UNAVAILABLE`, ...), whoever answered it.
+    func grpc(route: String, status: Int) {
+        increment("gateway_grpc_responses_total", ("route", route), ("grpc_status", GRPC.name(status)))
     }
 
     /// `gateway_mirror_requests_total{route,outcome}`: `sent`, `failed` (no connection),

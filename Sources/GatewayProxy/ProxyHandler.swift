@@ -310,6 +310,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
             return sendError(error, ex)
         }
         ex.acceptEncoding = facts.acceptEncoding
+        if head.method == .POST, let type = head.headers.first(name: "content-type"), GRPCRequests.isGRPC(contentType: type) {
+            ex.isGRPC = true
+        }
         ex.asksUpgrade = facts.asksUpgrade
         ex.expectsBody = facts.expectsBody
 
@@ -330,6 +333,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
         case .matched(let route, let admission, let preflight):
             ex.route = route
             ex.deadline = ex.start.uptimeNanoseconds &+ UInt64(max(1, route.timeoutNanos ?? server.requestTimeoutNanos))
+            if ex.isGRPC { GRPCRequests.applyTimeout(ex) }
             if let cors = route.cors {
                 ex.corsOrigin = head.headers.first(name: "origin").flatMap(cors.allowedOrigin) ?? ""
                 if preflight { return answerPreflight(ex, cors) }

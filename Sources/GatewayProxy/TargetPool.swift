@@ -37,7 +37,14 @@ final class TargetPool {
     let key: String
     let target: UpstreamSpec.TargetSpec
     let loop: any EventLoop
-    private let address: SocketAddress?
+    let address: SocketAddress?
+    /// `http1`, or HTTP/2 (`h2`, `h2c`): then requests are streams of `sessions`
+    /// (TargetPool+HTTP2.swift) and the state machine is not used.
+    let httpProtocol: UpstreamProtocol
+    var sessions: [HTTP2Session] = []
+    /// Requests waiting for a stream of an HTTP/2 connection, oldest first.
+    var http2Waiters: [Waiter] = []
+    var http2Connecting = 0
     /// The upstream's `max_connections_per_target`: a limit of the gateway (`limits`).
     var maxConnections: Int {
         get { state.maxConnections }
@@ -48,9 +55,9 @@ final class TargetPool {
     /// For an `https://` target: the TLS context and the name to send and verify.
     var tls: (context: NIOSSLContext, serverName: String?)?
     private var state: TargetPoolState<UpstreamConnection, Waiter>
-    var idleCount: Int { state.idle.count }
+    var idleCount: Int { httpProtocol.isHTTP2 ? sessions.reduce(0) { $0 + ($1.openStreams == 0 ? 1 : 0) } : state.idle.count }
     /// Connections open or being opened.
-    var open: Int { state.open }
+    var open: Int { httpProtocol.isHTTP2 ? sessions.count + http2Connecting : state.open }
     /// Requests in flight on this target from this loop (least_request reads it).
     var active = 0
     /// This pool's cells of the upstream request series on its loop (set on first use).
@@ -58,8 +65,9 @@ final class TargetPool {
 
     init(
         target: UpstreamSpec.TargetSpec, loop: any EventLoop, maxConnections: Int, connectTimeout: TimeAmount,
-        limits: TargetLimits? = nil
+        limits: TargetLimits? = nil, protocol httpProtocol: UpstreamProtocol = .http1
     ) {
+        self.httpProtocol = httpProtocol
         self.key = target.url
         self.target = target
         self.loop = loop
@@ -85,6 +93,7 @@ final class TargetPool {
     /// An idle connection now, or a place in line (the exchange is told through
     /// `connectionReady` / `connectFailed`), or a refusal when no slot is free and the line is full.
     func acquire(for upstream: UpstreamRuntime, exchange: any UpstreamClient) -> Acquired {
+        if httpProtocol.isHTTP2 { return http2Acquire(for: upstream, exchange: exchange) }
         let reserved: Bool
         switch state.acquire(slots) {
         case .ready(let c): return .ready(c)
@@ -104,11 +113,16 @@ final class TargetPool {
 
     /// Serves waiting requests while the gateway-wide limit has room. Runs on this pool's
     /// loop (another loop that frees a slot schedules it here).
-    func dispatch() { run(state.dispatch(slots)) }
+    func dispatch() {
+        if httpProtocol.isHTTP2 { return http2Dispatch() }
+        run(state.dispatch(slots))
+    }
 
     /// Gives a connection back after a complete exchange; closes it when it cannot be reused.
     func release(_ c: UpstreamConnection, reusable: Bool) {
         c.handler.delegate = nil
+        // A stream is never reused: closed (a reset if the request was still being sent).
+        if httpProtocol.isHTTP2 { return c.channel.close(promise: nil) }
         switch state.release(c, reusable: reusable, slots) {
         case .idle: break
         case .hand(let c, let w): hand(c, to: w)
@@ -119,18 +133,29 @@ final class TargetPool {
     /// The connection leaves the pool for good (it became a WebSocket tunnel). It keeps its
     /// slot of `max_connections_per_target` until `tunnelEnded`.
     func detach(_ c: UpstreamConnection) {
+        if httpProtocol.isHTTP2 { return }
         c.handler.connection = nil
         c.handler.delegate = nil
         state.detach()
     }
 
     /// A tunnel made from one of this pool's connections has closed: its slot is free.
-    func tunnelEnded(_ c: UpstreamConnection) { run(state.tunnelEnded(c, slots)) }
+    func tunnelEnded(_ c: UpstreamConnection) {
+        if httpProtocol.isHTTP2 { return }
+        run(state.tunnelEnded(c, slots))
+    }
 
     /// Closes idle connections (on reload removal or shutdown); busy ones close when released.
-    func shutdown() { run(state.shutdown(), failing: .unavailable("the upstream was removed")) }
+    func shutdown() {
+        if httpProtocol.isHTTP2 { return http2Shutdown() }
+        run(state.shutdown(), failing: .unavailable("the upstream was removed"))
+    }
 
-    func connectionClosed(_ c: UpstreamConnection?) { run(state.connectionClosed(c, slots)) }
+    func connectionClosed(_ c: UpstreamConnection?) {
+        // A stream's end is counted by its session (TargetPool+HTTP2.swift).
+        if httpProtocol.isHTTP2 { return }
+        run(state.connectionClosed(c, slots))
+    }
 
     /// Runs the state machine's actions; a waiter that gets no connection fails with `error`.
     private func run(_ actions: [TargetPoolState<UpstreamConnection, Waiter>.Action], failing error: GatewayError? = nil) {
@@ -180,12 +205,7 @@ final class TargetPool {
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }
-        let future: EventLoopFuture<any Channel>
-        if let address {
-            future = bootstrap.connect(to: address)
-        } else {
-            future = bootstrap.connect(host: target.host, port: target.port)
-        }
+        let future = connect(bootstrap)
         future.hop(to: loop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
@@ -198,15 +218,21 @@ final class TargetPool {
                 handler.connection = conn
                 if let action = self.state.connected(conn, self.slots) { self.perform(action, failing: .unavailable("")) }
             case .failure(let error):
-                let message: String
-                if case ChannelError.connectTimeout = error {
-                    message = "connecting to \(self.target.url) timed out"
-                } else {
-                    message = "could not connect to \(self.target.url)"
-                }
-                self.connectFailed(.connectFailure(message))
+                self.connectFailed(self.connectError(error))
             }
         }
+    }
+
+    /// The target's address when it is an IP address, else its name (resolved on connect).
+    func connect(_ bootstrap: ClientBootstrap) -> EventLoopFuture<any Channel> {
+        if let address { return bootstrap.connect(to: address) }
+        return bootstrap.connect(host: target.host, port: target.port)
+    }
+
+    /// What a request learns of a connection that could not be opened.
+    func connectError(_ error: any Error) -> GatewayError {
+        if case ChannelError.connectTimeout = error { return .connectFailure("connecting to \(target.url) timed out") }
+        return .connectFailure("could not connect to \(target.url)")
     }
 
     private func connectFailed(_ error: GatewayError) {

@@ -179,12 +179,8 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
             kept.writeBuffer(&buffer)
             buffer = kept
         }
-        // Each frame is written when the next one is known, so the last carries the promise.
-        var frame: HTTP2Frame.FramePayload?
-        func emit(_ next: HTTP2Frame.FramePayload) {
-            if let frame { context.write(wrapOutboundOut(frame), promise: nil) }
-            frame = next
-        }
+        var batch = FrameBatch()
+        func emit(_ next: HTTP2Frame.FramePayload) { batch.add(next, context) }
         do {
             while !responseEnded, let event = try parser.next(&buffer) {
                 switch event {
@@ -200,8 +196,11 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
                     emit(.data(.init(data: .byteBuffer(bytes))))
                 case .end(let trailers):
                     responseEnded = true
-                    if let head = heldHead {
+                    if var head = heldHead {
                         heldHead = nil
+                        // A gRPC trailers-only response: its one HEADERS frame is read as
+                        // the trailers, where a `content-length: 0` would be metadata.
+                        if trailers == nil, head.first(name: "grpc-status") != nil { head.remove(name: "content-length") }
                         emit(.headers(.init(headers: head, endStream: trailers == nil)))
                     } else if trailers == nil {
                         emit(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
@@ -216,20 +215,12 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
             return
         }
         if buffer.readableBytes > 0 && !responseEnded { unparsed = buffer }
-        if let frame {
-            context.write(wrapOutboundOut(frame), promise: promise)
-        } else {
-            promise?.succeed()
-        }
+        batch.finish(context, promise: promise)
     }
 
     func flush(context: ChannelHandlerContext) {
         // A head with no body bytes yet (a slow or streamed response) goes out now.
-        if let head = heldHead {
-            heldHead = nil
-            context.write(wrapOutboundOut(.headers(.init(headers: head))), promise: nil)
-        }
-        context.flush()
+        FrameBatch.flush(&heldHead, context)
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {

@@ -47,6 +47,7 @@ extension ProxyHandler {
 
     func sendError(_ error: GatewayError, _ ex: Exchange, extraHeaders: [(String, String)] = []) {
         guard context != nil else { return }
+        if ex.isGRPC { return sendGRPCError(error, ex, extraHeaders: extraHeaders) }
         let body = error.body(requestID: ex.requestID)
         var h = HTTPHeaders()
         h.reserveCapacity(4 + extraHeaders.count)

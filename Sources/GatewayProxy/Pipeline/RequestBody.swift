@@ -8,6 +8,8 @@ extension ProxyHandler {
     /// A part of the current request's body.
     func requestBody(_ buffer: ByteBuffer, _ ex: Exchange) {
         ex.requestBytes += buffer.readableBytes
+        // A byte from the client keeps a stream alive too (`stream_idle_timeout`).
+        if ex.streamIdleNanos != 0 { ex.deadline = loopContext.clock.lastTick &+ ex.streamIdleNanos }
         let limit = ex.handler.loopContext.snapshot.server.maxBodyBytes
         if ex.requestBytes > limit {
             abortUpstream(ex)

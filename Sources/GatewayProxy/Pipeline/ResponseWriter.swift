@@ -13,8 +13,26 @@ extension ProxyHandler {
         let now = loopContext.time.uptime()
         ex.upstreamNanos = Int64(truncatingIfNeeded: now &- ex.start.uptimeNanoseconds)
         ex.tryDeadline = 0
-        ex.tries.recordResponse(status: head.status, nanos: ex.upstreamNanos, now: now, loopContext)
-        if route.retry != nil, retry(ex, .status(head.status)) { return }
+        var health: Int? = head.status
+        if ex.isGRPC {
+            // Trailers-only (an error, mostly): the status is in the head. Else it comes in the trailers.
+            if let code = GRPCRequests.status(in: head) {
+                ex.grpcStatus = code
+                if head.status == 200 { health = GRPC.httpStatus(forCode: code) }
+            } else if head.status == 200 {
+                health = nil
+            }
+        }
+        ex.tries.recordResponse(status: head.status, health: health, nanos: ex.upstreamNanos, now: now, loopContext)
+        if route.retry != nil {
+            if retry(ex, .status(head.status)) { return }
+            if ex.grpcStatus > 0, retry(ex, .grpc(ex.grpcStatus)) { return }
+        }
+        if (ex.isGRPC && !ex.keepsDeadline) || Self.isEventStream(head) {
+            // A stream: the route's total deadline gives way to `stream_idle_timeout`.
+            ex.streamIdleNanos = UInt64(max(1, route.streamIdleTimeoutNanos))
+            ex.deadline = now &+ ex.streamIdleNanos
+        }
         if head.status == 101 {
             guard ex.isUpgrade else {
                 abortUpstream(ex)
@@ -33,6 +51,11 @@ extension ProxyHandler {
             }
         }
         forwardHead(head, ex, route: route, context: context)
+    }
+
+    /// Server-sent events: a response that is a stream of events, however long it lasts.
+    static func isEventStream(_ head: ResponseParser.Head) -> Bool {
+        ForwardHeaders.value(of: "content-type", in: head)?.lowercased().hasPrefix("text/event-stream") ?? false
     }
 
     /// The response head for the client, from the upstream's (`replacedBodyLength` when the
@@ -124,6 +147,7 @@ extension ProxyHandler {
             return  // no head of this try reached the client, or the response is over
         }
         ex.responseBytes += buffer.readableBytes
+        if ex.streamIdleNanos != 0 { ex.deadline = loopContext.clock.lastTick &+ ex.streamIdleNanos }
         if ex.isHead { return }
         let n = buffer.readableBytes
         if var out = held, n <= Self.maxCoalescedBody {
@@ -170,6 +194,10 @@ extension ProxyHandler {
 
     func upstreamEnd(_ ex: Exchange, trailers: ByteBuffer?) {
         guard let context else { return }
+        if ex.isGRPC && ex.grpcStatus < 0 {
+            ex.grpcStatus = trailers.flatMap(GRPCRequests.status(inTrailers:)) ?? GRPC.unknown
+            ex.tries.recordHealth(GRPC.httpStatus(forCode: ex.grpcStatus), now: loopContext.clock.lastTick)
+        }
         if case .switching = ex.response { return completeTunnel(ex) }
         if case .shaping(let sb) = ex.response, let route = ex.route { finishShaping(sb, ex, route: route) }
         if case .streaming(let chunked, let gzip?) = ex.response {

@@ -88,11 +88,18 @@ struct UpstreamTry {
         c.abandon()
     }
 
-    /// The response head came: the upstream's duration histogram and the target's health.
-    func recordResponse(status: Int, nanos: Int64, now: UInt64, _ ctx: LoopContext) {
+    /// The response head came: the upstream's duration histogram and the target's health
+    /// (`health`: the status outlier detection counts; nil when it is known only at the end,
+    /// as a gRPC response's `grpc-status` in its trailers: `recordHealth` then).
+    func recordResponse(status: Int, health: Int?, nanos: Int64, now: UInt64, _ ctx: LoopContext) {
         guard let upstream, let pool else { return }
         ctx.metrics.upstream(upstream.spec.name, pool: pool, code: status, nanos: nanos)
-        upstream.health?.record(poolIndex, status >= 500 ? .status(status) : .success, now: now.asInt64)
+        if let health { recordHealth(health, now: now) }
+    }
+
+    /// What outlier detection counts of the response: a failure for a 5xx.
+    func recordHealth(_ status: Int, now: UInt64) {
+        upstream?.health?.record(poolIndex, status >= 500 ? .status(status) : .success, now: now.asInt64)
     }
 
     /// The try got no response (connect failure, reset, timeout): the target's fault.
@@ -241,10 +248,11 @@ extension ProxyHandler {
         }
         let replayable =
             !ex.replayIsLost && !ex.isUpgrade
-            && (policy.methods.contains(ex.head.method.rawValue) || ex.head.headers.contains(name: "idempotency-key"))
+            && (policy.methods.contains(ex.head.method.rawValue) || ex.isGRPC || ex.head.headers.contains(name: "idempotency-key"))
         guard case .retry(let wait) = ex.tries.retryDecision(outcome, policy, replayable: replayable, deadline: ex.deadline, loopContext)
         else { return false }
         loopContext.metrics.retry(route: route.name, reason: reason ?? outcome.reason)
+        ex.grpcStatus = -1
         // This try is over; its connection is mid-exchange and cannot be reused.
         ex.tries.backOff()
         ex.tryDeadline = 0
@@ -269,6 +277,10 @@ extension ProxyHandler {
     func forward(_ ex: Exchange, snapshot: Snapshot, route: CompiledRoute, path: String, query: Substring?, trusted: Bool) {
         guard let pool = ex.pool else { return }
         ex.isUpgrade = ex.asksUpgrade && ForwardHeaders.isWebSocketUpgrade(ex.head.headers)
+        if ex.isUpgrade && pool.httpProtocol.isHTTP2 {
+            // An HTTP/2 stream cannot become a WebSocket here (RFC 8441 is not spoken upstream).
+            return sendError(.badGateway("WebSocket upgrades need an http1 upstream", retry: nil), ex)
+        }
         let upgrade = ex.isUpgrade ? (ex.head.headers.first(name: "upgrade") ?? "websocket") : nil
         let room = 384 + ex.head.uri.utf8.count + ex.head.headers.count * 64
         var bytes = allocator.buffer(capacity: room)
