@@ -8,6 +8,8 @@ public struct HealthCheckSpec: Sendable, Hashable {
     public var healthyThreshold: Int
     public var unhealthyThreshold: Int
     public var expected: ClosedRange<Int>
+    /// `grpc.service`: a gRPC health check of this service.
+    public var grpcService: String?
 
     init(_ h: HealthCheck) {
         path = h.path
@@ -18,6 +20,7 @@ public struct HealthCheckSpec: Sendable, Hashable {
         let low = h.expectedStatus.first ?? 200
         let high = h.expectedStatus.count > 1 ? h.expectedStatus[1] : low
         expected = min(low, high)...max(low, high)
+        grpcService = h.grpc?.service
     }
 }
 

@@ -7,9 +7,24 @@ public struct HealthCheck: Sendable, Codable, Hashable {
     public var unhealthyThreshold: Int = 3
     /// An inclusive range of statuses that pass: `[low, high]`.
     public var expectedStatus: [Int] = [200, 299]
+    /// The gRPC health check (`grpc.health.v1.Health/Check`) instead of a GET of `path`;
+    /// for HTTP/2 upstreams (`protocol: h2` or `h2c`).
+    public var grpc: GRPCHealthCheck?
+
+    public struct GRPCHealthCheck: Sendable, Codable, Hashable {
+        /// The service asked about; "" (the default) asks about the server as a whole.
+        public var service: String = ""
+        enum CodingKeys: String, CodingKey, CaseIterable { case service }
+        public init() {}
+        public init(from decoder: any Decoder) throws {
+            try decoder.rejectUnknownKeys(CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            service = try c.decodeIfPresent(String.self, forKey: .service) ?? ""
+        }
+    }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case path, interval, timeout
+        case path, interval, timeout, grpc
         case healthyThreshold = "healthy_threshold"
         case unhealthyThreshold = "unhealthy_threshold"
         case expectedStatus = "expected_status"
@@ -26,6 +41,7 @@ public struct HealthCheck: Sendable, Codable, Hashable {
         healthyThreshold = try c.decodeIfPresent(Int.self, forKey: .healthyThreshold) ?? healthyThreshold
         unhealthyThreshold = try c.decodeIfPresent(Int.self, forKey: .unhealthyThreshold) ?? unhealthyThreshold
         expectedStatus = try c.decodeIfPresent([Int].self, forKey: .expectedStatus) ?? expectedStatus
+        grpc = try c.decodeIfPresent(GRPCHealthCheck.self, forKey: .grpc)
     }
 }
 

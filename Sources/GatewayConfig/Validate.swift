@@ -111,7 +111,9 @@ extension GatewayFile {
                     error("\(p).protocol", "h2c is HTTP/2 in clear text: its targets are http:// (use h2 for https:// targets)")
                 }
             case .http1?:
-                break
+                if u.healthCheck?.grpc != nil {
+                    error("\(p).health_check.grpc", "gRPC health checks need an HTTP/2 upstream (protocol h2 or h2c)")
+                }
             }
             if let tls = u.tls {
                 if !u.targets.contains(where: { TargetURL($0.url)?.scheme == "https" }) {

@@ -64,6 +64,8 @@ final class Exchange: UpstreamClient {
     /// A gRPC request (`content-type: application/grpc...`): errors the gateway answers go
     /// out as `grpc-status`, retries and outlier detection read `grpc-status`.
     var isGRPC = false
+    /// A gRPC-Web request, translated to gRPC (GRPCWeb.swift); nil for any other.
+    var grpcWeb: GRPCWebState?
     /// The response's `grpc-status` (from its head or its trailers); -1 while none is known.
     var grpcStatus = -1
     /// The deadline is the client's (`grpc-timeout`): a stream keeps it.

@@ -11,8 +11,8 @@ enum ForwardHeaders {
     static func requestHead<Sink: HeadSink>(
         _ head: HTTPRequestHead, route: CompiledRoute, path: String, query: Substring?,
         target: UpstreamSpec.TargetSpec, requestID: String, peerIP: String, trusted: Bool,
-        upgrade: String?, identity: Identity? = nil, authority: String? = nil, scheme: String = "http", ids: inout IDGenerator,
-        into out: inout Sink
+        upgrade: String?, identity: Identity? = nil, authority: String? = nil, scheme: String = "http", grpcWeb: GRPCWebState? = nil,
+        ids: inout IDGenerator, into out: inout Sink
     ) -> Bool {
         let incoming = head.headers
         // Headers that carry verified claims are never taken from the client (SPEC §2.5).
@@ -55,6 +55,11 @@ enum ForwardHeaders {
                 continue
             case 6 where nameEquals(name, "expect"):
                 continue  // answered by the gateway itself
+            case 12 where grpcWeb != nil && (nameEquals(name, "content-type") || nameEquals(name, "x-grpc-web")):
+                continue  // gRPC-Web goes up as gRPC (written below)
+            case 14 where grpcWeb?.mode == .text && nameEquals(name, "content-length"):
+                chunked = true  // decoded from base64 on the way: another length
+                continue
             case 15 where nameEquals(name, "x-forwarded-for"):
                 if trusted { xff = xff.map { $0 + ", " + value } ?? value }
                 continue
@@ -89,6 +94,7 @@ enum ForwardHeaders {
                 out.writeStaticString("\r\n")
             }
         }
+        if let grpcWeb { out.writeHeaderLine("content-type", grpcWeb.upstreamContentType) }
         if chunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
         if let upgrade {
             out.writeHeaderLine("upgrade", upgrade)
@@ -138,7 +144,7 @@ enum ForwardHeaders {
     static func responseHead<Sink: HeadSink>(
         _ head: ResponseParser.Head, request: HTTPRequestHead, route: CompiledRoute, requestID: String,
         isHead: Bool, corsOrigin: String? = nil, extra: [(String, String)] = [], replacedBodyLength: Int? = nil, gzip: Bool = false,
-        closeAfter: inout Bool, into out: inout Sink
+        grpcWeb: GRPCWebState? = nil, closeAfter: inout Bool, into out: inout Sink
     ) -> Bool {
         out.writeStaticString("HTTP/1.1 ")
         out.writeStatusCode(head.status)
@@ -160,6 +166,9 @@ enum ForwardHeaders {
                 return false
             }
             if gzip && asciiCaseInsensitiveEquals(name, "content-length") { return false }  // compressed: length unknown
+            if grpcWeb != nil && (asciiCaseInsensitiveEquals(name, "content-length") || asciiCaseInsensitiveEquals(name, "content-type")) {
+                return false  // gRPC-Web: its own type, and a body that grows by the trailer frame
+            }
             if let _ = replacedBodyLength {
                 // A body the gateway rewrote (shaping): its own length, no upstream encoding.
                 if asciiCaseInsensitiveEquals(name, "content-length") || asciiCaseInsensitiveEquals(name, "content-encoding") {
@@ -177,6 +186,7 @@ enum ForwardHeaders {
         if gzip {
             out.writeStaticString("content-encoding: gzip\r\nvary: Accept-Encoding\r\n")
         }
+        if let grpcWeb { out.writeHeaderLine("content-type", grpcWeb.clientContentType) }
         let code = head.status
         let bodyless = isHead || code == 204 || code == 304 || code < 200
         var chunked = false

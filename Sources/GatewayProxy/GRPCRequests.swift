@@ -53,7 +53,7 @@ extension ProxyHandler {
         let code = GRPC.code(forHTTPStatus: Int(error.status.code))
         var h = HTTPHeaders()
         h.reserveCapacity(6 + extraHeaders.count)
-        h.add(name: "content-type", value: "application/grpc")
+        h.add(name: "content-type", value: ex.grpcWeb?.clientContentType ?? "application/grpc")
         h.add(name: "grpc-status", value: String(code))
         h.add(name: "grpc-message", value: GRPC.encodeMessage(error.message))
         h.add(name: "content-length", value: "0")

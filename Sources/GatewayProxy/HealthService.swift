@@ -16,6 +16,7 @@ import ServiceLifecycle
 public final class HealthService: Service, Sendable {
     private let shared: SharedState
     private let client: HTTPClient
+    private let group: any EventLoopGroup
     private let logger = Logger(label: "gateway.health")
     /// Probes running now, by upstream and target (a slow target is never probed twice at once).
     private let inFlight = NIOLockedValueBox<Set<String>>([])
@@ -26,6 +27,7 @@ public final class HealthService: Service, Sendable {
 
     public init(shared: SharedState, group: any EventLoopGroup) {
         self.shared = shared
+        self.group = group
         var config = HTTPClient.Configuration()
         config.redirectConfiguration = .disallow
         config.decompression = .disabled
@@ -68,7 +70,7 @@ public final class HealthService: Service, Sendable {
                         let th = health.targets[i]
                         let name = spec.name
                         group.addTask {
-                            let passed = await self.probe(target, check)
+                            let passed = await self.probe(target, check, spec)
                             self.recordProbe(th, upstream: name, passed: passed, check: check)
                             _ = self.inFlight.withLockedValue { $0.remove(key) }
                         }
@@ -87,7 +89,16 @@ public final class HealthService: Service, Sendable {
     static func now() -> Int64 { Int64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds) }
 
     /// One GET of the check's path; passes when the status is in the expected range within the timeout.
-    private func probe(_ target: UpstreamSpec.TargetSpec, _ check: HealthCheckSpec) async -> Bool {
+    private func probe(_ target: UpstreamSpec.TargetSpec, _ check: HealthCheckSpec, _ spec: UpstreamSpec) async -> Bool {
+        if spec.protocol.isHTTP2 {
+            // On HTTP/2, as the requests go (h2c has no upgrade from HTTP/1.1 here).
+            let tls =
+                target.tls
+                ? LoopContext.tlsContext(spec).map { ($0, spec.tls.serverName ?? (IPAddressBytes(target.host) == nil ? target.host : nil)) }
+                : nil
+            if target.tls && tls == nil { return false }
+            return await HTTP2Probe.run(target, check, tls: tls, group: group)
+        }
         var request = HTTPClientRequest(url: target.url + check.path)
         request.headers.add(name: "user-agent", value: "gateway-health-check")
         do {

@@ -33,8 +33,12 @@ extension TargetPool {
         http2Waiters.removeAll { !$0.isLive }
         while !http2Waiters.isEmpty {
             guard let session = sessions.first(where: \.hasRoom) else {
-                let usable = sessions.filter { !$0.goingAway && !$0.closed }.count
-                if http2Connecting == 0 && usable + http2Connecting < max(1, maxConnections) { http2Connect() }
+                // One connection opens at a time, and only once the open ones said how many
+                // streams they take.
+                let usable = sessions.filter(\.isUsable)
+                if http2Connecting == 0 && !usable.contains(where: { !$0.settled }) && usable.count < max(1, maxConnections) {
+                    http2Connect()
+                }
                 return
             }
             let waiter = http2Waiters.removeFirst()

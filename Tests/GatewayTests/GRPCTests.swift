@@ -1,6 +1,7 @@
 import Foundation
 import GatewayConfig
 import GatewayPolicies
+import NIOCore
 import Testing
 
 @testable import GatewayProxy
@@ -41,6 +42,8 @@ import Testing
         var details: String
         var replies: [String]
         var trailers: [String: String]
+        var contentType = ""
+        var elapsed: Double?
 
         static func run(_ port: Int, _ arguments: [String]) async throws -> Call {
             let r = await Tool.run(
@@ -51,7 +54,8 @@ import Testing
             }
             return Call(
                 ok: object["ok"] as? Bool ?? false, code: object["code"] as? String ?? "", details: object["details"] as? String ?? "",
-                replies: object["replies"] as? [String] ?? [], trailers: object["trailers"] as? [String: String] ?? [:])
+                replies: object["replies"] as? [String] ?? [], trailers: object["trailers"] as? [String: String] ?? [:],
+                contentType: object["content_type"] as? String ?? "", elapsed: object["elapsed"] as? Double)
         }
     }
 
@@ -82,52 +86,63 @@ import Testing
         return value
     }
 
+    /// `gateway(...)` for `body`, then everything stopped (the helper servers too).
+    static func withGateway(
+        _ servers: [PythonServer], upstreams: String, routes: String, extra: String = "",
+        _ body: (GatewayServer, Int) async throws -> Void
+    ) async throws {
+        let (gw, port) = try await gateway(upstreams: upstreams, routes: routes, extra: extra)
+        do {
+            try await body(gw, port)
+        } catch {
+            await gw.shutdown()
+            for s in servers { await s.stop() }
+            throw error
+        }
+        await gw.shutdown()
+        for s in servers { await s.stop() }
+    }
+
     @Test(.timeLimit(.minutes(2))) func everyKindOfCallWithItsMetadataAndTrailers() async throws {
         let echo = try await PythonServer("echo_server.py", ["--name", "a"])
-        let (gw, port) = try await Self.gateway(
+        try await Self.withGateway(
+            [echo],
             upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
-            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#)
-        defer {
-            Task {
-                await gw.shutdown()
-                await echo.stop()
-            }
+            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+        ) { gw, port in
+            let unary = try await Call.run(port, ["unary", "hi", "--meta", "x-test=m1"])
+            #expect(unary.ok && unary.replies == ["a:hi:m1"], "\(unary)")
+            #expect(unary.trailers["x-echo-trailer"] == "t-a")  // the upstream's trailers reach the client
+            let server = try await Call.run(port, ["server-stream", "5"])
+            #expect(server.ok && server.replies == ["a:0", "a:1", "a:2", "a:3", "a:4"], "\(server)")
+            let client = try await Call.run(port, ["client-stream", "x,y,z"])
+            #expect(client.ok && client.replies == ["a:x+y+z"], "\(client)")
+            let bidi = try await Call.run(port, ["bidi", "p,q,r"])
+            #expect(bidi.ok && bidi.replies == ["echo:p", "echo:q", "echo:r"], "\(bidi)")
+            // A status the service sets comes through trailers-only, its message intact.
+            let failed = try await Call.run(port, ["unary", "fail"])
+            #expect(!failed.ok && failed.code == "INVALID_ARGUMENT" && failed.details == "asked to fail: ünïcode", "\(failed)")
+            #expect(failed.trailers["content-length"] == nil)
         }
-        let unary = try await Call.run(port, ["unary", "hi", "--meta", "x-test=m1"])
-        #expect(unary.ok && unary.replies == ["a:hi:m1"], "\(unary)")
-        #expect(unary.trailers["x-echo-trailer"] == "t-a")  // the upstream's trailers reach the client
-        let server = try await Call.run(port, ["server-stream", "5"])
-        #expect(server.ok && server.replies == ["a:0", "a:1", "a:2", "a:3", "a:4"], "\(server)")
-        let client = try await Call.run(port, ["client-stream", "x,y,z"])
-        #expect(client.ok && client.replies == ["a:x+y+z"], "\(client)")
-        let bidi = try await Call.run(port, ["bidi", "p,q,r"])
-        #expect(bidi.ok && bidi.replies == ["echo:p", "echo:q", "echo:r"], "\(bidi)")
-        // A status the service sets comes through trailers-only, its message intact.
-        let failed = try await Call.run(port, ["unary", "fail"])
-        #expect(!failed.ok && failed.code == "INVALID_ARGUMENT" && failed.details == "asked to fail: ünïcode", "\(failed)")
-        #expect(failed.trailers["content-length"] == nil)
     }
 
     @Test(.timeLimit(.minutes(2))) func deadlinesEndAsDeadlineExceeded() async throws {
         let echo = try await PythonServer("echo_server.py")
-        let (gw, port) = try await Self.gateway(
+        try await Self.withGateway(
+            [echo],
             upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
-            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo", "timeout": "300ms" }"#)
-        defer {
-            Task {
-                await gw.shutdown()
-                await echo.stop()
-            }
+            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo", "timeout": "300ms" }"#
+        ) { gw, port in
+            // The route's timeout ends a call the client would have waited 10 s for.
+            let started = Date()
+            let slow = try await Call.run(port, ["unary", "sleep:3", "--timeout", "10"])
+            #expect(!slow.ok && slow.code == "DEADLINE_EXCEEDED", "\(slow)")
+            #expect(slow.details.contains("upstream"), "the gateway's message: \(slow.details)")
+            #expect(Date().timeIntervalSince(started) < 2.5)
+            // Within the timeout, the same call succeeds.
+            let quick = try await Call.run(port, ["unary", "sleep:0.05"])
+            #expect(quick.ok)
         }
-        // The route's timeout ends a call the client would have waited 10 s for.
-        let started = Date()
-        let slow = try await Call.run(port, ["unary", "sleep:3", "--timeout", "10"])
-        #expect(!slow.ok && slow.code == "DEADLINE_EXCEEDED", "\(slow)")
-        #expect(slow.details.contains("upstream"), "the gateway's message: \(slow.details)")
-        #expect(Date().timeIntervalSince(started) < 2.5)
-        // Within the timeout, the same call succeeds.
-        let quick = try await Call.run(port, ["unary", "sleep:0.05"])
-        #expect(quick.ok)
     }
 
     @Test func grpcTimeoutShortensTheRouteDeadline() throws {
@@ -148,7 +163,8 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func unavailableIsRetriedOnAnotherTargetAndEjectsIt() async throws {
         let down = try await PythonServer("echo_server.py", ["--name", "down", "--unavailable"])
         let up = try await PythonServer("echo_server.py", ["--name", "up"])
-        let (gw, port) = try await Self.gateway(
+        try await Self.withGateway(
+            [down, up],
             upstreams: #"""
                 "echo": { "protocol": "h2c", "targets": ["\#(down.url)", "\#(up.url)"],
                           "outlier_detection": { "consecutive_5xx": 1, "base_ejection_time": "60s", "max_ejection_percent": 50 } }
@@ -157,71 +173,192 @@ import Testing
                 { "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo",
                   "retry": { "attempts": 2, "on": ["unavailable"] } },
                 { "name": "noretry", "match": { "path_prefix": "/" }, "upstream": "echo" }
-                """#)
-        defer {
-            Task {
-                await gw.shutdown()
-                await down.stop()
-                await up.stop()
+                """#
+        ) { gw, port in
+            for i in 0..<4 {
+                let call = try await Call.run(port, ["unary", "n\(i)"])
+                #expect(call.ok && call.replies == ["up:n\(i):"], "\(call)")
             }
+            #expect(try await Self.metric(gw, "gateway_grpc_responses_total", ["route": "grpc", "grpc_status": "OK"], want: 4) == 4)
+            let retries = try await Self.metric(gw, "gateway_retries_total", ["route": "grpc", "reason": "grpc:UNAVAILABLE"])
+            #expect(retries == 1, "\(String(decoding: gw.shared.metrics.exposition(), as: UTF8.self))")
+            #expect(
+                try await Self.metric(
+                    gw, "gateway_outlier_ejections_total", ["upstream": "echo", "target": down.url, "reason": "consecutive_5xx"])
+                    == 1)
         }
-        for i in 0..<4 {
-            let call = try await Call.run(port, ["unary", "n\(i)"])
-            #expect(call.ok && call.replies == ["up:n\(i):"], "\(call)")
-        }
-        #expect(try await Self.metric(gw, "gateway_grpc_responses_total", ["route": "grpc", "grpc_status": "OK"], want: 4) == 4)
-        let retries = try await Self.metric(gw, "gateway_retries_total", ["route": "grpc", "reason": "grpc:UNAVAILABLE"])
-        #expect(retries == 1, "\(String(decoding: gw.shared.metrics.exposition(), as: UTF8.self))")
-        #expect(
-            try await Self.metric(
-                gw, "gateway_outlier_ejections_total", ["upstream": "echo", "target": down.url, "reason": "consecutive_5xx"])
-                == 1)
     }
 
     @Test(.timeLimit(.minutes(2))) func theGatewaysOwnErrorsAreGRPCStatuses() async throws {
-        let (gw, port) = try await Self.gateway(
+        try await Self.withGateway(
+            [],
             upstreams: #""gone": { "protocol": "h2c", "targets": ["http://127.0.0.1:\#(freePort())"] }"#,
             routes: #"{ "name": "gone", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "gone" }"#,
             extra: #"""
                 "rate_limits": { "default_tier": "one", "key_from": ["client_ip"], "tiers": { "one": [ { "limit": 2, "per": "1m" } ] } },
-                """#)
-        defer { Task { await gw.shutdown() } }
-        let unavailable = try await Call.run(port, ["unary", "x"])
-        #expect(!unavailable.ok && unavailable.code == "UNAVAILABLE", "\(unavailable)")
-        let unimplemented = try await Call.run(port, ["health"])  // no route for grpc.health.v1
-        #expect(!unimplemented.ok && unimplemented.code == "UNIMPLEMENTED", "\(unimplemented)")
-        _ = try await Call.run(port, ["client-stream", "a"])
-        let limited = try await Call.run(port, ["bidi", "a"])
-        #expect(!limited.ok && limited.code == "RESOURCE_EXHAUSTED", "\(limited)")
-        #expect(try await Self.metric(gw, "gateway_grpc_responses_total", ["route": "gone", "grpc_status": "UNAVAILABLE"], want: 2) == 2)
-        #expect(try await Self.metric(gw, "gateway_grpc_responses_total", ["route": "gone", "grpc_status": "RESOURCE_EXHAUSTED"]) == 1)
+                """#
+        ) { gw, port in
+            let unavailable = try await Call.run(port, ["unary", "x"])
+            #expect(!unavailable.ok && unavailable.code == "UNAVAILABLE", "\(unavailable)")
+            let unimplemented = try await Call.run(port, ["health"])  // no route for grpc.health.v1
+            #expect(!unimplemented.ok && unimplemented.code == "UNIMPLEMENTED", "\(unimplemented)")
+            _ = try await Call.run(port, ["client-stream", "a"])
+            let limited = try await Call.run(port, ["bidi", "a"])
+            #expect(!limited.ok && limited.code == "RESOURCE_EXHAUSTED", "\(limited)")
+            #expect(
+                try await Self.metric(gw, "gateway_grpc_responses_total", ["route": "gone", "grpc_status": "UNAVAILABLE"], want: 2) == 2)
+            #expect(try await Self.metric(gw, "gateway_grpc_responses_total", ["route": "gone", "grpc_status": "RESOURCE_EXHAUSTED"]) == 1)
+        }
     }
 
     @Test(.timeLimit(.minutes(2))) func aStreamOutlivesTheRouteTimeoutAndAnIdleOneIsClosed() async throws {
         let sse = try await PythonServer("sse_server.py")
-        let (gw, port) = try await Self.gateway(
+        try await Self.withGateway(
+            [sse],
             upstreams: #""sse": { "targets": ["\#(sse.url)"] }"#,
             routes: #"""
                 { "name": "events", "match": { "path_prefix": "/" }, "upstream": "sse", "timeout": "300ms", "stream_idle_timeout": "500ms" }
-                """#)
-        defer {
-            Task {
-                await gw.shutdown()
-                await sse.stop()
+                """#
+        ) { gw, port in
+            // 8 events 0.2 s apart: 1.6 s, over 5 times the route's 300 ms, each flushed as it comes.
+            var started = Date()
+            let long = await Tool.run(
+                "/usr/bin/curl",
+                ["-sN", "--max-time", "20", "-H", "accept-encoding: gzip", "http://127.0.0.1:\(port)/events?n=8&every=0.2"])
+            #expect(long.status == 0, "\(long.output)")
+            #expect(long.output.components(separatedBy: "data: event").count - 1 == 8, "\(long.output)")
+            #expect(Date().timeIntervalSince(started) >= 1.5)
+            // One event, then nothing: closed after the idle timeout, not after the upstream's minute.
+            started = Date()
+            let idle = await Tool.run("/usr/bin/curl", ["-sN", "--max-time", "20", "http://127.0.0.1:\(port)/idle"])
+            #expect(idle.output.contains("data: first"), "\(idle.output)")
+            #expect(idle.status != 0)  // the stream was cut, not ended
+            #expect(Date().timeIntervalSince(started) < 3)
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2))) func grpcWebBinaryAndTextRoundTrip() async throws {
+        let echo = try await PythonServer("echo_server.py", ["--name", "w"])
+        try await Self.withGateway(
+            [echo],
+            upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
+            routes: #"{ "name": "web", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+        ) { gw, port in
+            // Over HTTP/1.1, as a browser sends it: the reply frame, then the trailers as the body's last frame.
+            let binary = try await Call.run(port, ["web", "hi", "--meta", "x-test=b"])
+            #expect(binary.ok && binary.replies == ["w:hi:b"], "\(binary)")
+            #expect(binary.trailers["x-echo-trailer"] == "t-w" && binary.trailers["grpc-status"] == "0")
+            #expect(binary.contentType == "application/grpc-web+proto")
+            let text = try await Call.run(port, ["web-text", "there"])
+            #expect(text.ok && text.replies == ["w:there:"], "\(text)")
+            #expect(text.trailers["x-echo-trailer"] == "t-w")
+            #expect(text.contentType == "application/grpc-web-text")
+            // The service's own error, trailers-only: the status in the response's headers.
+            let failed = try await Call.run(port, ["web", "fail"])
+            #expect(!failed.ok && failed.code == "3" && failed.details.hasPrefix("asked to fail"), "\(failed)")
+        }
+    }
+
+    @Test func grpcWebTextDecodesAcrossPartsAndEncodesOneRun() throws {
+        let web = try #require(GRPCWebState(contentType: "application/grpc-web-text+proto"))
+        #expect(web.upstreamContentType == "application/grpc+proto" && web.clientContentType == "application/grpc-web-text+proto")
+        let allocator = ByteBufferAllocator()
+        // "AAAAAAJoaQ==" is the frame of "hi"; cut anywhere, then a second padded run.
+        var decoded = ByteBuffer()
+        for part in ["AAA", "AAAJo", "aQ=", "=", "AAAAAAF4"] {
+            var d = try #require(web.decode(ByteBuffer(string: part), allocator: allocator))
+            decoded.writeBuffer(&d)
+        }
+        #expect(Array(decoded.readableBytesView) == [0, 0, 0, 0, 2, 0x68, 0x69, 0, 0, 0, 0, 1, 0x78])
+        #expect(web.decodedCompletely)
+        #expect(web.decode(ByteBuffer(string: "A*AA"), allocator: allocator) == nil)
+        // The response: one base64 run whatever the parts, the trailer frame at its end.
+        var out = ""
+        for part in [[0, 0, 0], [0, 2], [0x68, 0x69]] as [[UInt8]] {
+            out += String(buffer: web.encode(ByteBuffer(bytes: part), allocator: allocator))
+        }
+        out += String(buffer: web.end(trailers: ByteBuffer(string: "grpc-status: 0\r\n"), allocator: allocator))
+        let bytes = try #require(Data(base64Encoded: out))
+        #expect(Array(bytes) == [0, 0, 0, 0, 2, 0x68, 0x69, 0x80, 0, 0, 0, 16] + Array("grpc-status: 0\r\n".utf8))
+        #expect(GRPCWebState(contentType: "application/grpc") == nil && GRPCWebState(contentType: "application/grpc-webx") == nil)
+    }
+
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS of 1: concurrent calls do not queue behind
+    /// one stream (more connections open), and none is refused.
+    @Test(.timeLimit(.minutes(2))) func thePeersStreamLimitOpensMoreConnections() async throws {
+        let echo = try await PythonServer("echo_server.py", ["--name", "s", "--max-streams", "1"])
+        try await Self.withGateway(
+            [echo],
+            upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
+            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+        ) { gw, port in
+            // Once to learn the limit (the first SETTINGS), then four at once, 0.4 s each.
+            #expect(try await Call.run(port, ["unary", "warm"]).ok)
+            let calls = try await Call.run(port, ["parallel", "4:sleep:0.4"])
+            #expect(calls.ok && calls.replies.count == 4, "\(calls)")
+            #expect(calls.elapsed.map { $0 < 1.2 } == true, "one stream at a time would take 1.6 s: \(calls)")
+        }
+    }
+
+    /// GOAWAY from the upstream (grpcio's max_connection_age): calls in flight finish, later
+    /// ones go on a fresh connection.
+    @Test(.timeLimit(.minutes(2))) func goAwaySendsNewCallsToAFreshConnection() async throws {
+        let echo = try await PythonServer("echo_server.py", ["--name", "g", "--max-age-ms", "300"])
+        try await Self.withGateway(
+            [echo],
+            upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
+            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+        ) { gw, port in
+            for i in 0..<6 {
+                // A call that outlives its connection's age, then one after it went away.
+                let slow = try await Call.run(port, ["unary", "sleep:0.5"])
+                #expect(slow.ok, "call \(i): \(slow)")
+                let next = try await Call.run(port, ["unary", "n\(i)"])
+                #expect(next.ok && next.replies == ["g:n\(i):"], "call \(i): \(next)")
             }
         }
-        // 8 events 0.2 s apart: 1.6 s, over 5 times the route's 300 ms, each flushed as it comes.
-        var started = Date()
-        let long = await Tool.run(
-            "/usr/bin/curl", ["-sN", "--max-time", "20", "-H", "accept-encoding: gzip", "http://127.0.0.1:\(port)/events?n=8&every=0.2"])
-        #expect(long.status == 0, "\(long.output)")
-        #expect(long.output.components(separatedBy: "data: event").count - 1 == 8, "\(long.output)")
-        #expect(Date().timeIntervalSince(started) >= 1.5)
-        // One event, then nothing: closed after the idle timeout, not after the upstream's minute.
-        started = Date()
-        let idle = await Tool.run("/usr/bin/curl", ["-sN", "--max-time", "20", "http://127.0.0.1:\(port)/idle"])
-        #expect(idle.output.contains("data: first"), "\(idle.output)")
-        #expect(idle.status != 0)  // the stream was cut, not ended
-        #expect(Date().timeIntervalSince(started) < 3)
+    }
+
+    /// `protocol: h2`: HTTP/2 over TLS, ALPN h2, the target's certificate verified.
+    @Test(.timeLimit(.minutes(2))) func h2OverTLSToTheTarget() async throws {
+        let ca = try await HTTP2Tests.sharedCA.value
+        let echo = try await PythonServer("echo_server.py", ["--name", "tls", "--tls", ca.certFile, ca.keyFile])
+        try await Self.withGateway(
+            [echo],
+            upstreams: #"""
+                "echo": { "protocol": "h2", "targets": ["https://localhost:\#(echo.port)"], "tls": { "ca_file": "\#(ca.caFile)" } }
+                """#,
+            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+        ) { gw, port in
+            let call = try await Call.run(port, ["server-stream", "3"])
+            #expect(call.ok && call.replies == ["tls:0", "tls:1", "tls:2"], "\(call)")
+        }
+    }
+
+    /// `health_check.grpc`: grpc.health.v1 over the target's own protocol; a target whose
+    /// service is NOT_SERVING leaves the rotation.
+    @Test(.timeLimit(.minutes(2))) func grpcHealthChecksTakeANotServingTargetOut() async throws {
+        let good = try await PythonServer("echo_server.py", ["--name", "good"])
+        let sick = try await PythonServer("echo_server.py", ["--name", "sick", "--not-serving"])
+        try await Self.withGateway(
+            [good, sick],
+            upstreams: #"""
+                "echo": { "protocol": "h2c", "targets": ["\#(good.url)", "\#(sick.url)"],
+                          "health_check": { "grpc": { "service": "demo.Echo" }, "interval": "100ms", "timeout": "1s",
+                                            "healthy_threshold": 1, "unhealthy_threshold": 1 } }
+                """#,
+            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+        ) { gw, port in
+            let health = gw.healthService()
+            let checks = Task { try await health.run() }
+            defer { checks.cancel() }
+            let labels = ["upstream": "echo", "target": sick.url]
+            #expect(try await Self.metric(gw, "gateway_upstream_available", labels, want: 0) == 0)
+            #expect(try await Self.metric(gw, "gateway_upstream_available", ["upstream": "echo", "target": good.url], want: 1) == 1)
+            for i in 0..<4 {
+                let call = try await Call.run(port, ["unary", "h\(i)"])
+                #expect(call.ok && call.replies == ["good:h\(i):"], "\(call)")
+            }
+        }
     }
 }

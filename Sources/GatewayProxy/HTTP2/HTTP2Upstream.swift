@@ -19,13 +19,18 @@ final class HTTP2Session {
     /// GOAWAY came (or the connection failed): streams in flight finish, no new ones start.
     var goingAway = false
     var closed = false
+    /// The peer's first SETTINGS came: until then its stream limit is not known, and a
+    /// stream over it would be refused.
+    var settled = false
 
     init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
         self.channel = channel
         self.multiplexer = multiplexer
     }
 
-    var hasRoom: Bool { !goingAway && !closed && openStreams < maxStreams }
+    var hasRoom: Bool { settled && !goingAway && !closed && openStreams < maxStreams }
+    /// Open, or about to be, for new streams.
+    var isUsable: Bool { !goingAway && !closed }
 }
 
 /// Last in an upstream HTTP/2 connection's pipeline: the connection-level frames NIOHTTP2
@@ -37,7 +42,16 @@ final class HTTP2SessionHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTP2Frame
 
     weak var pool: TargetPool?
-    var session: HTTP2Session?
+    /// Set once the connection is up; SETTINGS seen before that are applied then.
+    var session: HTTP2Session? {
+        didSet {
+            guard let session, let early = earlySettings else { return }
+            if let max = early { session.maxStreams = max }
+            session.settled = true
+        }
+    }
+    /// The first SETTINGS' stream limit (nil inside: none given), kept while `session` is not set.
+    private var earlySettings: Int??
     private let pingInterval: TimeAmount
     private var pingTask: RepeatedTask?
     private var awaitingPong = false
@@ -76,10 +90,14 @@ final class HTTP2SessionHandler: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         switch frame.payload {
         case .settings(.settings(let settings)):
-            for s in settings where s.parameter == .maxConcurrentStreams {
-                session?.maxStreams = s.value
-                pool?.http2RoomChanged()
+            let limit = settings.last(where: { $0.parameter == .maxConcurrentStreams })?.value
+            guard let session else {
+                if earlySettings == nil { earlySettings = .some(limit) }
+                return
             }
+            if let limit { session.maxStreams = limit }
+            session.settled = true
+            pool?.http2RoomChanged()
         case .goAway:
             session?.goingAway = true
             pool?.http2RoomChanged()

@@ -8,6 +8,15 @@ extension ProxyHandler {
     /// A part of the current request's body.
     func requestBody(_ buffer: ByteBuffer, _ ex: Exchange) {
         ex.requestBytes += buffer.readableBytes
+        var buffer = buffer
+        if let web = ex.grpcWeb, web.mode == .text {
+            guard let decoded = web.decode(buffer, allocator: allocator) else {
+                abortUpstream(ex)
+                closeAfterResponse = true
+                return sendError(.badRequest("the gRPC-Web text body is not base64"), ex)
+            }
+            buffer = decoded
+        }
         // A byte from the client keeps a stream alive too (`stream_idle_timeout`).
         if ex.streamIdleNanos != 0 { ex.deadline = loopContext.clock.lastTick &+ ex.streamIdleNanos }
         let limit = ex.handler.loopContext.snapshot.server.maxBodyBytes

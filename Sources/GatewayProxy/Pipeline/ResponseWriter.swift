@@ -76,7 +76,7 @@ extension ProxyHandler {
             ForwardHeaders.responseHead(
                 head, request: ex.head, route: route, requestID: ex.requestID, isHead: ex.isHead, corsOrigin: ex.corsOrigin,
                 extra: extra,
-                replacedBodyLength: replacedBodyLength, gzip: gzip != nil, closeAfter: &closeAfter, into: &sink)
+                replacedBodyLength: replacedBodyLength, gzip: gzip != nil, grpcWeb: ex.grpcWeb, closeAfter: &closeAfter, into: &sink)
         }
         closeAfterResponse = closeAfter
         ex.status = head.status
@@ -146,6 +146,7 @@ extension ProxyHandler {
         case .waiting, .switching, .ended:
             return  // no head of this try reached the client, or the response is over
         }
+        if let web = ex.grpcWeb, !web.ended { buffer = web.encode(buffer, allocator: allocator) }
         ex.responseBytes += buffer.readableBytes
         if ex.streamIdleNanos != 0 { ex.deadline = loopContext.clock.lastTick &+ ex.streamIdleNanos }
         if ex.isHead { return }
@@ -194,6 +195,7 @@ extension ProxyHandler {
 
     func upstreamEnd(_ ex: Exchange, trailers: ByteBuffer?) {
         guard let context else { return }
+        var trailers = trailers
         if ex.isGRPC && ex.grpcStatus < 0 {
             ex.grpcStatus = trailers.flatMap(GRPCRequests.status(inTrailers:)) ?? GRPC.unknown
             ex.tries.recordHealth(GRPC.httpStatus(forCode: ex.grpcStatus), now: loopContext.clock.lastTick)
@@ -206,6 +208,12 @@ extension ProxyHandler {
                 // The tail goes out through the same framing, uncompressed this time.
                 upstreamBody(tail, ex)
             }
+        }
+        if let web = ex.grpcWeb, case .streaming = ex.response {
+            // gRPC-Web: the trailers are the body's last frame.
+            let tail = web.end(trailers: trailers, allocator: allocator)
+            trailers = nil
+            if tail.readableBytes > 0 { upstreamBody(tail, ex) }
         }
         let chunked = ex.clientChunked
         ex.tries.release(reusable: ex.requestEnded)

@@ -288,7 +288,7 @@ extension ProxyHandler {
             ForwardHeaders.requestHead(
                 ex.head, route: route, path: path, query: query, target: pool.target, requestID: ex.requestID,
                 peerIP: peerIP, trusted: trusted, upgrade: upgrade, identity: ex.identity, authority: ex.authority,
-                scheme: tls ? "https" : "http", ids: &loopContext.ids, into: &out)
+                scheme: tls ? "https" : "http", grpcWeb: ex.grpcWeb, ids: &loopContext.ids, into: &out)
         }
         ex.pendingHead = bytes
         ex.phase = .waitingForConnection

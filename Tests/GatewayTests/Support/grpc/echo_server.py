@@ -2,11 +2,14 @@
 the methods of `demo.Echo` take and return raw bytes (the gateway never looks inside
 messages), and grpc.health.v1 answers SERVING.
 
-    python3 echo_server.py PORT [--name NAME] [--unavailable]
+    python3 echo_server.py PORT [--name NAME] [--unavailable] [--max-streams N]
+                                [--max-age-ms MS] [--tls CERT KEY]
 
 Prints "ready PORT" once it serves. --unavailable answers every Echo call UNAVAILABLE
-(a target for retry tests). Replies carry the server's name so a test sees which target
-answered."""
+(a target for retry tests). --max-streams sets SETTINGS_MAX_CONCURRENT_STREAMS;
+--max-age-ms sends GOAWAY on every connection that old; --tls serves h2 over TLS;
+--not-serving says NOT_SERVING for demo.Echo in grpc.health.v1. Replies
+carry the server's name so a test sees which target answered."""
 import argparse
 import sys
 import time
@@ -23,6 +26,10 @@ def main():
     ap.add_argument("port", type=int)
     ap.add_argument("--name", default="echo")
     ap.add_argument("--unavailable", action="store_true")
+    ap.add_argument("--max-streams", type=int)
+    ap.add_argument("--max-age-ms", type=int)
+    ap.add_argument("--tls", nargs=2)
+    ap.add_argument("--not-serving", action="store_true")
     args = ap.parse_args()
     name = args.name.encode()
 
@@ -69,13 +76,22 @@ def main():
             "Bidi": grpc.stream_stream_rpc_method_handler(bidi, ident, ident),
         },
     )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    options = []
+    if args.max_streams:
+        options.append(("grpc.max_concurrent_streams", args.max_streams))
+    if args.max_age_ms:
+        options += [("grpc.max_connection_age_ms", args.max_age_ms), ("grpc.max_connection_age_grace_ms", 5000)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
     server.add_generic_rpc_handlers((handler,))
     hs = health.HealthServicer()
     hs.set("", health_pb2.HealthCheckResponse.SERVING)
-    hs.set("demo.Echo", health_pb2.HealthCheckResponse.SERVING)
+    hs.set("demo.Echo", health_pb2.HealthCheckResponse.NOT_SERVING if args.not_serving else health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
-    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+    if args.tls:
+        cert, key = (open(f, "rb").read() for f in args.tls)
+        port = server.add_secure_port(f"127.0.0.1:{args.port}", grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
     print(f"ready {port}", flush=True)
     try:
