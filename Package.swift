@@ -95,7 +95,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "GatewayDemo",
-            dependencies: [webSocket, crypto] + nioHTTP,
+            dependencies: [webSocket, crypto, .product(name: "NIOHTTP2", package: "swift-nio-http2")] + nioHTTP,
             swiftSettings: strict),
         .executableTarget(
             name: "gateway",

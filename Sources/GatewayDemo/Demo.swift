@@ -7,22 +7,25 @@ public enum Demo {
     public struct Services: Sendable {
         public var services: [DemoService]
         public var idp: DemoIdP?
+        public var grpc: DemoGRPC?
         /// Their own event loop: they run before the gateway exists, so that its first JWKS
         /// fetch finds the identity provider up.
         var group: MultiThreadedEventLoopGroup?
         public func stop() async {
             for s in services { await s.stop() }
             await idp?.stop()
+            await grpc?.stop()
             try? await group?.shutdownGracefully()
         }
     }
 
     /// users-1 on 9001, users-2 on 9002, echo on 9003, users-v2 (the canary) on 9005; the
-    /// stand-in identity provider on 9004.
+    /// stand-in identity provider on 9004; the gRPC service (h2c) on 9006.
     public static let layout: [(name: String, port: Int)] = [
         ("users-1", 9001), ("users-2", 9002), ("echo", 9003), ("users-v2", 9005),
     ]
     public static let idpPort = 9004
+    public static let grpcPort = 9006
     /// The API key `gateway.json` lists (as its sha256) for the demo partner.
     public static let demoAPIKey = "demo-key-123"
 
@@ -34,6 +37,7 @@ public enum Demo {
                 started.services.append(try await DemoService.start(name: name, port: port, group: group))
             }
             started.idp = try await DemoIdP.start(port: idpPort, group: group)
+            started.grpc = try await DemoGRPC.start(port: grpcPort, group: group)
         } catch {
             await started.stop()
             throw error
@@ -98,6 +102,17 @@ public enum Demo {
             "h2load -n 30 -c 1 -m 15 \(tlsBase)/hello | grep -E '^(requests|status codes|Application)'",
             "curl -s --http2-prior-knowledge \(base)/echo/h2 -o /dev/null -w '%{http_version}\\n'",
             "curl -s -D - -o /dev/null -H 'accept-encoding: gzip' \"\(base)/echo/gz?pad=$(head -c 2000 /dev/zero | tr '\\0' a)\" | grep -i '^content-encoding'",
+            "# gRPC over h2c to an h2c upstream (the demo's gRPC service): a unary call, a server stream, the health",
+            "# service; curl sends gRPC's framing (a zero byte, a 4-byte length, the message) and prints the trailers",
+            "printf '\\0\\0\\0\\0\\5world' | curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- \(base)/demo.Echo/Unary -o - -D - | tr -c '[:print:]\\n' .",
+            "printf '\\0\\0\\0\\0\\0013' | curl -sN --http2-prior-knowledge -H 'content-type: application/grpc' --data-binary @- \(base)/demo.Echo/ServerStream | tr -c '[:print:]' ' '; echo",
+            "# the same with a real gRPC client (pip install grpcio grpcio-health-checking):",
+            "python3 Tests/GatewayTests/Support/grpc/echo_client.py 127.0.0.1:8080 server-stream 3",
+            "python3 Tests/GatewayTests/Support/grpc/echo_client.py 127.0.0.1:8080 health",
+            "# gRPC-Web, as a browser sends it over HTTP/1.1: the trailers come as the body's last frame",
+            "printf '\\0\\0\\0\\0\\3web' | curl -s -H 'content-type: application/grpc-web+proto' --data-binary @- \(base)/demo.Echo/Unary | tr -c '[:print:]' ' '; echo",
+            "# server-sent events outlive the route timeout (2 s here: 6 events 1 s apart), flushed one by one",
+            "curl -sN '\(base)/events?n=6'",
             "# which tier and key a request would be counted under",
             "curl -s '\(admin)/explain?path=/partner/x&header=x-api-key:\(demoAPIKey)'",
             "# the keys the gateway holds, and why a route would refuse a request",

@@ -132,6 +132,19 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         return nil
     }
 
+    private func sendEvents(_ context: ChannelHandlerContext, left: Int, sent: Int, every: Int64) {
+        guard left > 0 else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        let event = "id: \(sent)\nevent: tick\ndata: {\"n\":\(sent),\"served_by\":\(quote(name))}\n\n"
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: event)))), promise: nil)
+        context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(every)) { [self] in
+            guard context.channel.isActive else { return }
+            sendEvents(context, left: left - 1, sent: sent + 1, every: every)
+        }
+    }
+
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "/")
         switch path {
@@ -155,6 +168,16 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: h))), promise: nil)
             streaming = true
             pump(context: context)
+        case "/events":
+            // Server-sent events: `n` of them (default 5), one every `every_ms` (default 1000).
+            let n = max(0, min(1000, Int(query(head.uri, "n") ?? "5") ?? 5))
+            let every = max(10, min(60_000, Int64(query(head.uri, "every_ms") ?? "1000") ?? 1000))
+            var h = HTTPHeaders()
+            h.add(name: "content-type", value: "text/event-stream")
+            h.add(name: "cache-control", value: "no-cache")
+            h.add(name: "transfer-encoding", value: "chunked")
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: h))), promise: nil)
+            sendEvents(context, left: n, sent: 0, every: every)
         case "/upload":
             let digest = (hasher ?? SHA256()).finalize().map { String(format2: $0) }.joined()
             hasher = nil

@@ -41,7 +41,7 @@ import Testing
 
     /// The demo's fixed ports (gateway.json and GatewayDemo) must be free for this one.
     static var demoPortsFree: Bool {
-        [8080, 9001, 9002, 9003, 9901].allSatisfy { (try? RawHTTPClient(port: $0, timeout: 1)) == nil }
+        [8080, 9001, 9002, 9003, 9006, 9901].allSatisfy { (try? RawHTTPClient(port: $0, timeout: 1)) == nil }
     }
 
     @Test(.enabled(if: demoPortsFree, "the demo's ports are in use on this machine"))
@@ -70,6 +70,11 @@ import Testing
         #expect(me.status == 200)
         #expect(me.text.contains("carol"))
         #expect(try httpRequest(port: 8080, "GET", "/api/me").status == 401)
+        // The demo's gRPC service (h2c, behind `protocol: h2c`), with a real gRPC client.
+        let stream = try await GRPCTests.Call.run(8080, ["server-stream", "3"])
+        #expect(stream.ok && stream.replies == ["tick 0", "tick 1", "tick 2"], "\(stream)")
+        let health = try await GRPCTests.Call.run(8080, ["health"])
+        #expect(health.ok && health.replies == ["SERVING"], "\(health)")
         p.signal(SIGINT)
         #expect(await p.waitForExit(timeout: 15) == 0)
         #expect(p.output.contains("curl -s http://127.0.0.1:8080/api/users/42"))
