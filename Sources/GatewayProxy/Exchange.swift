@@ -44,6 +44,11 @@ final class Exchange: UpstreamClient {
     var rateLimitHeaders: [(String, String)] = []
     /// The serialized request head for the upstream, until a connection takes it.
     var pendingHead: ByteBuffer?
+    /// To an HTTP/2 upstream: the head as sent, for sending again on another stream when the
+    /// upstream refuses this one unprocessed (at most `maxRefusals` times).
+    var sentHead: ByteBuffer?
+    var refusals = 0
+    static let maxRefusals = 3
     /// Request body bytes (already framed for the upstream) that arrived before the upstream
     /// connection was ready.
     var buffered: [ByteBuffer] = []

@@ -27,6 +27,14 @@ public struct GatewayError: Error, Sendable, Hashable {
     public static func connectFailure(_ m: String) -> GatewayError {
         .init(.badGateway, "bad_gateway", m, source: .upstream, retry: .connectFailure)
     }
+    /// An HTTP/2 upstream refused the stream unprocessed (RST_STREAM REFUSED_STREAM, or the
+    /// stream was above a GOAWAY's last stream id): safe to send again, whatever the method.
+    public static func streamRefused(_ m: String) -> GatewayError {
+        .init(.badGateway, "bad_gateway", m, source: .upstream, retry: .connectFailure)
+    }
+    public var isStreamRefused: Bool { code == "bad_gateway" && retry == .connectFailure && message.hasPrefix(Self.refusedPrefix) }
+    static let refusedPrefix = "the upstream refused the stream"
+
     /// The answer a route's `fault.abort` gives.
     public static func faultAbort(_ status: Int) -> GatewayError {
         .init(

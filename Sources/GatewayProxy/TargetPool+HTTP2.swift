@@ -75,10 +75,12 @@ extension TargetPool {
     private func openStream(on session: HTTP2Session, for waiter: Waiter) {
         let scheme = httpProtocol == .h2 ? "https" : "http"
         let promise = loop.makePromise(of: (any Channel).self)
+        // The stream is a child of the session's channel: on this loop too.
+        let bound = NIOLoopBound(session, eventLoop: loop)
         session.multiplexer.createStreamChannel(promise: promise) { stream in
             stream.eventLoop.makeCompletedFuture {
                 let ops = stream.pipeline.syncOperations
-                try ops.addHandler(HTTP2UpstreamBridge(scheme: scheme, maxHeadBytes: 64 * 1024))
+                try ops.addHandler(HTTP2UpstreamBridge(scheme: scheme, maxHeadBytes: 64 * 1024, session: bound.value))
                 try ops.addHandler(UpstreamHandler())
             }
         }
@@ -100,8 +102,13 @@ extension TargetPool {
                 if let ex { ex.connectionReady(conn) } else { stream.close(promise: nil) }
             case .failure:
                 session.openStreams -= 1
-                session.goingAway = true  // a stream that cannot open: no more on this connection
-                self.fail(waiter, .connectFailure("could not open a stream to \(self.target.url)"))
+                session.goingAway = true  // a stream that cannot open (GOAWAY came): no more on this connection
+                waiter.streamFailures += 1
+                if waiter.isLive && waiter.streamFailures < 3 {
+                    self.http2Waiters.insert(waiter, at: 0)  // first in line for the next connection
+                } else {
+                    self.fail(waiter, .connectFailure("could not open a stream to \(self.target.url)"))
+                }
                 self.http2Dispatch()
             }
         }

@@ -21,6 +21,8 @@ final class TargetPool {
         var exchange: (any UpstreamClient)?
         var isLive: Bool { exchange != nil }
         let upstream: UpstreamRuntime
+        /// HTTP/2: streams that could not be opened for it (another connection is tried).
+        var streamFailures = 0
         init(_ exchange: any UpstreamClient, upstream: UpstreamRuntime) {
             self.exchange = exchange
             self.upstream = upstream

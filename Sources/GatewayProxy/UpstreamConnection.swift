@@ -127,12 +127,12 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if buffer.readableBytes > 0 { leftover = buffer }
     }
 
-    private func fail(_ context: ChannelHandlerContext, _ message: String) {
+    private func fail(_ context: ChannelHandlerContext, _ message: String, refused: Bool = false) {
         closing = true
         leftover = nil
         if let delegate {
             self.delegate = nil
-            delegate.upstreamFailed(.badGateway(message))
+            delegate.upstreamFailed(refused ? .streamRefused(GatewayError.refusedPrefix) : .badGateway(message))
         }
         context.close(promise: nil)
     }
@@ -161,7 +161,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(context, "upstream connection error")
+        fail(context, "upstream connection error", refused: error is HTTP2StreamRefused)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

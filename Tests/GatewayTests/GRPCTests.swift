@@ -2,6 +2,7 @@ import Foundation
 import GatewayConfig
 import GatewayPolicies
 import NIOCore
+import NIOPosix
 import Testing
 
 @testable import GatewayProxy
@@ -360,5 +361,24 @@ import Testing
                 #expect(call.ok && call.replies == ["good:h\(i):"], "\(call)")
             }
         }
+    }
+
+    /// An upstream that ends each connection as NGINX does at `keepalive_requests` (GOAWAY
+    /// naming the last stream it answers, then the close): the streams it never processed
+    /// go again on a fresh connection, and no request fails.
+    @Test(.timeLimit(.minutes(2))) func streamsAnAbruptGoAwayLeftUnprocessedGoAgain() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let upstream = try await GoAwayUpstream.start(limit: 50, group: group)
+        try await Self.withGateway(
+            [],
+            upstreams: #""up": { "protocol": "h2c", "targets": ["\#(upstream.url)"] }"#,
+            routes: #"{ "name": "all", "match": { "path_prefix": "/" }, "upstream": "up" }"#
+        ) { gw, port in
+            let run = await Tool.run("/usr/bin/h2load", ["-n", "600", "-c", "4", "-m", "10", "http://127.0.0.1:\(port)/"])
+            #expect(run.output.contains("status codes: 600 2xx, 0 3xx, 0 4xx, 0 5xx"), "\(run.output)")
+            #expect(upstream.requests == 600)
+        }
+        await upstream.stop()
+        try await group.shutdownGracefully()
     }
 }

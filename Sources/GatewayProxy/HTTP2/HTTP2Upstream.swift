@@ -18,6 +18,8 @@ final class HTTP2Session {
     var maxStreams = 100
     /// GOAWAY came (or the connection failed): streams in flight finish, no new ones start.
     var goingAway = false
+    /// The last stream the peer's GOAWAY said it processes: streams after it were not.
+    var lastProcessedStream: HTTP2StreamID?
     var closed = false
     /// The peer's first SETTINGS came: until then its stream limit is not known, and a
     /// stream over it would be refused.
@@ -98,8 +100,9 @@ final class HTTP2SessionHandler: ChannelInboundHandler {
             if let limit { session.maxStreams = limit }
             session.settled = true
             pool?.http2RoomChanged()
-        case .goAway:
+        case .goAway(let last, _, _):
             session?.goingAway = true
+            session?.lastProcessedStream = min(session?.lastProcessedStream ?? last, last)
             pool?.http2RoomChanged()
         case .ping(_, ack: true):
             awaitingPong = false
@@ -138,6 +141,8 @@ final class HTTP2UpstreamBridge: ChannelDuplexHandler {
     typealias OutboundOut = HTTP2Frame.FramePayload
 
     private let scheme: String
+    /// The connection the stream is on (what its GOAWAY said).
+    private weak var session: HTTP2Session?
     private var request: RequestParser
     private var requestEnded = false
     /// The request's HEADERS, held until it is known whether a body follows.
@@ -145,8 +150,9 @@ final class HTTP2UpstreamBridge: ChannelDuplexHandler {
     private var sawResponseHead = false
     private var responseEnded = false
 
-    init(scheme: String, maxHeadBytes: Int) {
+    init(scheme: String, maxHeadBytes: Int, session: HTTP2Session? = nil) {
         self.scheme = scheme
+        self.session = session
         request = RequestParser(maxHeadBytes: maxHeadBytes)
     }
 
@@ -264,6 +270,16 @@ final class HTTP2UpstreamBridge: ChannelDuplexHandler {
         }
     }
 
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Refused before any answer (RST_STREAM REFUSED_STREAM, or closed after a GOAWAY that
+        // did not cover it, however the stream then ended): the upstream did not process it.
+        if !sawResponseHead, let closed = error as? NIOHTTP2Errors.StreamClosed {
+            let uncovered = session?.lastProcessedStream.map { closed.streamID > $0 } ?? false
+            if closed.errorCode == .refusedStream || uncovered { return context.fireErrorCaught(HTTP2StreamRefused()) }
+        }
+        context.fireErrorCaught(error)
+    }
+
     private func fail(_ context: ChannelHandlerContext) {
         responseEnded = true
         context.fireErrorCaught(HTTP1ParseError(reason: "the upstream sent an invalid HTTP/2 response"))
@@ -314,6 +330,9 @@ final class HTTP2UpstreamBridge: ChannelDuplexHandler {
         return out
     }
 }
+
+/// An upstream stream refused unprocessed (see `HTTP2UpstreamBridge.errorCaught`).
+struct HTTP2StreamRefused: Error {}
 
 /// The frames one write of HTTP/1.1 bytes became: each is written when the next is known,
 /// so the last carries the write's promise.

@@ -291,6 +291,11 @@ extension ProxyHandler {
                 scheme: tls ? "https" : "http", grpcWeb: ex.grpcWeb, ids: &loopContext.ids, into: &out)
         }
         ex.pendingHead = bytes
+        acquireConnection(ex)
+    }
+
+    /// A connection (or a stream) of the picked target for the request's head.
+    func acquireConnection(_ ex: Exchange) {
         ex.phase = .waitingForConnection
         // Not a mutating call on `ex.tries`: the pool may call `connectionReady` before it returns.
         guard let (picked, upstream) = ex.tries.picked else { return sendError(.unavailable("no target available"), ex) }
@@ -304,6 +309,7 @@ extension ProxyHandler {
     func connected(_ ex: Exchange, _ c: UpstreamConnection) {
         ex.tries.attach(c, ex)
         ex.phase = .forwarding
+        if c.pool.httpProtocol.isHTTP2 { ex.sentHead = ex.pendingHead }
         if ex.buffered.isEmpty, let head = ex.pendingHead {
             ex.pendingHead = nil
             c.handler.writeAndFlush(head)
@@ -322,6 +328,7 @@ extension ProxyHandler {
 
     func upstreamFailed(_ error: GatewayError, _ ex: Exchange) {
         ex.tries.drop()
+        if error.isStreamRefused, resendRefused(ex) { return }
         if !ex.responseStarted, let condition = error.retry {
             ex.tryDeadline = 0
             ex.tries.recordFailure(now: loopContext.time.uptime())
@@ -333,5 +340,23 @@ extension ProxyHandler {
         } else {
             sendError(error, ex)
         }
+    }
+
+    /// The HTTP/2 upstream refused the stream unprocessed (its GOAWAY did not cover it, or
+    /// RST_STREAM REFUSED_STREAM): the request goes again to the same target, on another
+    /// stream (a connection that sent GOAWAY takes no more), when all of it is at hand — a
+    /// request without a body, or one whose body is kept for retries. Not a retry: nothing
+    /// reached the service, and no budget or attempt is spent.
+    func resendRefused(_ ex: Exchange) -> Bool {
+        guard !ex.responseStarted, ex.refusals < Exchange.maxRefusals, let head = ex.sentHead else { return false }
+        if ex.expectsBody {
+            guard ex.requestEnded, case .keeping(let parts, let kept) = ex.replay else { return false }
+            ex.buffered = parts
+            ex.bufferedBytes = kept
+        }
+        ex.refusals += 1
+        ex.pendingHead = head
+        acquireConnection(ex)
+        return true
     }
 }
