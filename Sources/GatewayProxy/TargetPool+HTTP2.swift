@@ -151,6 +151,9 @@ extension TargetPool {
                     let http2 = NIOHTTP2Handler(
                         mode: .client, eventLoop: channel.eventLoop, connectionConfiguration: connection, streamConfiguration: stream,
                         inboundStreamInitializer: { peerStream in peerStream.close() })
+                    // Streams' writes that come from other connections' reads leave in one
+                    // write at the end of the loop's turn, not one syscall each.
+                    try ops.addHandler(FlushCoalescer())
                     try ops.addHandler(http2)
                     try ops.addHandler(HTTP2SessionHandler(pool: bound.value, pingInterval: Self.http2PingInterval))
                 }

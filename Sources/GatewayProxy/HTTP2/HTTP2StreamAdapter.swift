@@ -268,8 +268,16 @@ final class HTTP2StreamAdapter: ChannelDuplexHandler {
 
     /// Cookies are never indexed by HPACK, so their secrets cannot be probed through the
     /// compression context (RFC 7541 §7.1.3).
-    private static func indexing(_ name: String) -> HPACKIndexing {
-        name == "set-cookie" ? .neverIndexed : .indexable
+    /// How a field goes into HPACK's dynamic table: never for cookies; not for fields whose
+    /// value is new on every message (an entry each would evict the ones that repeat, and
+    /// make every lookup longer); else indexed.
+    static func indexing(_ name: String) -> HPACKIndexing {
+        switch name {
+        case "set-cookie", "cookie", "authorization": return .neverIndexed
+        case "x-request-id", "traceparent", "tracestate", "ratelimit-remaining", "ratelimit-reset", "grpc-timeout":
+            return .nonIndexable
+        default: return .indexable
+        }
     }
 
     private static func isConnectionSpecific(_ name: String) -> Bool {

@@ -217,7 +217,7 @@ final class HTTP2UpstreamBridge: ChannelDuplexHandler {
             case "content-type": grpc = value.utf8.starts(with: "application/grpc".utf8)
             default: break
             }
-            out.add(name: lower, value: value)
+            out.add(name: lower, value: value, indexing: HTTP2StreamAdapter.indexing(lower))
         }
         if grpc { out.add(name: "te", value: "trailers") }
         return out
