@@ -134,6 +134,8 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ] + nioHTTP,
+            // The gRPC tests' Python server and client, run as processes.
+            exclude: ["Support/grpc"],
             swiftSettings: strict),
     ]
 )

@@ -73,6 +73,8 @@ final class Exchange: UpstreamClient {
     var grpcWeb: GRPCWebState?
     /// The response's `grpc-status` (from its head or its trailers); -1 while none is known.
     var grpcStatus = -1
+    /// The target's health is recorded at the end, from the trailers' `grpc-status`.
+    var grpcHealthAtEnd = false
     /// The deadline is the client's (`grpc-timeout`): a stream keeps it.
     var keepsDeadline = false
     /// `stream_idle_timeout` of a streaming response: the deadline moves on with each read; 0: none.

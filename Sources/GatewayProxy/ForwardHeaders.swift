@@ -55,8 +55,10 @@ enum ForwardHeaders {
                 continue
             case 6 where nameEquals(name, "expect"):
                 continue  // answered by the gateway itself
-            case 12 where grpcWeb != nil && (nameEquals(name, "content-type") || nameEquals(name, "x-grpc-web")):
+            case 12 where grpcWeb != nil && nameEquals(name, "content-type"):
                 continue  // gRPC-Web goes up as gRPC (written below)
+            case 10 where grpcWeb != nil && nameEquals(name, "x-grpc-web"):
+                continue
             case 14 where grpcWeb?.mode == .text && nameEquals(name, "content-length"):
                 chunked = true  // decoded from base64 on the way: another length
                 continue

@@ -15,8 +15,12 @@ extension TargetPool {
     static let http2PingInterval = TimeAmount.seconds(20)
 
     func http2Acquire(for upstream: UpstreamRuntime, exchange: any UpstreamClient) -> Acquired {
-        let hasRoom = sessions.contains(where: \.hasRoom)
-        if !hasRoom, upstream.limits.pending.load(ordering: .relaxed) >= upstream.maxPending {
+        if http2ShutDown { return .rejected(.unavailable("the upstream was removed")) }
+        // Refused only when no stream is free, no connection can be opened for it, and the
+        // queue is full (`max_pending_requests: 0`: no queue, but a connection still opens).
+        if !sessions.contains(where: \.hasRoom), http2Connecting > 0 || usableSessions >= max(1, maxConnections),
+            upstream.limits.pending.load(ordering: .relaxed) >= upstream.maxPending
+        {
             return .rejected(.unavailable("upstream \(upstream.spec.name) has too many pending requests"))
         }
         let waiter = Waiter(exchange, upstream: upstream)
@@ -35,8 +39,9 @@ extension TargetPool {
             guard let session = sessions.first(where: \.hasRoom) else {
                 // One connection opens at a time, and only once the open ones said how many
                 // streams they take.
-                let usable = sessions.filter(\.isUsable)
-                if http2Connecting == 0 && !usable.contains(where: { !$0.settled }) && usable.count < max(1, maxConnections) {
+                if http2Connecting == 0 && !sessions.contains(where: { $0.isUsable && !$0.settled })
+                    && usableSessions < max(1, maxConnections)
+                {
                     http2Connect()
                 }
                 return
@@ -47,18 +52,37 @@ extension TargetPool {
         }
     }
 
-    /// The peer's stream limit changed or it sent GOAWAY: waiting requests may go elsewhere.
+    /// Connections open for new streams.
+    private var usableSessions: Int { sessions.reduce(0) { $0 + ($1.isUsable ? 1 : 0) } }
+
+    /// The peer's stream limit changed or it sent GOAWAY: waiting requests may go elsewhere,
+    /// and a connection going away with no stream left closes.
     func http2RoomChanged() {
         sessions.removeAll { $0.closed }
+        for s in sessions { closeIfDrained(s) }
         http2Dispatch()
     }
 
     func http2SessionClosed(_ session: HTTP2Session) {
         sessions.removeAll { $0 === session }
+        if !session.settled && !http2Waiters.isEmpty {
+            // It never said how many streams it takes (a TLS or ALPN failure, a peer that
+            // does not speak HTTP/2): the waiting requests fail as for a connect failure
+            // (the next request tries again), rather than a new connection right away.
+            return http2ConnectFailed(.connectFailure("\(target.url) did not speak HTTP/2"))
+        }
         http2Dispatch()
     }
 
+    /// A connection that sent GOAWAY (or failed) is closed once its last stream ended.
+    func closeIfDrained(_ s: HTTP2Session) {
+        if s.goingAway && s.openStreams == 0 && !s.closed { s.channel.close(mode: .all, promise: nil) }
+    }
+
+    /// The pool is removed (reload, shutdown): no new streams; connections close as their
+    /// streams in flight end.
     func http2Shutdown() {
+        http2ShutDown = true
         let waiting = http2Waiters
         http2Waiters = []
         for w in waiting {
@@ -68,7 +92,7 @@ extension TargetPool {
         }
         for s in sessions {
             s.goingAway = true
-            s.channel.close(mode: .all, promise: nil)
+            closeIfDrained(s)
         }
     }
 
@@ -80,7 +104,8 @@ extension TargetPool {
         session.multiplexer.createStreamChannel(promise: promise) { stream in
             stream.eventLoop.makeCompletedFuture {
                 let ops = stream.pipeline.syncOperations
-                try ops.addHandler(HTTP2UpstreamBridge(scheme: scheme, maxHeadBytes: 64 * 1024, session: bound.value))
+                // A head as large as `max_header_bytes` allows (1 MiB) and the forwarding fields.
+                try ops.addHandler(HTTP2UpstreamBridge(scheme: scheme, maxHeadBytes: 1_114_112, session: bound.value))
                 try ops.addHandler(UpstreamHandler())
             }
         }
@@ -89,6 +114,7 @@ extension TargetPool {
             case .success(let stream):
                 stream.closeFuture.hop(to: self.loop).assumeIsolated().whenComplete { _ in
                     session.openStreams -= 1
+                    self.closeIfDrained(session)
                     self.http2Dispatch()
                 }
                 guard let handler = try? stream.pipeline.syncOperations.handler(type: UpstreamHandler.self) else {
@@ -174,6 +200,11 @@ extension TargetPool {
                 watcher.session = session
                 if !channel.isActive { session.closed = true }
                 self.sessions.append(session)
+                if self.http2ShutDown { session.goingAway = true }
+                // A peer that never sends its SETTINGS is given up on after the connect timeout.
+                self.loop.assumeIsolated().scheduleTask(in: self.connectTimeout) {
+                    if !session.settled && !session.closed { channel.close(mode: .all, promise: nil) }
+                }
                 self.http2Dispatch()
             case .failure(let error):
                 self.http2ConnectFailed(self.connectError(error))

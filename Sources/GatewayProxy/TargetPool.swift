@@ -47,6 +47,8 @@ final class TargetPool {
     /// Requests waiting for a stream of an HTTP/2 connection, oldest first.
     var http2Waiters: [Waiter] = []
     var http2Connecting = 0
+    /// `shutdown` ran: no new streams or connections.
+    var http2ShutDown = false
     /// The upstream's `max_connections_per_target`: a limit of the gateway (`limits`).
     var maxConnections: Int {
         get { state.maxConnections }

@@ -381,4 +381,42 @@ import Testing
         await upstream.stop()
         try await group.shutdownGracefully()
     }
+
+    /// Failures an h2/h2c pool must end quickly: a target that does not speak HTTP/2 (it
+    /// answers the preface as HTTP/1.1 and closes) fails the request as a connect failure at
+    /// once, not at the route timeout; `max_pending_requests: 0` still opens the first
+    /// connection; a gRPC-Web text body cut inside a base64 group is refused.
+    @Test(.timeLimit(.minutes(2))) func poolFailuresEndQuickly() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let http1 = try await ControlledUpstream.start(name: "h1", group: group)
+        let echo = try await PythonServer("echo_server.py", ["--name", "p"])
+        try await Self.withGateway(
+            [echo],
+            upstreams: #"""
+                "h1": { "protocol": "h2c", "targets": ["\#(http1.url)"] },
+                "echo": { "protocol": "h2c", "targets": ["\#(echo.url)"], "max_pending_requests": 0 }
+                """#,
+            routes: #"""
+                { "name": "h1", "match": { "path_prefix": "/h1/" }, "upstream": "h1", "timeout": "10s" },
+                { "name": "echo", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }
+                """#
+        ) { gw, port in
+            let started = Date()
+            let refused = await Tool.curl(["http://127.0.0.1:\(port)/h1/x"])
+            #expect(refused.status == 502, "\(refused)")
+            #expect(Date().timeIntervalSince(started) < 3)
+            let call = try await Call.run(port, ["unary", "zero"])
+            #expect(call.ok && call.replies == ["p:zero:"], "\(call)")
+            // "AAAAAAJo" then "aQ" would be the frame of "hi": cut after the first six characters.
+            let cut = await Tool.run(
+                "/usr/bin/curl",
+                [
+                    "-s", "-D", "-", "-o", "/dev/null", "-H", "content-type: application/grpc-web-text", "--data", "AAAAAAJoaQ",
+                    "http://127.0.0.1:\(port)/demo.Echo/Unary",
+                ])
+            #expect(cut.output.lowercased().contains("grpc-status: 13"), "\(cut.output)")
+        }
+        await http1.kill()
+        try await group.shutdownGracefully()
+    }
 }

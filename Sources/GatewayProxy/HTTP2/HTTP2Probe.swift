@@ -35,7 +35,7 @@ enum HTTP2Probe {
             guard let http2 = try? channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self),
                 let multiplexer = try? http2.syncMultiplexer()
             else { return result.succeed(false) }
-            multiplexer.createStreamChannel { stream in
+            multiplexer.createStreamChannel(promise: nil) { stream in
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(ProbeStream(request: request, check: check, result: result))
                 }

@@ -103,7 +103,7 @@ final class HTTP2SessionHandler: ChannelInboundHandler {
         case .goAway(let last, _, _):
             session?.goingAway = true
             session?.lastProcessedStream = min(session?.lastProcessedStream ?? last, last)
-            pool?.http2RoomChanged()
+            pool?.http2RoomChanged()  // (which closes it when no stream is left)
         case .ping(_, ack: true):
             awaitingPong = false
         default:
@@ -122,9 +122,12 @@ final class HTTP2SessionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A connection error: NIOHTTP2 has sent GOAWAY where the protocol asks for one.
-        session?.goingAway = true
-        context.close(promise: nil)
+        // NIOHTTP2 reports a stream's errors here too, as it does a connection's (after its
+        // GOAWAY): either way the connection takes no new streams, and closes once those in
+        // flight have ended (one bad stream does not reset the others).
+        guard let session else { return context.close(promise: nil) }
+        session.goingAway = true
+        pool?.http2RoomChanged()
     }
 }
 

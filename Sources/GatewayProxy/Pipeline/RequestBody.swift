@@ -45,6 +45,13 @@ extension ProxyHandler {
 
     /// The request's end (and its trailers, forwarded only where the route asks for them).
     func requestEnd(_ trailers: HTTPHeaders?, _ ex: Exchange) {
+        if let web = ex.grpcWeb, web.mode == .text, !web.decodedCompletely, ex.phase != .responded {
+            // Base64 that stops inside a 4-character group: the upstream would get a cut message.
+            ex.requestEnded = true
+            abortUpstream(ex)
+            closeAfterResponse = true
+            return sendError(.badRequest("the gRPC-Web text body ends inside a base64 group"), ex)
+        }
         ex.requestEnded = true
         if ex.upstreamChunked && (ex.phase != .responded || ex.mirror != nil) {
             var last = allocator.buffer(capacity: 5)

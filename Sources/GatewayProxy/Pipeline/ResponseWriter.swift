@@ -23,6 +23,7 @@ extension ProxyHandler {
                 health = nil
             }
         }
+        ex.grpcHealthAtEnd = health == nil
         ex.tries.recordResponse(status: head.status, health: health, nanos: ex.upstreamNanos, now: now, loopContext)
         if route.retry != nil {
             if retry(ex, .status(head.status)) { return }
@@ -197,7 +198,13 @@ extension ProxyHandler {
         guard let context else { return }
         var trailers = trailers
         if ex.isGRPC && ex.grpcStatus < 0 {
-            ex.grpcStatus = trailers.flatMap(GRPCRequests.status(inTrailers:)) ?? GRPC.unknown
+            // None in the head: from the trailers, else what the HTTP status says.
+            ex.grpcStatus =
+                trailers.flatMap(GRPCRequests.status(inTrailers:))
+                ?? (ex.status == 200 ? GRPC.unknown : GRPC.code(forHTTPStatus: ex.status))
+        }
+        if ex.grpcHealthAtEnd {
+            ex.grpcHealthAtEnd = false
             ex.tries.recordHealth(GRPC.httpStatus(forCode: ex.grpcStatus), now: loopContext.clock.lastTick)
         }
         if case .switching = ex.response { return completeTunnel(ex) }

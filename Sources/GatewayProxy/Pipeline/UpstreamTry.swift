@@ -277,9 +277,10 @@ extension ProxyHandler {
     func forward(_ ex: Exchange, snapshot: Snapshot, route: CompiledRoute, path: String, query: Substring?, trusted: Bool) {
         guard let pool = ex.pool else { return }
         ex.isUpgrade = ex.asksUpgrade && ForwardHeaders.isWebSocketUpgrade(ex.head.headers)
-        if ex.isUpgrade && pool.httpProtocol.isHTTP2 {
-            // An HTTP/2 stream cannot become a WebSocket here (RFC 8441 is not spoken upstream).
-            return sendError(.badGateway("WebSocket upgrades need an http1 upstream", retry: nil), ex)
+        if pool.httpProtocol.isHTTP2 && (ex.isUpgrade || ex.head.method == .CONNECT) {
+            // An HTTP/2 stream cannot become a WebSocket or a tunnel here (RFC 8441 is not
+            // spoken upstream, and CONNECT has no :path).
+            return sendError(.badGateway("WebSocket upgrades and CONNECT need an http1 upstream", retry: nil), ex)
         }
         let upgrade = ex.isUpgrade ? (ex.head.headers.first(name: "upgrade") ?? "websocket") : nil
         let room = 384 + ex.head.uri.utf8.count + ex.head.headers.count * 64
