@@ -140,6 +140,22 @@ import Testing
             #expect(!slow.ok && slow.code == "DEADLINE_EXCEEDED", "\(slow)")
             #expect(slow.details.contains("upstream"), "the gateway's message: \(slow.details)")
             #expect(Date().timeIntervalSince(started) < 2.5)
+            // `grpc-timeout` shortens the route's deadline: a client that does not enforce its
+            // own (curl) gets DEADLINE_EXCEEDED from the gateway at 100 ms, before the route timeout (300 ms).
+            let message = FileManager.default.temporaryDirectory.appendingPathComponent("grpc-\(UUID().uuidString)").path
+            FileManager.default.createFile(atPath: message, contents: Data([0, 0, 0, 0, 7] + Array("sleep:3".utf8)))
+            defer { try? FileManager.default.removeItem(atPath: message) }
+            let sent = Date()
+            let timed = await Tool.run(
+                "/usr/bin/curl",
+                [
+                    "-s", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null", "-H", "content-type: application/grpc",
+                    "-H", "te: trailers", "-H", "grpc-timeout: 100m", "--data-binary", "@\(message)",
+                    "http://127.0.0.1:\(port)/demo.Echo/Unary",
+                ])
+            let waited = Date().timeIntervalSince(sent)
+            #expect(timed.output.contains("grpc-status: 4"), "\(timed.output)")
+            #expect(waited >= 0.09 && waited < 0.28, "\(waited)")
             // Within the timeout, the same call succeeds.
             let quick = try await Call.run(port, ["unary", "sleep:0.05"])
             #expect(quick.ok)
