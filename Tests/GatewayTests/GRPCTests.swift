@@ -2,6 +2,7 @@ import Foundation
 import GatewayConfig
 import GatewayPolicies
 import NIOCore
+import NIOHPACK
 import NIOPosix
 import Testing
 
@@ -298,6 +299,47 @@ import Testing
         let bytes = try #require(Data(base64Encoded: out))
         #expect(Array(bytes) == [0, 0, 0, 0, 2, 0x68, 0x69, 0x80, 0, 0, 0, 16] + Array("grpc-status: 0\r\n".utf8))
         #expect(GRPCWebState(contentType: "application/grpc") == nil && GRPCWebState(contentType: "application/grpc-webx") == nil)
+    }
+
+    /// Hostile bytes: any cut of valid base64 decodes to the original, any bytes at all
+    /// either decode or are refused (never a trap), and `grpc-timeout` / `grpc-status`
+    /// parsers take anything (a seeded generator: the same cases every run).
+    @Test func grpcWebAndHeaderParsersTakeAnyBytes() throws {
+        var rng = SplitMix64(seed: 23)
+        let allocator = ByteBufferAllocator()
+        for _ in 0..<500 {
+            let n = Int(rng.next() % 64)
+            let original = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let text = Array(Data(original).base64EncodedString().utf8)
+            let web = try #require(GRPCWebState(contentType: "application/grpc-web-text"))
+            var decoded: [UInt8] = []
+            var i = 0
+            while i < text.count {
+                let step = 1 + Int(rng.next() % 7)
+                let part = ByteBuffer(bytes: text[i..<min(text.count, i + step)])
+                let d = try #require(web.decode(part, allocator: allocator))
+                decoded += Array(d.readableBytesView)
+                i += step
+            }
+            #expect(decoded == original && web.decodedCompletely)
+            // Random bytes: nil or some bytes, never a trap.
+            let junk = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            _ = GRPCWebState(contentType: "application/grpc-web-text")?.decode(ByteBuffer(bytes: junk), allocator: allocator)
+            _ = GRPC.parseTimeout(junk)
+            _ = GRPC.parseStatus(junk)
+            #expect(GRPC.encodeMessage(String(decoding: junk, as: UTF8.self)).utf8.allSatisfy { $0 >= 0x20 && $0 <= 0x7E })
+        }
+        #expect(GRPC.parseTimeout("99999999H".utf8) == Int64.max)  // saturates
+        #expect(GRPC.parseStatus("1234".utf8) == nil && GRPC.parseStatus("14".utf8) == 14)
+        // An upstream's fields reach the HTTP/1.1 side only as a token and a clean value.
+        for (name, value) in [("x-a", "1\r\nx-injected: 1"), ("x a", "1"), ("x-a", "nul\u{0}"), ("", "1")] {
+            let fields: HPACKHeaders = [name: value]
+            #expect(HTTP2UpstreamBridge.responseHead(fields, status: 200, endStream: false, allocator: allocator) == nil, "\(name)")
+            #expect(HTTP2UpstreamBridge.trailers(fields, allocator: allocator) == nil, "\(name)")
+        }
+        #expect(HTTP2UpstreamBridge.responseHead([:], status: 1000, endStream: true, allocator: allocator) == nil)
+        let ok = try #require(HTTP2UpstreamBridge.responseHead(["x-a": "1"], status: 200, endStream: true, allocator: allocator))
+        #expect(String(buffer: ok) == "HTTP/1.1 200 \r\nx-a: 1\r\ncontent-length: 0\r\n\r\n")
     }
 
     /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS of 1: concurrent calls do not queue behind
