@@ -246,6 +246,14 @@ import Testing
             #expect(long.status == 0, "\(long.output)")
             #expect(long.output.components(separatedBy: "data: event").count - 1 == 8, "\(long.output)")
             #expect(Date().timeIntervalSince(started) >= 1.5)
+            // Each event is flushed as it comes: the first is read long before the second is sent.
+            let client = try RawHTTPClient(port: port, timeout: 5)
+            let asked = Date()
+            try client.send("GET /events?n=2&every=1.5 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n")
+            let first = try client.readUntil("data: event 0")
+            #expect(Date().timeIntervalSince(asked) < 1.0, "\(first)")
+            #expect(!first.lowercased().contains("content-encoding"))
+            client.close()
             // One event, then nothing: closed after the idle timeout, not after the upstream's minute.
             started = Date()
             let idle = await Tool.run("/usr/bin/curl", ["-sN", "--max-time", "20", "http://127.0.0.1:\(port)/idle"])
