@@ -81,6 +81,9 @@ extension GatewayFile {
                     error("\(mp).upstream", "no upstream named \"\(m.upstream)\"\(hint)")
                 }
                 if !(m.percent >= 0 && m.percent <= 100) { error("\(mp).percent", "must be between 0 and 100") }
+                if let u = upstreams[m.upstream], u.protocol != "http1" {
+                    error("\(mp).upstream", "mirrors go out as HTTP/1.1: \"\(m.upstream)\" is \(u.protocol) (mirror to an http1 upstream)")
+                }
                 if r.upstream == nil && r.split == nil { warn(mp, "only a route to an upstream or a split is mirrored") }
                 if m.upstream == r.upstream {
                     warn("\(mp).upstream", "mirrors to the route's own upstream: every mirrored request is served twice")

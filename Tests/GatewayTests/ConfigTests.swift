@@ -250,6 +250,30 @@ import Testing
         #expect(RedisURL("redis://127.0.0.1")?.port == 6379)
     }
 
+    @Test func upstreamProtocolsAndStreamsAreValidated() throws {
+        let r = load(
+            """
+            { "listeners": [ { "address": "127.0.0.1:8080" } ],
+              "upstreams": { "tls": { "protocol": "h2", "targets": ["http://10.0.0.1:80"] },
+                             "clear": { "protocol": "h2c", "targets": ["https://10.0.0.1:443"] },
+                             "odd": { "protocol": "http3", "targets": ["http://10.0.0.1:80"] },
+                             "plain": { "targets": ["http://10.0.0.1:80"], "health_check": { "grpc": { "service": "x" } } },
+                             "ok": { "protocol": "h2c", "targets": ["http://10.0.0.2:80"], "health_check": { "grpc": {} } } },
+              "routes": [ { "match": { "path": "/" }, "upstream": "plain", "stream_idle_timeout": "0s",
+                            "mirror": { "upstream": "ok" }, "retry": { "on": ["unavailable", "resource-exhausted", "fine"] } } ] }
+            """)
+        func has(_ path: String, _ words: String) -> Bool { r.errors.contains { $0.path == path && $0.message.contains(words) } }
+        #expect(has("upstreams.tls.protocol", "https://"))
+        #expect(has("upstreams.clear.protocol", "http://"))
+        #expect(has("upstreams.odd.protocol", "one of http1, h2, h2c"))
+        #expect(has("upstreams.plain.health_check.grpc", "HTTP/2 upstream"))
+        #expect(!r.errors.contains { $0.path.hasPrefix("upstreams.ok") })
+        #expect(has("routes[0].stream_idle_timeout", "more than 0"))
+        #expect(has("routes[0].mirror.upstream", "HTTP/1.1"))
+        #expect(r.errors.contains { $0.path.hasPrefix("routes[0].retry.on") && $0.message.contains("fine") })
+        #expect(!r.errors.contains { $0.message.contains("unavailable") || $0.message.contains("resource-exhausted") })
+    }
+
     @Test func targetsAcceptStringOrObject() throws {
         let r = load(
             """
