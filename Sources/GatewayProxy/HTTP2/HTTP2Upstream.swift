@@ -283,6 +283,23 @@ final class HTTP2UpstreamBridge: ChannelDuplexHandler {
         context.fireErrorCaught(error)
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        // Closed with no answer on a connection going away, before the peer took the stream
+        // (it never got an id: its first write came after the GOAWAY) or above the last
+        // stream the GOAWAY covers: not processed either.
+        if !sawResponseHead, let session, session.goingAway {
+            let id = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
+            let uncovered: Bool
+            if let last = session.lastProcessedStream {
+                uncovered = id.map { $0 > last } ?? true
+            } else {
+                uncovered = id == nil
+            }
+            if uncovered { context.fireErrorCaught(HTTP2StreamRefused()) }
+        }
+        context.fireChannelInactive()
+    }
+
     private func fail(_ context: ChannelHandlerContext) {
         responseEnded = true
         context.fireErrorCaught(HTTP1ParseError(reason: "the upstream sent an invalid HTTP/2 response"))
