@@ -48,8 +48,9 @@ enum AccessLogLine {
         out.append(contentsOf: #","listener":"#.utf8)
         appendJSONString(listener, to: &out)
         if ex.isGRPC {
+            // null when the call ended with no status (the client left, say).
             out.append(contentsOf: #","grpc_status":"#.utf8)
-            appendInt(ex.grpcStatus, to: &out)
+            if ex.grpcStatus >= 0 { appendInt(ex.grpcStatus, to: &out) } else { out.append(contentsOf: "null".utf8) }
         }
         out.append(contentsOf: "}\n".utf8)
     }

@@ -62,10 +62,15 @@ import Testing
     }
 
     /// The gateway with one h2c listener (`http2`) before `upstreams` (name to JSON).
-    static func gateway(upstreams: String, routes: String, extra: String = "") async throws -> (GatewayServer, Int) {
+    static func gateway(
+        upstreams: String, routes: String, extra: String = "", accessLog: String? = nil
+    ) async throws -> (
+        GatewayServer, Int
+    ) {
+        let log = accessLog.map { #"{ "enabled": true, "path": "\#($0)" }"# } ?? #"{ "enabled": false }"#
         let json = """
             { "listeners": [ { "name": "main", "address": "127.0.0.1:0", "http2": true } ],
-              "server": { "workers": 1 }, "access_log": { "enabled": false }, \(extra)
+              "server": { "workers": 1 }, "access_log": \(log), \(extra)
               "upstreams": { \(upstreams) },
               "routes": [ \(routes) ] }
             """
@@ -90,10 +95,10 @@ import Testing
 
     /// `gateway(...)` for `body`, then everything stopped (the helper servers too).
     static func withGateway(
-        _ servers: [PythonServer], upstreams: String, routes: String, extra: String = "",
+        _ servers: [PythonServer], upstreams: String, routes: String, extra: String = "", accessLog: String? = nil,
         _ body: (GatewayServer, Int) async throws -> Void
     ) async throws {
-        let (gw, port) = try await gateway(upstreams: upstreams, routes: routes, extra: extra)
+        let (gw, port) = try await gateway(upstreams: upstreams, routes: routes, extra: extra, accessLog: accessLog)
         do {
             try await body(gw, port)
         } catch {
@@ -107,10 +112,13 @@ import Testing
 
     @Test(.timeLimit(.minutes(2))) func everyKindOfCallWithItsMetadataAndTrailers() async throws {
         let echo = try await PythonServer("echo_server.py", ["--name", "a"])
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("grpc-log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
         try await Self.withGateway(
             [echo],
             upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
-            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#,
+            accessLog: log
         ) { gw, port in
             let unary = try await Call.run(port, ["unary", "hi", "--meta", "x-test=m1"])
             #expect(unary.ok && unary.replies == ["a:hi:m1"], "\(unary)")
@@ -126,6 +134,10 @@ import Testing
             #expect(!failed.ok && failed.code == "INVALID_ARGUMENT" && failed.details == "asked to fail: ünïcode", "\(failed)")
             #expect(failed.trailers["content-length"] == nil)
         }
+        // Each call's line has its grpc-status (the log is flushed when the gateway stops).
+        let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(lines.filter { $0.contains(#""grpc_status":0"#) }.count == 4, "\(lines)")
+        #expect(lines.filter { $0.contains(#""grpc_status":3"#) && $0.contains(#""status":200"#) }.count == 1, "\(lines)")
     }
 
     @Test(.timeLimit(.minutes(2))) func deadlinesEndAsDeadlineExceeded() async throws {
