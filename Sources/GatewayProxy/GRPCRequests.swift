@@ -37,7 +37,7 @@ enum GRPCRequests {
     static func status(inTrailers trailers: ByteBuffer) -> Int? {
         var found: Int?
         forEachTrailerField(trailers) { name, value in
-            if found == nil, name.utf8.count == 11, name.lowercased() == "grpc-status" { found = GRPC.parseStatus(value.utf8) }
+            if found == nil, nameEquals(name, "grpc-status") { found = GRPC.parseStatus(value.utf8) }
         }
         return found
     }

@@ -12,6 +12,8 @@ public struct GatewayError: Error, Sendable, Hashable {
     public var message: String
     public var source: Source
     public var retry: RetryCondition?
+    /// An HTTP/2 upstream refused the stream unprocessed (`streamRefused`).
+    public var isStreamRefused = false
 
     public init(
         _ status: HTTPResponseStatus, _ code: String, _ message: String, source: Source = .internalError, retry: RetryCondition? = nil
@@ -29,11 +31,11 @@ public struct GatewayError: Error, Sendable, Hashable {
     }
     /// An HTTP/2 upstream refused the stream unprocessed (RST_STREAM REFUSED_STREAM, or the
     /// stream was above a GOAWAY's last stream id): safe to send again, whatever the method.
-    public static func streamRefused(_ m: String) -> GatewayError {
-        .init(.badGateway, "bad_gateway", m, source: .upstream, retry: .connectFailure)
+    public static func streamRefused() -> GatewayError {
+        var e = GatewayError(.badGateway, "bad_gateway", "the upstream refused the stream", source: .upstream, retry: .connectFailure)
+        e.isStreamRefused = true
+        return e
     }
-    public var isStreamRefused: Bool { code == "bad_gateway" && retry == .connectFailure && message.hasPrefix(Self.refusedPrefix) }
-    static let refusedPrefix = "the upstream refused the stream"
 
     /// The answer a route's `fault.abort` gives.
     public static func faultAbort(_ status: Int) -> GatewayError {

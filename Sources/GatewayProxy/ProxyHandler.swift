@@ -310,7 +310,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Clocked
             return sendError(error, ex)
         }
         ex.acceptEncoding = facts.acceptEncoding
-        if head.method == .POST, let type = head.headers.first(name: "content-type"), type.utf8.starts(with: "application/grpc".utf8) {
+        if head.method == .POST, let type = facts.contentType, type.utf8.starts(with: "application/grpc".utf8) {
             ex.isGRPC = GRPCRequests.isGRPC(contentType: type)
             if !ex.isGRPC, let web = GRPCWebState(contentType: type) {
                 ex.isGRPC = true

@@ -132,7 +132,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         leftover = nil
         if let delegate {
             self.delegate = nil
-            delegate.upstreamFailed(refused ? .streamRefused(GatewayError.refusedPrefix) : .badGateway(message))
+            delegate.upstreamFailed(refused ? .streamRefused() : .badGateway(message))
         }
         context.close(promise: nil)
     }

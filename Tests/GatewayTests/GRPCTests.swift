@@ -93,6 +93,10 @@ import Testing
         return value
     }
 
+    /// The one h2c upstream `echo` most tests put `echo_server.py` behind, and its route.
+    static func echoUpstream(_ echo: PythonServer) -> String { #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"# }
+    static let echoRoute = #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+
     /// `gateway(...)` for `body`, then everything stopped (the helper servers too).
     static func withGateway(
         _ servers: [PythonServer], upstreams: String, routes: String, extra: String = "", accessLog: String? = nil,
@@ -116,8 +120,8 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: log) }
         try await Self.withGateway(
             [echo],
-            upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
-            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#,
+            upstreams: Self.echoUpstream(echo),
+            routes: Self.echoRoute,
             accessLog: log
         ) { gw, port in
             let unary = try await Call.run(port, ["unary", "hi", "--meta", "x-test=m1"])
@@ -144,7 +148,7 @@ import Testing
         let echo = try await PythonServer("echo_server.py")
         try await Self.withGateway(
             [echo],
-            upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
+            upstreams: Self.echoUpstream(echo),
             routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo", "timeout": "300ms" }"#
         ) { gw, port in
             // The route's timeout ends a call the client would have waited 10 s for.
@@ -279,7 +283,7 @@ import Testing
         let echo = try await PythonServer("echo_server.py", ["--name", "w"])
         try await Self.withGateway(
             [echo],
-            upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
+            upstreams: Self.echoUpstream(echo),
             routes: #"{ "name": "web", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
         ) { gw, port in
             // Over HTTP/1.1, as a browser sends it: the reply frame, then the trailers as the body's last frame.
@@ -362,14 +366,32 @@ import Testing
         #expect(String(buffer: ok) == "HTTP/1.1 200 \r\nx-a: 1\r\ncontent-length: 0\r\n\r\n")
     }
 
+    /// What makes a response a stream of events, read on the head's bytes.
+    @Test func anEventStreamIsKnownByItsContentType() throws {
+        func head(_ type: String) throws -> ResponseParser.Head? {
+            var parser = ResponseParser()
+            var bytes = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\(type)\r\n")
+            guard case .head(let h) = try parser.next(&bytes) else { return nil }
+            return h
+        }
+        for (type, want) in [
+            ("Content-Type: Text/Event-Stream; charset=utf-8\r\n", true), ("content-type: text/event-stream\r\n", true),
+            ("Content-Type: text/event-streams\r\n", false), ("Content-Type: text/plain\r\n", false),
+            ("X-Type: text/event-stream\r\n", false),
+            ("", false),
+        ] {
+            #expect(try head(type).map(ProxyHandler.isEventStream) == want, "\(type)")
+        }
+    }
+
     /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS of 1: concurrent calls do not queue behind
     /// one stream (more connections open), and none is refused.
     @Test(.timeLimit(.minutes(2))) func thePeersStreamLimitOpensMoreConnections() async throws {
         let echo = try await PythonServer("echo_server.py", ["--name", "s", "--max-streams", "1"])
         try await Self.withGateway(
             [echo],
-            upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
-            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+            upstreams: Self.echoUpstream(echo),
+            routes: Self.echoRoute
         ) { gw, port in
             // Once to learn the limit (the first SETTINGS), then four at once, 0.4 s each.
             #expect(try await Call.run(port, ["unary", "warm"]).ok)
@@ -385,8 +407,8 @@ import Testing
         let echo = try await PythonServer("echo_server.py", ["--name", "g", "--max-age-ms", "300"])
         try await Self.withGateway(
             [echo],
-            upstreams: #""echo": { "protocol": "h2c", "targets": ["\#(echo.url)"] }"#,
-            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+            upstreams: Self.echoUpstream(echo),
+            routes: Self.echoRoute
         ) { gw, port in
             for i in 0..<6 {
                 // A call that outlives its connection's age, then one after it went away.
@@ -407,7 +429,7 @@ import Testing
             upstreams: #"""
                 "echo": { "protocol": "h2", "targets": ["https://localhost:\#(echo.port)"], "tls": { "ca_file": "\#(ca.caFile)" } }
                 """#,
-            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+            routes: Self.echoRoute
         ) { gw, port in
             let call = try await Call.run(port, ["server-stream", "3"])
             #expect(call.ok && call.replies == ["tls:0", "tls:1", "tls:2"], "\(call)")
@@ -426,7 +448,7 @@ import Testing
                           "health_check": { "grpc": { "service": "demo.Echo" }, "interval": "100ms", "timeout": "1s",
                                             "healthy_threshold": 1, "unhealthy_threshold": 1 } }
                 """#,
-            routes: #"{ "name": "grpc", "match": { "path_prefix": "/demo.Echo/" }, "upstream": "echo" }"#
+            routes: Self.echoRoute
         ) { gw, port in
             let health = gw.healthService()
             let checks = Task { try await health.run() }

@@ -11,6 +11,8 @@ struct HeadFacts {
     /// Content-Length > 0 or chunked.
     var expectsBody = false
     var acceptEncoding: String?
+    /// Read for gRPC and gRPC-Web (`ProxyHandler.startRequest`).
+    var contentType: String?
 }
 
 /// The first phase: request-smuggling guards the decoder does not cover (one `Host`, a
@@ -41,6 +43,7 @@ enum HeadGuards {
                 contentLengthValue = value
             case 17 where nameEquals(name, "transfer-encoding"): hasTransferEncoding = true
             case 15 where nameEquals(name, "accept-encoding"): facts.acceptEncoding = value
+            case 12 where nameEquals(name, "content-type"): facts.contentType = value
             default: break
             }
         }

@@ -55,8 +55,19 @@ extension ProxyHandler {
     }
 
     /// Server-sent events: a response that is a stream of events, however long it lasts.
+    /// Read on the head's bytes: this runs for every response.
     static func isEventStream(_ head: ResponseParser.Head) -> Bool {
-        ForwardHeaders.value(of: "content-type", in: head)?.lowercased().hasPrefix("text/event-stream") ?? false
+        head.block.withUnsafeReadableBytes { raw in
+            for f in head.fields
+            where asciiCaseInsensitiveEquals(UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameEnd)]), "content-type") {
+                let value = UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueEnd)])
+                guard value.count >= 17, asciiCaseInsensitiveEquals(UnsafeRawBufferPointer(rebasing: value[0..<17]), "text/event-stream")
+                else { return false }
+                // The whole media type, then parameters if any.
+                return value.count == 17 || value[17] == UInt8(ascii: ";") || value[17] == UInt8(ascii: " ") || value[17] == 0x09
+            }
+            return false
+        }
     }
 
     /// The response head for the client, from the upstream's (`replacedBodyLength` when the
